@@ -1,0 +1,1 @@
+//! espada-config (being written).

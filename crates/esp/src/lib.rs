@@ -1,0 +1,1 @@
+//! espada-esp (being written).

@@ -1,0 +1,1 @@
+//! espada-qsbr (being written).
