@@ -54,13 +54,21 @@ impl VecBuf {
     pub fn new(headroom: usize, data: &[u8], tailroom: usize) -> Self {
         let mut storage = vec![0u8; headroom + data.len() + tailroom];
         storage[headroom..headroom + data.len()].copy_from_slice(data);
-        Self { storage, start: headroom, end: headroom + data.len() }
+        Self {
+            storage,
+            start: headroom,
+            end: headroom + data.len(),
+        }
     }
 
     /// An empty buffer of `capacity` bytes with the data window starting at `headroom`.
     pub fn with_capacity(capacity: usize, headroom: usize) -> Self {
         let start = headroom.min(capacity);
-        Self { storage: vec![0u8; capacity], start, end: start }
+        Self {
+            storage: vec![0u8; capacity],
+            start,
+            end: start,
+        }
     }
 
     /// Replaces the data with `data`, keeping `headroom` bytes before it; `false` (and no
