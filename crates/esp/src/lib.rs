@@ -1,1 +1,53 @@
-//! espada-esp (being written).
+//! espada-esp: the sans-I/O ESP engine.
+//!
+//! Turns inner IP packets into ESP packets and back, in place, in any buffer that implements
+//! [`espada_buf::PacketBuf`] (the DPDK mbuf in the data plane, [`espada_buf::VecBuf`] in tests).
+//! Nothing here does I/O, reads a clock or allocates per packet.
+//!
+//! * RFC 4303 tunnel mode, IPv4/IPv6 outer × IPv4/IPv6 inner ([`encap`], [`decap`]).
+//! * AES-GCM-128/-256 with a 16-byte ICV, RFC 4106 ([`aead`]), two backends chosen per SA.
+//! * Sequence numbers, 64-bit ESN and the RFC 6479 anti-replay window ([`replay`]).
+//! * UDP encapsulation for NAT traversal, RFC 3948 ([`natt`], [`classify`]).
+//! * ECN at tunnel endpoints, RFC 6040 normal mode ([`ecn`]).
+//! * Byte/packet lifetimes ([`lifetime`]), per-SA counters ([`counters`]) and one table of drop
+//!   reasons ([`drop`]).
+//! * ICMP error parsing to match errors about packets this box sent ([`icmp`]).
+//!
+//! The SA is split, VPP/DPDK style, into a cold [`sa::SaConfig`] and hot per-direction runtime
+//! objects [`OutboundSa`] and [`InboundSa`], each owned and written by exactly one worker.
+#![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod classify;
+pub mod counters;
+pub mod decap;
+pub mod drop;
+pub mod ecn;
+pub mod encap;
+pub mod icmp;
+pub mod lifetime;
+pub mod natt;
+pub mod replay;
+pub mod sa;
+pub mod wire;
+
+pub use aead::{AeadEngine, Backend, DEFAULT_BACKEND};
+
+pub use classify::{Class, classify};
+pub use counters::{CountersSnapshot, SaCounters};
+pub use drop::DropReason;
+pub use lifetime::LifetimeLimits;
+pub use replay::{ReplayState, ReplayWindow};
+pub use sa::{
+    DfPolicy, Direction, InboundSa, InnerProto, NattPorts, OutboundSa, Processed, SaConfig,
+    SaError,
+};
+
+/// Headroom encapsulation needs in front of the inner packet: outer IPv6 header (40) + UDP
+/// (8, NAT-T, RFC 3948) + ESP header (8, RFC 4303 §2) + GCM explicit IV (8, RFC 4106 §3.1).
+/// The data plane adds its 14-byte Ethernet header on top of this.
+pub const MAX_ENCAP_HEADROOM: usize = 64;
+
+/// Tailroom encapsulation needs after the inner packet: up to 3 padding bytes (RFC 4303 §2.4,
+/// 4-byte alignment), pad length and next header (2), and the 16-byte ICV (RFC 4106 §6).
+pub const MAX_ENCAP_TAILROOM: usize = 3 + 2 + 16;

@@ -1,0 +1,202 @@
+//! Classification of packets arriving on the outside port, before any SA lookup.
+//!
+//! Given the outer IP packet (starting at the IP header), tells ESP (IP protocol 50, or UDP
+//! port 4500 per RFC 3948) from NAT keepalives, IKE (port 500, or port 4500 behind the non-ESP
+//! marker), ICMP errors and everything else. For ESP it returns SPI, sequence number and the
+//! ESP header offset so the data plane can look the SA up (SPI) and pick the owner worker.
+
+use crate::drop::DropReason;
+use crate::natt::{self, IKE_PORT, NATT_PORT};
+use crate::wire::{self, be16, be32, proto};
+
+/// What an outside packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// ESP (RFC 4303), plain or UDP-encapsulated (RFC 3948 §2.1).
+    Esp {
+        /// SPI (RFC 4303 §2.1).
+        spi: u32,
+        /// Low 32 bits of the sequence number (RFC 4303 §2.2).
+        seq: u32,
+        /// Offset of the ESP header from the start of the packet.
+        esp_offset: usize,
+        /// Carried in UDP (RFC 3948).
+        udp_encap: bool,
+    },
+    /// NAT keepalive: UDP to port 4500 with the single byte 0xFF (RFC 3948 §2.3).
+    NatKeepalive,
+    /// IKE on port 4500 behind the non-ESP marker (RFC 3948 §2.2): punt to the control plane.
+    IkeNonEsp {
+        /// Offset of the IKE header (after the 4-byte marker).
+        ike_offset: usize,
+    },
+    /// IKE on port 500 (RFC 7296 §2): punt to the control plane.
+    Ike {
+        /// Offset of the IKE header.
+        ike_offset: usize,
+    },
+    /// ICMP (RFC 792) or ICMPv6 (RFC 4443); see [`crate::icmp`].
+    Icmp {
+        /// ICMPv6 (else ICMPv4).
+        v6: bool,
+        /// Offset of the ICMP header.
+        icmp_offset: usize,
+    },
+    /// An IPv4 fragment (needs reassembly before it can be classified further).
+    Fragment,
+    /// Anything else (with its IP protocol / next header).
+    Other {
+        /// IP protocol number.
+        proto: u8,
+    },
+}
+
+/// Classifies an outer IP packet. Malformed packets give [`DropReason::TooShort`] or
+/// [`DropReason::BadOuterHeader`].
+pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
+    let first = *pkt.first().ok_or(DropReason::TooShort)?;
+    let (hl, len, next) = match first >> 4 {
+        4 => {
+            if pkt.len() < wire::IPV4_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let hl = usize::from(first & 0x0f) * 4;
+            let len = usize::from(be16(&pkt[wire::ipv4::LENGTH]));
+            if hl < wire::IPV4_HEADER_LEN || len < hl {
+                return Err(DropReason::BadOuterHeader);
+            }
+            if len > pkt.len() {
+                return Err(DropReason::TooShort);
+            }
+            let ff = be16(&pkt[wire::ipv4::FLAGS_FRAG]);
+            if ff & (wire::ipv4::MF | wire::ipv4::FRAG_OFFSET) != 0 {
+                return Ok(Class::Fragment);
+            }
+            (hl, len, pkt[wire::ipv4::PROTOCOL])
+        }
+        6 => {
+            if pkt.len() < wire::IPV6_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let len = wire::IPV6_HEADER_LEN + usize::from(be16(&pkt[wire::ipv6::PAYLOAD_LEN]));
+            if len > pkt.len() {
+                return Err(DropReason::TooShort);
+            }
+            (wire::IPV6_HEADER_LEN, len, pkt[wire::ipv6::NEXT_HEADER])
+        }
+        _ => return Err(DropReason::BadOuterHeader),
+    };
+    let pkt = &pkt[..len];
+    match next {
+        proto::ESP => esp_at(pkt, hl, false),
+        proto::UDP => {
+            if len < hl + wire::UDP_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let udp = &pkt[hl..];
+            let ulen = usize::from(be16(&udp[wire::udp::LENGTH]));
+            if ulen < wire::UDP_HEADER_LEN || ulen > udp.len() {
+                return Err(DropReason::BadOuterHeader);
+            }
+            let dport = be16(&udp[wire::udp::DST_PORT]);
+            let off = hl + wire::UDP_HEADER_LEN;
+            let payload = &pkt[off..hl + ulen];
+            match dport {
+                NATT_PORT if natt::is_keepalive(payload) => Ok(Class::NatKeepalive),
+                NATT_PORT if natt::has_non_esp_marker(payload) => {
+                    Ok(Class::IkeNonEsp { ike_offset: off + 4 })
+                }
+                NATT_PORT => esp_at(&pkt[..hl + ulen], off, true),
+                IKE_PORT => Ok(Class::Ike { ike_offset: off }),
+                _ => Ok(Class::Other { proto: proto::UDP }),
+            }
+        }
+        proto::ICMP if first >> 4 == 4 => Ok(Class::Icmp { v6: false, icmp_offset: hl }),
+        proto::ICMPV6 if first >> 4 == 6 => Ok(Class::Icmp { v6: true, icmp_offset: hl }),
+        p => Ok(Class::Other { proto: p }),
+    }
+}
+
+fn esp_at(pkt: &[u8], off: usize, udp_encap: bool) -> Result<Class, DropReason> {
+    if pkt.len() < off + wire::ESP_HEADER_LEN {
+        return Err(DropReason::TooShort);
+    }
+    Ok(Class::Esp {
+        spi: be32(&pkt[off..]),
+        seq: be32(&pkt[off + 4..]),
+        esp_offset: off,
+        udp_encap,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        p.extend_from_slice(payload);
+        let l = p.len() as u16;
+        p[2..4].copy_from_slice(&l.to_be_bytes());
+        p
+    }
+    fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = vec![0x11, 0x94];
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        u
+    }
+
+    #[test]
+    fn classes() {
+        let esp = [0, 0, 1, 0, 0, 0, 0, 7, 1, 2, 3];
+        assert_eq!(
+            classify(&v4(50, &esp)),
+            Ok(Class::Esp { spi: 256, seq: 7, esp_offset: 20, udp_encap: false })
+        );
+        assert_eq!(
+            classify(&v4(17, &udp(4500, &esp))),
+            Ok(Class::Esp { spi: 256, seq: 7, esp_offset: 28, udp_encap: true })
+        );
+        assert_eq!(classify(&v4(17, &udp(4500, &[0xff]))), Ok(Class::NatKeepalive));
+        assert_eq!(
+            classify(&v4(17, &udp(4500, &[0, 0, 0, 0, 9, 9]))),
+            Ok(Class::IkeNonEsp { ike_offset: 32 })
+        );
+        assert_eq!(classify(&v4(17, &udp(500, &[1]))), Ok(Class::Ike { ike_offset: 28 }));
+        assert_eq!(classify(&v4(17, &udp(53, &[1]))), Ok(Class::Other { proto: 17 }));
+        assert_eq!(classify(&v4(1, &[3, 4, 0, 0])), Ok(Class::Icmp { v6: false, icmp_offset: 20 }));
+        assert_eq!(classify(&v4(6, &[])), Ok(Class::Other { proto: 6 }));
+        assert_eq!(classify(&v4(17, &udp(4500, &[1, 2, 3]))), Err(DropReason::TooShort));
+        assert_eq!(classify(&v4(50, &[1, 2, 3])), Err(DropReason::TooShort));
+        assert_eq!(classify(&[]), Err(DropReason::TooShort));
+        assert_eq!(classify(&[0x55; 30]), Err(DropReason::BadOuterHeader));
+        let mut frag = v4(50, &esp);
+        frag[6] = 0x20;
+        assert_eq!(classify(&frag), Ok(Class::Fragment));
+    }
+
+    #[test]
+    fn ipv6_esp() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 8, 50, 64];
+        p.extend_from_slice(&[0; 32]);
+        p.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            classify(&p),
+            Ok(Class::Esp { spi: 512, seq: 1, esp_offset: 40, udp_encap: false })
+        );
+        p[6] = 58;
+        assert_eq!(classify(&p), Ok(Class::Icmp { v6: true, icmp_offset: 40 }));
+    }
+
+    #[test]
+    fn never_panics_on_truncations() {
+        let esp = [0, 0, 1, 0, 0, 0, 0, 7, 1, 2, 3];
+        let full = v4(17, &udp(4500, &esp));
+        for n in 0..full.len() {
+            let _ = classify(&full[..n]);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Inbound ESP processing, tunnel mode (RFC 4303 §3.4): outer IP packet in, inner IP packet
+//! out, in place.
+//!
+//! Order (RFC 4303 §3.4.2–3.4.4, DPDK `esp_inb.c`): parse the outer header, check the SPI,
+//! the hard lifetime and the replay window ([`crate::replay::ReplayWindow::check`], no state
+//! change), verify the ICV and decrypt. Only then is any decrypted byte read and the window
+//! advanced. Then the trailer (padding 1, 2, 3 …, next header 4 or 41), the inner header
+//! (its length decides where TFC padding starts, RFC 4303 §2.7) and ECN (RFC 6040 §4.2).
+//!
+//! A packet that fails before the ICV verifies changes no SA state apart from its drop
+//! counter. A packet that verifies but is then dropped (bad padding, bad next header, dummy,
+//! ECN) still advances the window: its sequence number was really sent by the peer.
+//!
+//! Outer addresses are not checked against the SA (NAT-T and MOBIKE move them); the SA is
+//! found by SPI. The outer IPv4 header checksum is verified. UDP-encapsulated ESP (RFC 3948) is
+//! accepted on any SA and its UDP checksum is ignored (RFC 3948 §3.2 allows it).
+
+use espada_buf::PacketBuf;
+
+use crate::aead::{GcmAead, NONCE_LEN, SALT_LEN, TAG_LEN};
+use crate::drop::DropReason;
+use crate::ecn::{self, Ecn};
+use crate::encap::esp_aad;
+use crate::natt;
+use crate::sa::{InboundSa, InnerProto, Processed};
+use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, be32, checksum, proto};
+
+/// Where the ESP header of an outer packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OuterInfo {
+    /// Offset of the ESP header.
+    pub esp_off: usize,
+    /// Length of the outer packet per its header (trailing link padding excluded).
+    pub len: usize,
+    /// Outer ECN codepoint.
+    pub ecn: Ecn,
+}
+
+/// Parses an outer IPv4/IPv6 header carrying ESP or UDP-encapsulated ESP.
+#[inline]
+pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
+    let first = *d.first().ok_or(DropReason::TooShort)?;
+    let (hl, len, next, tos) = match first >> 4 {
+        4 => {
+            if d.len() < wire::IPV4_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let hl = usize::from(first & 0x0f) * 4;
+            let len = usize::from(be16(&d[wire::ipv4::LENGTH]));
+            if hl < wire::IPV4_HEADER_LEN || len < hl {
+                return Err(DropReason::BadOuterHeader);
+            }
+            if len > d.len() {
+                return Err(DropReason::TooShort);
+            }
+            if checksum::fold(checksum::sum(&d[..hl])) != 0xffff {
+                return Err(DropReason::BadOuterHeader);
+            }
+            let ff = be16(&d[wire::ipv4::FLAGS_FRAG]);
+            if ff & (wire::ipv4::MF | wire::ipv4::FRAG_OFFSET) != 0 {
+                return Err(DropReason::OuterFragment);
+            }
+            (hl, len, d[wire::ipv4::PROTOCOL], d[wire::ipv4::TOS])
+        }
+        6 => {
+            if d.len() < wire::IPV6_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let len = wire::IPV6_HEADER_LEN + usize::from(be16(&d[wire::ipv6::PAYLOAD_LEN]));
+            if len > d.len() {
+                return Err(DropReason::TooShort);
+            }
+            (wire::IPV6_HEADER_LEN, len, d[wire::ipv6::NEXT_HEADER], wire::ipv6_traffic_class(d))
+        }
+        _ => return Err(DropReason::BadOuterHeader),
+    };
+    let esp_off = match next {
+        proto::ESP => hl,
+        proto::UDP => {
+            if len < hl + wire::UDP_HEADER_LEN {
+                return Err(DropReason::TooShort);
+            }
+            let ulen = usize::from(be16(&d[hl + 4..hl + 6]));
+            if ulen < wire::UDP_HEADER_LEN || hl + ulen != len {
+                return Err(DropReason::BadOuterHeader);
+            }
+            let payload = &d[hl + wire::UDP_HEADER_LEN..len];
+            if natt::is_keepalive(payload) || natt::has_non_esp_marker(payload) {
+                return Err(DropReason::NotEsp);
+            }
+            hl + wire::UDP_HEADER_LEN
+        }
+        _ => return Err(DropReason::NotEsp),
+    };
+    Ok(OuterInfo { esp_off, len, ecn: Ecn::from_tos(tos) })
+}
+
+/// Checks the ESP trailer of a decrypted payload (RFC 4303 §2.4–2.6) and returns the next
+/// header and the length of the data before the padding.
+#[inline]
+fn check_trailer(pt: &[u8]) -> Result<(u8, usize), DropReason> {
+    let n = pt.len();
+    if n < 2 {
+        return Err(DropReason::TooShort);
+    }
+    let nh = pt[n - 1];
+    let pad = usize::from(pt[n - 2]);
+    if nh == proto::NO_NEXT_HEADER {
+        return Err(DropReason::DummyPacket);
+    }
+    if pad + 2 > n {
+        return Err(DropReason::BadPadding);
+    }
+    let data_len = n - 2 - pad;
+    // Default padding is 1, 2, 3, … (RFC 4303 §2.4); checked byte by byte.
+    for (i, &b) in pt[data_len..n - 2].iter().enumerate() {
+        if usize::from(b) != i + 1 {
+            return Err(DropReason::BadPadding);
+        }
+    }
+    if nh != proto::IPV4 && nh != proto::IPV6 {
+        return Err(DropReason::BadNextHeader);
+    }
+    Ok((nh, data_len))
+}
+
+impl InboundSa {
+    /// Decapsulates the ESP packet in `buf` (data = the outer IP packet, starting at the outer
+    /// IP header) into the inner IP packet (RFC 4303 §3.4). On success the data is the inner
+    /// packet with any TFC padding removed.
+    ///
+    /// On error the packet must be dropped; the reason is counted on this SA. Errors before the
+    /// ICV verified leave the SA unchanged otherwise.
+    pub fn decap<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
+        match self.decap_inner(buf) {
+            Ok(p) => Ok(p),
+            Err(r) => {
+                self.counters.count_drop(r);
+                Err(r)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn decap_inner<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
+        let outer = parse_outer(buf.data())?;
+        let esp_off = outer.esp_off;
+        let ct_off = esp_off + ESP_HEADER_LEN + GCM_IV_LEN;
+        // At least the pad length and next header bytes must be encrypted.
+        if outer.len < ct_off + wire::ESP_TRAILER_LEN + ICV_LEN {
+            return Err(DropReason::TooShort);
+        }
+        let d = buf.data_mut();
+        let d = &mut d[..outer.len];
+        let spi = be32(&d[esp_off..]);
+        if spi != self.spi {
+            return Err(DropReason::SpiMismatch);
+        }
+        if self.lifetime.hard_expired() {
+            return Err(DropReason::LifetimeExpired);
+        }
+        let cand = self.replay.check(be32(&d[esp_off + 4..]))?;
+        let seq = cand.seq();
+
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..SALT_LEN].copy_from_slice(&self.salt);
+        nonce[SALT_LEN..].copy_from_slice(&d[esp_off + ESP_HEADER_LEN..ct_off]);
+        let mut aad = [0u8; 12];
+        let aad_len = esp_aad(&mut aad, self.spi, seq, self.esn);
+        let (body, icv) = d.split_at_mut(outer.len - ICV_LEN);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(icv);
+        let pt = &mut body[ct_off..];
+        if self.engine.open(&nonce, &aad[..aad_len], pt, &tag).is_err() {
+            return Err(DropReason::AuthFailed);
+        }
+        // Authentic: the peer sent this sequence number.
+        self.replay.commit(cand);
+
+        let (nh, data_len) = check_trailer(pt)?;
+        let inner = &mut pt[..data_len];
+        let (iproto, ilen) = match (nh, inner.first().map(|b| b >> 4)) {
+            (proto::IPV4, Some(4)) => {
+                if inner.len() < wire::IPV4_HEADER_LEN {
+                    return Err(DropReason::BadInnerHeader);
+                }
+                let hl = usize::from(inner[0] & 0x0f) * 4;
+                let len = usize::from(be16(&inner[wire::ipv4::LENGTH]));
+                if hl < wire::IPV4_HEADER_LEN || len < hl || len > inner.len() {
+                    return Err(DropReason::BadInnerHeader);
+                }
+                (InnerProto::V4, len)
+            }
+            (proto::IPV6, Some(6)) => {
+                if inner.len() < wire::IPV6_HEADER_LEN {
+                    return Err(DropReason::BadInnerHeader);
+                }
+                let len =
+                    wire::IPV6_HEADER_LEN + usize::from(be16(&inner[wire::ipv6::PAYLOAD_LEN]));
+                if len > inner.len() {
+                    return Err(DropReason::BadInnerHeader);
+                }
+                (InnerProto::V6, len)
+            }
+            _ => return Err(DropReason::BadInnerHeader),
+        };
+
+        // RFC 6040 §4.2: combine outer and inner ECN.
+        let itos = match iproto {
+            InnerProto::V4 => inner[wire::ipv4::TOS],
+            InnerProto::V6 => wire::ipv6_traffic_class(inner),
+        };
+        let iecn = Ecn::from_tos(itos);
+        let Some(new_ecn) = ecn::decap_ecn(iecn, outer.ecn) else {
+            return Err(DropReason::EcnCeOnNotEct);
+        };
+        if new_ecn != iecn {
+            let ntos = (itos & !0b11) | new_ecn as u8;
+            match iproto {
+                InnerProto::V4 => {
+                    let old = be16(&inner[0..2]);
+                    inner[wire::ipv4::TOS] = ntos;
+                    let new = be16(&inner[0..2]);
+                    let hc = be16(&inner[wire::ipv4::CHECKSUM]);
+                    let c = checksum::update(hc, old, new);
+                    inner[wire::ipv4::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+                }
+                InnerProto::V6 => wire::set_ipv6_traffic_class(inner, ntos),
+            }
+        }
+
+        let full = buf.len();
+        if !buf.adj(ct_off) || !buf.trim(full - ct_off - ilen) {
+            // Cannot happen: both lengths were derived from the data.
+            return Err(DropReason::TooShort);
+        }
+        let soft = self.lifetime.account(ilen);
+        self.counters.count_packet(ilen);
+        if soft {
+            self.counters.count_soft_expired();
+        }
+        Ok(Processed { inner: iproto, seq, soft_expired: soft })
+    }
+}

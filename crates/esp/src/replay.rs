@@ -1,0 +1,281 @@
+//! Anti-replay (RFC 4303 §3.4.3) with the RFC 6479 block bitmap, and ESN reconstruction
+//! (RFC 4303 Appendix A2.1).
+//!
+//! Split around the crypto, as DPDK's `ipsec_sqn.h` does: [`ReplayWindow::check`] runs before
+//! decryption and returns a [`Candidate`] (the full 64-bit sequence number); only after the ICV
+//! verified does [`ReplayWindow::commit`] advance the window. A forged packet therefore never
+//! moves the window.
+//!
+//! RFC 6479: the bitmap is an array of 64-bit blocks used as a ring. Advancing the window clears
+//! whole blocks (at most one store per block) instead of shifting bits. With `n` blocks the
+//! bitmap covers `(n-1)*64` sequence numbers behind the highest; `n` is a power of two so the
+//! block index is a mask. The window size enforced is the configured one exactly.
+
+use crate::drop::DropReason;
+
+/// Smallest replay window accepted (RFC 4303 §3.4.3: default 64, "SHOULD" be supported).
+pub const MIN_WINDOW: u32 = 64;
+/// Largest replay window accepted.
+pub const MAX_WINDOW: u32 = 65536;
+
+/// A sequence number that passed [`ReplayWindow::check`] and waits for the ICV to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Candidate {
+    seq: u64,
+}
+
+impl Candidate {
+    /// The reconstructed 64-bit sequence number (the low 32 bits when ESN is off).
+    pub const fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Exported or installed window state (high availability, tests near 2^32).
+///
+/// `bitmap[j]` bit `k` set ⇔ sequence number `highest - (64*j + k)` was received; bits for
+/// offsets beyond the window size are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReplayState {
+    /// Highest sequence number received (64-bit; 0 = none yet).
+    pub highest: u64,
+    /// Received-bits behind `highest`, least significant bit of word 0 = `highest` itself.
+    pub bitmap: Vec<u64>,
+}
+
+/// The inbound replay window of one SA.
+#[derive(Clone, Debug)]
+pub struct ReplayWindow {
+    /// Highest sequence number received so far (0 = none).
+    top: u64,
+    /// Configured window size W.
+    size: u64,
+    /// Number of blocks minus one (power of two minus one).
+    mask: u64,
+    esn: bool,
+    bitmap: Box<[u64]>,
+}
+
+/// The replay window size is out of range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadWindowSize(pub u32);
+
+impl ReplayWindow {
+    /// An empty window of `size` packets (64 ..= 65536), with or without ESN.
+    pub fn new(size: u32, esn: bool) -> Result<Self, BadWindowSize> {
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) {
+            return Err(BadWindowSize(size));
+        }
+        let blocks = (size as usize).div_ceil(64) + 1;
+        let blocks = blocks.next_power_of_two();
+        Ok(Self {
+            top: 0,
+            size: u64::from(size),
+            mask: blocks as u64 - 1,
+            esn,
+            bitmap: vec![0u64; blocks].into_boxed_slice(),
+        })
+    }
+
+    /// A window with installed state. Fails when `highest` does not fit 32 bits without ESN.
+    pub fn with_state(size: u32, esn: bool, state: &ReplayState) -> Result<Self, BadWindowSize> {
+        let mut w = Self::new(size, esn)?;
+        if !esn && state.highest > u64::from(u32::MAX) {
+            return Err(BadWindowSize(size));
+        }
+        w.top = state.highest;
+        for (j, word) in state.bitmap.iter().enumerate() {
+            for k in 0..64u64 {
+                let off = j as u64 * 64 + k;
+                if word >> k & 1 == 1 && off < w.size && off < state.highest {
+                    w.set_bit(state.highest - off);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Exports the state ([`ReplayState`] layout).
+    pub fn state(&self) -> ReplayState {
+        let mut bitmap = vec![0u64; self.size.div_ceil(64) as usize];
+        for off in 0..self.size.min(self.top) {
+            if self.get_bit(self.top - off) {
+                bitmap[(off / 64) as usize] |= 1 << (off % 64);
+            }
+        }
+        ReplayState { highest: self.top, bitmap }
+    }
+
+    /// Highest sequence number received (0 = none).
+    pub fn highest(&self) -> u64 {
+        self.top
+    }
+
+    /// Configured window size.
+    pub fn size(&self) -> u32 {
+        self.size as u32
+    }
+
+    /// Reconstructs the 64-bit sequence number from its low 32 bits, RFC 4303 Appendix A2.1,
+    /// for a window of `size` whose highest received number is `top`. `None` when the number
+    /// would fall outside the 64-bit space (before 1 or after 2^64-1).
+    #[inline]
+    pub fn infer_esn(top: u64, size: u64, seq_lo: u32) -> Option<u64> {
+        let tl = top as u32;
+        let th = (top >> 32) as u32;
+        // Window sizes are at most 65536, so `w1` fits 32 bits.
+        let w1 = (size - 1) as u32;
+        let seq_hi = if tl >= w1 {
+            // Case A: the window lies within one 2^32 subspace.
+            if seq_lo >= tl - w1 { th } else { th.checked_add(1)? }
+        } else {
+            // Case B: the window spans two subspaces.
+            if seq_lo >= tl.wrapping_sub(w1) { th.checked_sub(1)? } else { th }
+        };
+        Some(u64::from(seq_hi) << 32 | u64::from(seq_lo))
+    }
+
+    /// Checks a received sequence number before decryption (RFC 4303 §3.4.3). Does not change
+    /// the window.
+    #[inline]
+    pub fn check(&self, seq_lo: u32) -> Result<Candidate, DropReason> {
+        let seq = if self.esn {
+            Self::infer_esn(self.top, self.size, seq_lo).ok_or(DropReason::OutsideWindow)?
+        } else {
+            u64::from(seq_lo)
+        };
+        if seq == 0 {
+            // Sequence numbers start at 1 (RFC 4303 §3.3.3); 0 is never sent.
+            return Err(DropReason::OutsideWindow);
+        }
+        if seq > self.top {
+            return Ok(Candidate { seq });
+        }
+        if self.top - seq >= self.size {
+            return Err(DropReason::OutsideWindow);
+        }
+        if self.get_bit(seq) {
+            return Err(DropReason::Replayed);
+        }
+        Ok(Candidate { seq })
+    }
+
+    /// Records a sequence number whose ICV verified, advancing the window if it is new highest.
+    #[inline]
+    pub fn commit(&mut self, c: Candidate) {
+        let seq = c.seq;
+        if seq > self.top {
+            let old_block = self.top >> 6;
+            let new_block = seq >> 6;
+            let n = (new_block - old_block).min(self.mask + 1);
+            for i in 1..=n {
+                self.bitmap[((old_block + i) & self.mask) as usize] = 0;
+            }
+            self.top = seq;
+        }
+        self.set_bit(seq);
+    }
+
+    #[inline(always)]
+    fn get_bit(&self, seq: u64) -> bool {
+        self.bitmap[((seq >> 6) & self.mask) as usize] >> (seq & 63) & 1 == 1
+    }
+
+    #[inline(always)]
+    fn set_bit(&mut self, seq: u64) {
+        self.bitmap[((seq >> 6) & self.mask) as usize] |= 1 << (seq & 63);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recv(w: &mut ReplayWindow, seq: u32) -> Result<u64, DropReason> {
+        let c = w.check(seq)?;
+        w.commit(c);
+        Ok(c.seq())
+    }
+
+    #[test]
+    fn basic_window() {
+        let mut w = ReplayWindow::new(64, false).unwrap();
+        assert_eq!(w.check(0), Err(DropReason::OutsideWindow));
+        assert_eq!(recv(&mut w, 1), Ok(1));
+        assert_eq!(recv(&mut w, 1), Err(DropReason::Replayed));
+        assert_eq!(recv(&mut w, 100), Ok(100));
+        assert_eq!(recv(&mut w, 36), Err(DropReason::OutsideWindow));
+        assert_eq!(recv(&mut w, 37), Ok(37));
+        assert_eq!(recv(&mut w, 37), Err(DropReason::Replayed));
+        assert_eq!(recv(&mut w, 99), Ok(99));
+        // A check without commit leaves the window as it was.
+        let _ = w.check(1000).unwrap();
+        assert_eq!(w.highest(), 100);
+        assert_eq!(recv(&mut w, 1000), Ok(1000));
+        assert_eq!(recv(&mut w, 100), Err(DropReason::OutsideWindow));
+    }
+
+    #[test]
+    fn big_window_4096() {
+        let mut w = ReplayWindow::new(4096, false).unwrap();
+        assert_eq!(recv(&mut w, 5000), Ok(5000));
+        assert_eq!(recv(&mut w, 905), Ok(905));
+        assert_eq!(recv(&mut w, 904), Err(DropReason::OutsideWindow));
+        assert_eq!(recv(&mut w, 905), Err(DropReason::Replayed));
+    }
+
+    #[test]
+    fn esn_inference_appendix_a() {
+        // Case A, same subspace, and next subspace after wrap.
+        let top = (7u64 << 32) | 1000;
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 990), Some(top - 10));
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 2000), Some((7 << 32) | 2000));
+        // Left of the window in this subspace means "ahead, next subspace" (A2.1 case A).
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 5), Some((8 << 32) | 5));
+        let top = (7u64 << 32) | 0xffff_fff0;
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 3), Some((8 << 32) | 3));
+        // Case B: window spans the boundary.
+        let top = (8u64 << 32) | 10;
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 0xffff_fff0), Some((7 << 32) | 0xffff_fff0));
+        assert_eq!(ReplayWindow::infer_esn(top, 64, 12), Some((8 << 32) | 12));
+        // Before 1: no subspace -1.
+        assert_eq!(ReplayWindow::infer_esn(5, 64, 0xffff_fff0), None);
+    }
+
+    #[test]
+    fn esn_wrap_in_window() {
+        let st = ReplayState { highest: 0xffff_fff0, bitmap: vec![1] };
+        let mut w = ReplayWindow::with_state(64, true, &st).unwrap();
+        assert_eq!(recv(&mut w, 0xffff_fff0), Err(DropReason::Replayed));
+        assert_eq!(recv(&mut w, 2), Ok((1 << 32) | 2));
+        assert_eq!(recv(&mut w, 0xffff_fff5), Ok(0xffff_fff5));
+        assert_eq!(recv(&mut w, 0xffff_fff5), Err(DropReason::Replayed));
+        assert_eq!(recv(&mut w, 0), Ok(1 << 32));
+        // Below the window's start in the previous subspace reads as far ahead (A2.1 case B).
+        assert_eq!(recv(&mut w, 0xffff_ffc0), Ok((1 << 32) | 0xffff_ffc0));
+    }
+
+    #[test]
+    fn state_roundtrip() {
+        let mut w = ReplayWindow::new(128, true).unwrap();
+        for s in [1u32, 5, 64, 65, 130, 200] {
+            recv(&mut w, s).unwrap();
+        }
+        let st = w.state();
+        assert_eq!(st.highest, 200);
+        let w2 = ReplayWindow::with_state(128, true, &st).unwrap();
+        for s in 1..=260u32 {
+            assert_eq!(w.check(s).map(|c| c.seq()), w2.check(s).map(|c| c.seq()), "seq {s}");
+        }
+        assert!(ReplayWindow::with_state(64, false, &ReplayState { highest: 1 << 32, bitmap: vec![] })
+            .is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert!(ReplayWindow::new(63, false).is_err());
+        assert!(ReplayWindow::new(65537, false).is_err());
+        assert!(ReplayWindow::new(1000, false).is_ok());
+    }
+}

@@ -1,0 +1,374 @@
+//! Security associations: a cold [`SaConfig`] and hot per-direction runtime objects
+//! [`OutboundSa`] and [`InboundSa`] (VPP `ipsec_sa.h`, DPDK `sa.h`).
+//!
+//! Each runtime SA is owned and written by exactly one worker. Its counters live in an
+//! [`Arc<SaCounters>`] so the control plane can read them from another thread.
+//! Keys are given as RFC 4106 §8.1 keying material: AES key ‖ 4-byte salt (20 or 36 bytes).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::aead::{AeadEngine, Backend, SALT_LEN};
+use crate::counters::SaCounters;
+use crate::lifetime::{Lifetime, LifetimeLimits};
+use crate::replay::{ReplayState, ReplayWindow};
+use crate::wire::{self, checksum, proto};
+
+/// Direction of an SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Packets from the peer to us (decapsulation).
+    Inbound,
+    /// Packets from us to the peer (encapsulation).
+    Outbound,
+}
+
+/// What to put in the outer IPv4 DF bit (RFC 4301 §8.1, "DF bit bypass/set/clear").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DfPolicy {
+    /// Copy DF from an inner IPv4 packet; an inner IPv6 packet (never fragmented on path)
+    /// gets DF set.
+    Copy,
+    /// Always set DF.
+    Set,
+    /// Always clear DF.
+    Clear,
+}
+
+/// UDP ports for NAT traversal (RFC 3948 §2.1): our source port and the peer's port (the port
+/// the peer, or its NAT, was seen at; 4500 without port translation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NattPorts {
+    /// Local UDP port (source of outbound packets).
+    pub local: u16,
+    /// Remote UDP port (destination of outbound packets).
+    pub remote: u16,
+}
+
+impl Default for NattPorts {
+    fn default() -> Self {
+        Self { local: crate::natt::NATT_PORT, remote: crate::natt::NATT_PORT }
+    }
+}
+
+/// Cold configuration of one SA (RFC 4301 §4.4.2 SAD entry, the parts the data plane needs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaConfig {
+    /// SPI (RFC 4303 §2.1); 0–255 are reserved and refused.
+    pub spi: u32,
+    /// Direction.
+    pub direction: Direction,
+    /// Our tunnel endpoint address (outer source outbound, outer destination inbound).
+    pub local: IpAddr,
+    /// The peer's tunnel endpoint address.
+    pub remote: IpAddr,
+    /// UDP encapsulation (RFC 3948); `None` for plain ESP (IP protocol 50).
+    pub natt: Option<NattPorts>,
+    /// 64-bit extended sequence numbers (RFC 4303 §2.2.1).
+    pub esn: bool,
+    /// Anti-replay window in packets (64 ..= 65536), inbound only.
+    pub replay_window: u32,
+    /// Byte and packet lifetimes.
+    pub lifetime: LifetimeLimits,
+    /// Outer DF bit policy (IPv4 outer only).
+    pub df: DfPolicy,
+    /// Outer TTL / hop limit.
+    pub ttl: u8,
+    /// Outbound: the last sequence number already used; the next packet carries this + 1
+    /// (0 for a new SA). Lets a standby jump ahead, and tests start near 2^32.
+    pub initial_seq: u64,
+    /// Inbound: installed replay state (highest sequence and bitmap); `None` for a new SA.
+    pub replay_state: Option<ReplayState>,
+}
+
+impl SaConfig {
+    /// A configuration with defaults: plain ESP, ESN on, window 1024, no lifetimes, DF copied,
+    /// TTL 64, fresh sequence state.
+    pub fn new(spi: u32, direction: Direction, local: IpAddr, remote: IpAddr) -> Self {
+        Self {
+            spi,
+            direction,
+            local,
+            remote,
+            natt: None,
+            esn: true,
+            replay_window: 1024,
+            lifetime: LifetimeLimits::UNLIMITED,
+            df: DfPolicy::Copy,
+            ttl: 64,
+            initial_seq: 0,
+            replay_state: None,
+        }
+    }
+}
+
+/// Why an SA cannot be installed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SaError {
+    /// Keying material is not key ‖ salt for AES-128 or AES-256 (RFC 4106 §8.1).
+    #[error("keying material must be 20 (AES-128-GCM) or 36 (AES-256-GCM) bytes, got {0}")]
+    BadKeyLength(usize),
+    /// SPI 0–255 is reserved (RFC 4303 §2.1).
+    #[error("SPI {0:#x} is reserved (0-255)")]
+    ReservedSpi(u32),
+    /// Local and remote addresses are not of the same family.
+    #[error("tunnel endpoints {0} and {1} are of different address families")]
+    AddressFamilyMismatch(IpAddr, IpAddr),
+    /// The configuration is for the other direction.
+    #[error("configuration is for the {0:?} direction")]
+    WrongDirection(Direction),
+    /// Replay window out of range.
+    #[error("replay window {0} outside 64..=65536")]
+    BadReplayWindow(u32),
+    /// Installed sequence state does not fit the sequence number size.
+    #[error("installed sequence state {0} does not fit the sequence number size")]
+    BadSequenceState(u64),
+    /// TTL / hop limit 0.
+    #[error("outer TTL must not be 0")]
+    ZeroTtl,
+}
+
+/// The inner packet family (tunnel mode next header 4 or 41, RFC 4303 §2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InnerProto {
+    /// IPv4 inner packet.
+    V4,
+    /// IPv6 inner packet.
+    V6,
+}
+
+/// Result of a packet processed successfully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Processed {
+    /// The inner packet family.
+    pub inner: InnerProto,
+    /// The 64-bit sequence number of the packet.
+    pub seq: u64,
+    /// `true` exactly once per SA: this packet reached the soft lifetime; tell the control
+    /// plane to rekey.
+    pub soft_expired: bool,
+}
+
+fn check_common(cfg: &SaConfig, dir: Direction) -> Result<(), SaError> {
+    if cfg.direction != dir {
+        return Err(SaError::WrongDirection(cfg.direction));
+    }
+    if cfg.spi < 256 {
+        return Err(SaError::ReservedSpi(cfg.spi));
+    }
+    if cfg.local.is_ipv4() != cfg.remote.is_ipv4() {
+        return Err(SaError::AddressFamilyMismatch(cfg.local, cfg.remote));
+    }
+    Ok(())
+}
+
+fn make_engine(key: &[u8], backend: Backend) -> Result<(AeadEngine, [u8; SALT_LEN]), SaError> {
+    let klen = match key.len() {
+        20 => 16,
+        36 => 32,
+        n => return Err(SaError::BadKeyLength(n)),
+    };
+    let k = Zeroizing::new(key[..klen].to_vec());
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&key[klen..]);
+    let engine = AeadEngine::new(backend, &k).map_err(|_| SaError::BadKeyLength(key.len()))?;
+    Ok((engine, salt))
+}
+
+/// Prebuilt outer headers (IP [+ UDP]) of an outbound SA, with the checksum of the constant
+/// IPv4 fields precomputed (DPDK `rte_ipsec_sa.hdr`).
+#[derive(Clone, Debug)]
+pub(crate) struct OuterTemplate {
+    /// Outer IP header then UDP header, per-packet fields zero.
+    pub hdr: [u8; 48],
+    /// Outer IP header length (20 or 40).
+    pub ip_len: usize,
+    /// UDP-encapsulated (RFC 3948).
+    pub udp: bool,
+    /// Outer IPv6.
+    pub v6: bool,
+    /// IPv4: unfolded checksum sum of the template header. IPv6+UDP: sum of the pseudo-header
+    /// addresses and protocol.
+    pub csum_base: u64,
+}
+
+impl OuterTemplate {
+    fn new(cfg: &SaConfig) -> Result<Self, SaError> {
+        let mut hdr = [0u8; 48];
+        let udp = cfg.natt.is_some();
+        let next = if udp { proto::UDP } else { proto::ESP };
+        let (ip_len, v6, csum_base) = match (cfg.local, cfg.remote) {
+            (IpAddr::V6(l), IpAddr::V6(r)) => {
+                hdr[0] = 0x60;
+                hdr[wire::ipv6::NEXT_HEADER] = next;
+                hdr[wire::ipv6::HOP_LIMIT] = cfg.ttl;
+                hdr[wire::ipv6::SRC].copy_from_slice(&l.octets());
+                hdr[wire::ipv6::DST].copy_from_slice(&r.octets());
+                let base = checksum::sum(&hdr[8..40]) + u64::from(proto::UDP);
+                (40, true, base)
+            }
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                hdr[0] = 0x45;
+                hdr[wire::ipv4::TTL] = cfg.ttl;
+                hdr[wire::ipv4::PROTOCOL] = next;
+                hdr[wire::ipv4::SRC].copy_from_slice(&l.octets());
+                hdr[wire::ipv4::DST].copy_from_slice(&r.octets());
+                (20, false, checksum::sum(&hdr[..20]))
+            }
+            (l, r) => return Err(SaError::AddressFamilyMismatch(l, r)),
+        };
+        if let Some(p) = cfg.natt {
+            hdr[ip_len..ip_len + 2].copy_from_slice(&p.local.to_be_bytes());
+            hdr[ip_len + 2..ip_len + 4].copy_from_slice(&p.remote.to_be_bytes());
+        }
+        Ok(Self { hdr, ip_len, udp, v6, csum_base })
+    }
+
+    /// Bytes of outer headers before the ESP header.
+    #[inline(always)]
+    pub fn outer_len(&self) -> usize {
+        self.ip_len + if self.udp { wire::UDP_HEADER_LEN } else { 0 }
+    }
+}
+
+/// The hot state of an outbound SA (RFC 4303 §3.1 processing), owned by one worker.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct OutboundSa {
+    pub(crate) seq: u64,
+    pub(crate) seq_max: u64,
+    pub(crate) spi: u32,
+    pub(crate) salt: [u8; SALT_LEN],
+    pub(crate) esn: bool,
+    pub(crate) df: DfPolicy,
+    pub(crate) tmpl: OuterTemplate,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) counters: Arc<SaCounters>,
+    pub(crate) engine: AeadEngine,
+    config: SaConfig,
+}
+
+impl OutboundSa {
+    /// Installs an outbound SA. `key` is AES key ‖ salt (20 or 36 bytes, RFC 4106 §8.1); the
+    /// key schedule is built here, once, with `backend`.
+    pub fn new(config: SaConfig, key: &[u8], backend: Backend) -> Result<Self, SaError> {
+        check_common(&config, Direction::Outbound)?;
+        if config.ttl == 0 {
+            return Err(SaError::ZeroTtl);
+        }
+        let seq_max = if config.esn { u64::MAX } else { u64::from(u32::MAX) };
+        if config.initial_seq > seq_max {
+            return Err(SaError::BadSequenceState(config.initial_seq));
+        }
+        let (engine, salt) = make_engine(key, backend)?;
+        Ok(Self {
+            seq: config.initial_seq,
+            seq_max,
+            spi: config.spi,
+            salt,
+            esn: config.esn,
+            df: config.df,
+            tmpl: OuterTemplate::new(&config)?,
+            lifetime: Lifetime::new(config.lifetime),
+            counters: Arc::new(SaCounters::new()),
+            engine,
+            config,
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+    /// The last sequence number used (0 before the first packet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// The counters (clone the `Arc` to read them from the control plane).
+    pub fn counters(&self) -> &Arc<SaCounters> {
+        &self.counters
+    }
+    /// Lifetime state.
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.lifetime
+    }
+    /// The configuration the SA was installed with.
+    pub fn config(&self) -> &SaConfig {
+        &self.config
+    }
+    /// The crypto backend.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+}
+
+/// The hot state of an inbound SA (RFC 4303 §3.4 processing), owned by one worker.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct InboundSa {
+    pub(crate) spi: u32,
+    pub(crate) salt: [u8; SALT_LEN],
+    pub(crate) esn: bool,
+    pub(crate) replay: ReplayWindow,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) counters: Arc<SaCounters>,
+    pub(crate) engine: AeadEngine,
+    config: SaConfig,
+}
+
+impl InboundSa {
+    /// Installs an inbound SA. `key` is AES key ‖ salt (20 or 36 bytes, RFC 4106 §8.1).
+    pub fn new(config: SaConfig, key: &[u8], backend: Backend) -> Result<Self, SaError> {
+        check_common(&config, Direction::Inbound)?;
+        let replay = match &config.replay_state {
+            None => ReplayWindow::new(config.replay_window, config.esn),
+            Some(st) => ReplayWindow::with_state(config.replay_window, config.esn, st),
+        }
+        .map_err(|_| match &config.replay_state {
+            Some(st) if crate::replay::MIN_WINDOW <= config.replay_window
+                && config.replay_window <= crate::replay::MAX_WINDOW =>
+            {
+                SaError::BadSequenceState(st.highest)
+            }
+            _ => SaError::BadReplayWindow(config.replay_window),
+        })?;
+        let (engine, salt) = make_engine(key, backend)?;
+        Ok(Self {
+            spi: config.spi,
+            salt,
+            esn: config.esn,
+            replay,
+            lifetime: Lifetime::new(config.lifetime),
+            counters: Arc::new(SaCounters::new()),
+            engine,
+            config,
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+    /// The replay window (export its state with [`ReplayWindow::state`]).
+    pub fn replay(&self) -> &ReplayWindow {
+        &self.replay
+    }
+    /// The counters (clone the `Arc` to read them from the control plane).
+    pub fn counters(&self) -> &Arc<SaCounters> {
+        &self.counters
+    }
+    /// Lifetime state.
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.lifetime
+    }
+    /// The configuration the SA was installed with.
+    pub fn config(&self) -> &SaConfig {
+        &self.config
+    }
+    /// The crypto backend.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+}
