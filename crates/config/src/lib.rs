@@ -1,1 +1,227 @@
-//! espada-config (being written).
+//! YAML site configuration for espada.
+//!
+//! [`load`] reads a site file, deserializes it with serde-saphyr (locations kept through
+//! [`serde_saphyr::Spanned`]), validates it, loads static-SA keys from the environment or from
+//! files, and returns a [`SiteConfig`]: plain, validated Rust values (the desired state of the
+//! appliance) plus warnings the daemon must log loudly.
+//!
+//! Problems are reported as [`ConfigErrors`], rendered rustc-style with file, line, column,
+//! key path, what was expected and a `help:` hint. A syntax or type error stops
+//! deserialization, so it is reported alone; semantic problems are all collected.
+//!
+//! ```
+//! let text = "
+//! appliance: { name: lab-a }
+//! cores: { control: 0, workers: [1] }
+//! ports:
+//!   outside: { device: 'net_af_packet0,iface=a', ipv4: 198.51.100.1/24 }
+//!   inside: { device: '0000:03:00.0', ipv4: 192.0.2.1/24 }
+//! ";
+//! let loaded = espada_config::parse_str(text, "site.yaml", std::path::Path::new(".")).unwrap();
+//! assert_eq!(loaded.config.cores.workers, vec![1]);
+//!
+//! let err = espada_config::parse_str("appliance: { nam: x }", "site.yaml", ".".as_ref())
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("did you mean `name`?"));
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod diag;
+mod model;
+mod raw;
+mod secret;
+mod validate;
+
+pub use diag::{ConfigErrors, Diagnostic};
+pub use model::{
+    Admin, Algorithm, Appliance, Cores, Device, Encapsulation, Lifetime, Logging, Polling, Port,
+    Ports, Prefix, PrefixError, SaKeys, SiteConfig, StaticSa, Tunnel,
+};
+pub use secret::Secret;
+pub use validate::{
+    DEFAULT_ADMIN_SOCKET, DEFAULT_MTU, DEFAULT_REPLAY_WINDOW, DEFAULT_UNKNOWN_SPI_INTERVAL_MS,
+};
+
+use std::path::Path;
+
+/// Largest configuration file accepted (a hub with thousands of tunnels fits easily).
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A successfully loaded configuration.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: SiteConfig,
+    /// Things that are allowed but dangerous (e.g. static SAs in lab mode): log them loudly.
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates the site configuration at `path`. Key files are resolved relative to the
+/// file's directory; `{ env: NAME }` keys come from the process environment.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let origin = path.display().to_string();
+    let size = std::fs::metadata(path)
+        .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read {origin}: {e}"), None))?
+        .len();
+    if size > MAX_FILE_SIZE {
+        return Err(ConfigErrors::whole_file(
+            &origin,
+            format!("{origin} is {size} bytes; the limit is {MAX_FILE_SIZE}"),
+            None,
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read {origin}: {e}"), None))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigErrors::whole_file(
+            &origin,
+            format!(
+                "{origin} is not valid UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+            Some("save the file as UTF-8".into()),
+        )
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_str(&text, &origin, base)
+}
+
+/// Parses and validates configuration text. `origin_name` names the file in messages and
+/// `base_dir` is where relative key-file paths are resolved. Environment keys come from the
+/// process environment.
+pub fn parse_str(text: &str, origin_name: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
+    parse_str_with_env(text, origin_name, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// Like [`parse_str`], with `env` answering `{ env: NAME }` key look-ups (for tests and for
+/// callers that keep secrets elsewhere).
+pub fn parse_str_with_env(
+    text: &str,
+    origin_name: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigErrors> {
+    let raw = deserialize(text).map_err(|d| ConfigErrors::new(origin_name, text, vec![d]))?;
+    let mut cx = validate::Ctx::new(base_dir, env);
+    match validate::site(raw, &mut cx) {
+        Some(config) if cx.diags.is_empty() => Ok(Loaded {
+            config,
+            warnings: cx.warnings,
+        }),
+        _ => Err(ConfigErrors::new(origin_name, text, cx.diags)),
+    }
+}
+
+/// Runs serde-saphyr, recording the key path of a failure with serde_path_to_error.
+fn deserialize(text: &str) -> Result<raw::RawSite, Diagnostic> {
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| syntax_diagnostic(&e, &clean_path(&path)))
+}
+
+/// Removes the `.value` segments that `Spanned` adds, and the root marker `.`.
+fn clean_path(path: &str) -> String {
+    if path == "." || path == "?" {
+        return String::new();
+    }
+    let mut out = path.to_string();
+    for (from, to) in [(".value.", "."), (".value[", "[")] {
+        while let Some(i) = out.find(from) {
+            out.replace_range(i..i + from.len(), to);
+        }
+    }
+    if let Some(stripped) = out.strip_suffix(".value") {
+        out = stripped.to_string();
+    }
+    out
+}
+
+/// Every key the schema knows, for "did you mean" on unknown ones.
+const KNOWN_KEYS: &[&str] = &[
+    "appliance", "name", "lab", "cores", "control", "workers", "polling", "ports", "outside",
+    "inside", "device", "ipv4", "ipv6", "gateway4", "gateway6", "mtu", "tunnels", "peer",
+    "encapsulation", "local_ts", "remote_ts", "replay_window", "esn", "static_sa", "inbound",
+    "outbound", "spi", "algorithm", "key", "env", "file", "lifetime", "soft_bytes", "hard_bytes",
+    "soft_packets", "hard_packets", "logging", "unknown_spi_interval_ms", "admin", "socket",
+];
+
+fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str) -> Diagnostic {
+    let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+    let mut message = e.render_with_options(options);
+    let (line, column, width) = match e.location() {
+        Some(l) => (
+            l.line().try_into().unwrap_or(u32::MAX),
+            l.column().try_into().unwrap_or(u32::MAX),
+            l.span().len().clamp(1, 200) as u32,
+        ),
+        None => (0, 0, 0),
+    };
+    // The plain rendering carries its own location; ours is in the `-->` line.
+    for pattern in [
+        format!("line {line} column {column}: "),
+        format!(" at line {line} column {column}"),
+        format!(" at line {line}, column {column}"),
+    ] {
+        message = message.replace(&pattern, "");
+    }
+    let message = message.trim().to_string();
+    let mut label = String::new();
+    let mut help = None;
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let expected: Vec<&str> = expected
+            .trim_start_matches(", expected one of ")
+            .trim_start_matches(", expected ")
+            .split(", ")
+            .map(|s| s.trim_matches('`'))
+            .filter(|s| !s.is_empty() && !s.contains(' '))
+            .collect();
+        label = "unknown key".into();
+        help = match diag::suggest(field, &expected) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None if !expected.is_empty() => Some(format!("expected one of: {}", expected.join(", "))),
+            None => None,
+        };
+        if help.is_none() && KNOWN_KEYS.contains(&field) {
+            help = Some(format!("`{field}` is not allowed here"));
+        }
+    } else if message.starts_with("unknown variant") {
+        label = "unknown value".into();
+    } else if message.starts_with("missing field") {
+        label = "in this mapping".into();
+    } else if message.starts_with("invalid") {
+        label = "wrong type or value".into();
+    }
+    Diagnostic {
+        message,
+        path: path.to_string(),
+        line,
+        column,
+        width,
+        label,
+        help,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_cleanup() {
+        assert_eq!(clean_path("."), "");
+        assert_eq!(clean_path("tunnels[0].spi.value"), "tunnels[0].spi");
+        assert_eq!(
+            clean_path("tunnels[0].static_sa.value.inbound.spi.value"),
+            "tunnels[0].static_sa.inbound.spi"
+        );
+        assert_eq!(clean_path("cores.workers.value[1].value"), "cores.workers[1]");
+    }
+}

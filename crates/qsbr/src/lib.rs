@@ -141,6 +141,8 @@ pub struct Publisher<T> {
     retired: VecDeque<(u64, Arc<T>)>,
     readers: Vec<Arc<ReaderCell>>,
     next_reader_id: usize,
+    /// Times `reclaim` found a version it judged quiescent still referenced elsewhere.
+    violations: u64,
 }
 
 /// Worker side: adopts new versions at the top of the worker loop and reports quiescent states.
@@ -206,6 +208,7 @@ impl<T> Publisher<T> {
             retired: VecDeque::new(),
             readers: Vec::new(),
             next_reader_id: 0,
+            violations: 0,
         }
     }
 
@@ -269,13 +272,23 @@ impl<T> Publisher<T> {
                     freed += 1;
                 }
                 // Unreachable if the protocol holds; never let a worker do the final drop.
-                Err(still_shared) => kept.push_back((tag, still_shared)),
+                Err(still_shared) => {
+                    self.violations += 1;
+                    kept.push_back((tag, still_shared));
+                }
             }
         }
         while let Some(entry) = kept.pop_back() {
             self.retired.push_front(entry);
         }
         freed
+    }
+
+    /// How many times [`Publisher::reclaim`] judged a retired version free of readers but found
+    /// it still referenced (it then kept the version instead of dropping it). Always 0 unless
+    /// the QSBR protocol is broken; exported as a canary for tests and metrics.
+    pub fn protocol_violations(&self) -> u64 {
+        self.violations
     }
 
     /// The newest published version.

@@ -54,11 +54,18 @@ impl Drop for Version {
 
 /// Runs on the main (control) thread: finish reclaiming and check the totals.
 fn finish(mut p: Publisher<Version>, book: &Arc<Book>, published: usize) {
-    p.reclaim();
+    reclaim(&mut p);
     assert_eq!(p.pending(), 0);
     assert_eq!(book.drops.load(Ordering::SeqCst), published);
     drop(p);
     assert_eq!(book.drops.load(Ordering::SeqCst), published + 1);
+}
+
+/// Reclaims and checks that reclaim never judged a still-referenced version quiescent.
+fn reclaim(p: &mut Publisher<Version>) -> usize {
+    let freed = p.reclaim();
+    assert_eq!(p.protocol_violations(), 0, "reclaim found a version still held by a reader");
+    freed
 }
 
 /// (a) Publish twice and reclaim while a worker adopts and uses versions.
@@ -78,9 +85,9 @@ fn never_freed_while_in_use() {
             // The reader is dropped here, on the worker: must not free anything.
         });
         p.publish(Version::new(1, &book));
-        p.reclaim();
+        reclaim(&mut p);
         p.publish(Version::new(2, &book));
-        p.reclaim();
+        reclaim(&mut p);
         worker.join().unwrap();
         finish(p, &book, 2);
     });
@@ -101,7 +108,7 @@ fn offline_online_race() {
             reader.current().check();
         });
         p.publish(Version::new(1, &book));
-        p.reclaim();
+        reclaim(&mut p);
         worker.join().unwrap();
         finish(p, &book, 1);
     });
@@ -128,7 +135,7 @@ fn reader_eventually_adopts() {
         let (mut p, book) = publisher.join().unwrap();
         assert_eq!(r0.quiescent().check(), 1);
         assert_eq!(r1.quiescent().check(), 1);
-        assert_eq!(p.reclaim(), 1);
+        assert_eq!(reclaim(&mut p), 1);
         drop((r0, r1));
         finish(p, &book, 1);
     });

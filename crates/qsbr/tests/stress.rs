@@ -108,6 +108,7 @@ fn ten_thousand_versions_under_traffic() {
     // Both workers have finished (and their readers were dropped): everything old goes.
     freed += publisher.reclaim();
     assert_eq!(publisher.pending(), 0);
+    assert_eq!(publisher.protocol_violations(), 0);
     assert_eq!(freed as u64, VERSIONS);
     assert!(publisher.readers().is_empty());
     for generation in 0..VERSIONS {

@@ -1,0 +1,362 @@
+//! The validated site configuration: plain Rust values, no serde, no data-plane types.
+
+use crate::Secret;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A validated site configuration (the desired state of the appliance).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteConfig {
+    /// Identity and mode of the box.
+    pub appliance: Appliance,
+    /// Core assignment.
+    pub cores: Cores,
+    /// Network ports.
+    pub ports: Ports,
+    /// Site-to-site tunnels, in file order.
+    pub tunnels: Vec<Tunnel>,
+    /// Logging settings.
+    pub logging: Logging,
+    /// Admin API settings.
+    pub admin: Admin,
+}
+
+/// `appliance:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appliance {
+    /// Name of this box (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Lab mode: allows static (manually keyed) SAs.
+    pub lab: bool,
+}
+
+/// `cores:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cores {
+    /// lcore id of the control thread.
+    pub control: u32,
+    /// lcore ids of the workers: non-empty, distinct, without the control core.
+    pub workers: Vec<u32>,
+    /// How idle workers poll.
+    pub polling: Polling,
+}
+
+/// Worker polling mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polling {
+    /// Poll continuously (benchmarks, dedicated cores).
+    Busy,
+    /// Back off when idle, return to busy polling on traffic (the default).
+    Adaptive,
+}
+
+/// `ports:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// The port facing the peers.
+    pub outside: Port,
+    /// The port facing the protected networks.
+    pub inside: Port,
+}
+
+/// One network port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// The DPDK device.
+    pub device: Device,
+    /// IPv4 interface address with its prefix length (host bits kept).
+    pub ipv4: Option<Prefix>,
+    /// IPv6 interface address with its prefix length (host bits kept).
+    pub ipv6: Option<Prefix>,
+    /// IPv4 default gateway, inside `ipv4`.
+    pub gateway4: Option<IpAddr>,
+    /// IPv6 default gateway, inside `ipv6`.
+    pub gateway6: Option<IpAddr>,
+    /// Link MTU (default 1500).
+    pub mtu: u32,
+}
+
+/// A DPDK device: a PCI address or a virtual device string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// A PCI device, e.g. `0000:03:00.0`.
+    Pci {
+        /// PCI domain (0 when not written).
+        domain: u16,
+        /// Bus number.
+        bus: u8,
+        /// Device number (0..=31).
+        device: u8,
+        /// Function number (0..=7).
+        function: u8,
+    },
+    /// A virtual device (`--vdev`), e.g. `net_af_packet0,iface=esp-a-out`.
+    Vdev {
+        /// Driver and instance, e.g. `net_af_packet0`.
+        name: String,
+        /// `key=value` arguments in order.
+        args: Vec<(String, String)>,
+    },
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Pci {
+                domain,
+                bus,
+                device,
+                function,
+            } => write!(f, "{domain:04x}:{bus:02x}:{device:02x}.{function:x}"),
+            Device::Vdev { name, args } => {
+                f.write_str(name)?;
+                for (k, v) in args {
+                    write!(f, ",{k}={v}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An IP prefix `addr/len`. `addr` keeps its host bits (interface addresses need them);
+/// traffic selectors are validated to have none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length (≤ 32 for IPv4, ≤ 128 for IPv6).
+    pub len: u8,
+}
+
+impl Prefix {
+    /// Creates a prefix, or `None` when `len` is too long for the address family.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Prefix> {
+        (len <= max_len(addr)).then_some(Prefix { addr, len })
+    }
+
+    /// True when `ip` is in this prefix (false across address families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// The same prefix with host bits cleared.
+    pub fn network(&self) -> Prefix {
+        let addr = match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
+            }
+        };
+        Prefix { addr, len: self.len }
+    }
+
+    /// True for an IPv4 prefix.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+}
+
+fn max_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
+
+/// Why a prefix string was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixError {
+    /// No `/len` part.
+    MissingLength,
+    /// The address part is not an IP address.
+    BadAddress,
+    /// The length is not a number or too long for the family.
+    BadLength,
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+
+    fn from_str(s: &str) -> Result<Prefix, PrefixError> {
+        let (addr, len) = s.split_once('/').ok_or(PrefixError::MissingLength)?;
+        let addr: IpAddr = addr.parse().map_err(|_| PrefixError::BadAddress)?;
+        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PrefixError::BadLength);
+        }
+        let len: u8 = len.parse().map_err(|_| PrefixError::BadLength)?;
+        Prefix::new(addr, len).ok_or(PrefixError::BadLength)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// One site-to-site tunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Unique name.
+    pub name: String,
+    /// Peer's outer address (same family as an outside-port address).
+    pub peer: IpAddr,
+    /// How ESP travels.
+    pub encapsulation: Encapsulation,
+    /// Local traffic selectors (networks, no host bits).
+    pub local_ts: Vec<Prefix>,
+    /// Remote traffic selectors (networks, no host bits).
+    pub remote_ts: Vec<Prefix>,
+    /// Anti-replay window in packets: a power of two in 64..=65536 (default 1024).
+    pub replay_window: u32,
+    /// 64-bit extended sequence numbers.
+    pub esn: bool,
+    /// Manually keyed SAs (lab only).
+    pub static_sa: Option<StaticSa>,
+}
+
+/// ESP encapsulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encapsulation {
+    /// ESP in UDP port 4500 (NAT-T, RFC 3948); the default.
+    Udp,
+    /// Raw ESP, IP protocol 50.
+    Esp,
+}
+
+/// A manually keyed SA pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticSa {
+    /// SA for packets from the peer.
+    pub inbound: SaKeys,
+    /// SA for packets to the peer.
+    pub outbound: SaKeys,
+    /// Byte and packet limits.
+    pub lifetime: Lifetime,
+}
+
+/// SPI, transform and key material of one static SA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaKeys {
+    /// Security parameter index (≥ 256).
+    pub spi: u32,
+    /// AEAD transform.
+    pub algorithm: Algorithm,
+    /// key‖salt, `algorithm.key_material_len()` bytes.
+    pub key: Secret,
+}
+
+/// ESP AEAD transforms (RFC 4106, 16-byte ICV).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// AES-128-GCM with a 16-byte ICV.
+    Aes128Gcm16,
+    /// AES-256-GCM with a 16-byte ICV.
+    Aes256Gcm16,
+}
+
+impl Algorithm {
+    /// AES key length in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            Algorithm::Aes128Gcm16 => 16,
+            Algorithm::Aes256Gcm16 => 32,
+        }
+    }
+
+    /// Key plus the 4-byte salt (RFC 4106 §8.1).
+    pub fn key_material_len(self) -> usize {
+        self.key_len() + 4
+    }
+
+    /// Name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Aes128Gcm16 => "aes128gcm16",
+            Algorithm::Aes256Gcm16 => "aes256gcm16",
+        }
+    }
+}
+
+/// SA lifetime limits; `None` means no limit of that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Soft byte limit (event to the control plane).
+    pub soft_bytes: Option<u64>,
+    /// Hard byte limit (the SA stops).
+    pub hard_bytes: Option<u64>,
+    /// Soft packet limit.
+    pub soft_packets: Option<u64>,
+    /// Hard packet limit.
+    pub hard_packets: Option<u64>,
+}
+
+/// `logging:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logging {
+    /// Per-source interval between unknown-SPI log lines (default 10 s).
+    pub unknown_spi_interval: Duration,
+}
+
+/// `admin:` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// Unix socket of the admin API (default `/run/espada/admin.sock`).
+    pub socket: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_parse_and_contains() {
+        let p: Prefix = "198.51.100.1/24".parse().unwrap();
+        assert!(p.contains("198.51.100.254".parse().unwrap()));
+        assert!(!p.contains("198.51.101.1".parse().unwrap()));
+        assert!(!p.contains("2001:db8::1".parse().unwrap()));
+        assert_eq!(p.network().to_string(), "198.51.100.0/24");
+        let all: Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: Prefix = "2001:db8:1::1/64".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::fe".parse().unwrap()));
+        assert!(!v6.contains("2001:db8:2::fe".parse().unwrap()));
+        let host: Prefix = "2001:db8::1/128".parse().unwrap();
+        assert!(host.contains("2001:db8::1".parse().unwrap()));
+        assert_eq!("1.2.3.4".parse::<Prefix>(), Err(PrefixError::MissingLength));
+        assert_eq!("1.2.3.4/33".parse::<Prefix>(), Err(PrefixError::BadLength));
+        assert_eq!("1.2.3.4/+3".parse::<Prefix>(), Err(PrefixError::BadLength));
+        assert_eq!("1.2.3/8".parse::<Prefix>(), Err(PrefixError::BadAddress));
+    }
+
+    #[test]
+    fn device_display() {
+        let d = Device::Pci {
+            domain: 0,
+            bus: 3,
+            device: 0,
+            function: 1,
+        };
+        assert_eq!(d.to_string(), "0000:03:00.1");
+        let v = Device::Vdev {
+            name: "net_af_packet0".into(),
+            args: vec![("iface".into(), "eth0".into())],
+        };
+        assert_eq!(v.to_string(), "net_af_packet0,iface=eth0");
+    }
+}
