@@ -122,7 +122,33 @@ fn deserialize(text: &str) -> Result<raw::RawSite, Diagnostic> {
             e.into_inner()
         })
     });
-    result.map_err(|e| syntax_diagnostic(&e, &clean_path(&path)))
+    result.map_err(|e| syntax_diagnostic(&e, &clean_path(&path), text))
+}
+
+/// The scalar at `line`:`column` (1-based), for "found `…`" in type errors.
+fn token_at(text: &str, line: u32, column: u32, width: u32) -> Option<String> {
+    let line = text.lines().nth(line.checked_sub(1)? as usize)?;
+    let token: String = line
+        .chars()
+        .skip(column.checked_sub(1)? as usize)
+        .take(width.min(40) as usize)
+        .collect();
+    let token = token.trim();
+    (!token.is_empty() && !token.chars().any(char::is_control)).then(|| token.to_string())
+}
+
+/// Splits serde's "unknown field `x`, expected one of a, b" (or variant) message.
+fn split_unknown<'m>(message: &'m str, what: &str) -> Option<(&'m str, Vec<&'m str>)> {
+    let rest = message.strip_prefix(what)?;
+    let (name, expected) = rest.split_once('`')?;
+    let expected = expected
+        .trim_start_matches(", expected one of ")
+        .trim_start_matches(", expected ")
+        .split(", ")
+        .map(|s| s.trim_matches('`'))
+        .filter(|s| !s.is_empty() && !s.contains(' '))
+        .collect();
+    Some((name, expected))
 }
 
 /// Removes the `.value` segments that `Spanned` adds, and the root marker `.`.
@@ -151,7 +177,7 @@ const KNOWN_KEYS: &[&str] = &[
     "soft_packets", "hard_packets", "logging", "unknown_spi_interval_ms", "admin", "socket",
 ];
 
-fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str) -> Diagnostic {
+fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str, text: &str) -> Diagnostic {
     let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
     let mut message = e.render_with_options(options);
     let (line, column, width) = match e.location() {
@@ -170,32 +196,52 @@ fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str) -> Diagnostic {
     ] {
         message = message.replace(&pattern, "");
     }
-    let message = message.trim().to_string();
+    let mut message = message.trim().to_string();
     let mut label = String::new();
     let mut help = None;
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, expected)) = rest.split_once('`')
-    {
-        let expected: Vec<&str> = expected
-            .trim_start_matches(", expected one of ")
-            .trim_start_matches(", expected ")
-            .split(", ")
-            .map(|s| s.trim_matches('`'))
-            .filter(|s| !s.is_empty() && !s.contains(' '))
-            .collect();
+    if let Some((field, expected)) = split_unknown(&message, "unknown field `") {
         label = "unknown key".into();
         help = match diag::suggest(field, &expected) {
             Some(s) => Some(format!("did you mean `{s}`?")),
-            None if !expected.is_empty() => Some(format!("expected one of: {}", expected.join(", "))),
+            None if KNOWN_KEYS.contains(&field) => Some(format!(
+                "`{field}` is not allowed here; expected one of: {}",
+                expected.join(", ")
+            )),
+            None if !expected.is_empty() => {
+                Some(format!("expected one of: {}", expected.join(", ")))
+            }
             None => None,
         };
-        if help.is_none() && KNOWN_KEYS.contains(&field) {
-            help = Some(format!("`{field}` is not allowed here"));
-        }
-    } else if message.starts_with("unknown variant") {
+    } else if let Some((variant, expected)) = split_unknown(&message, "unknown variant `") {
         label = "unknown value".into();
-    } else if message.starts_with("missing field") {
+        help = diag::suggest(variant, &expected).map(|s| format!("did you mean `{s}`?"));
+    } else if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
         label = "in this mapping".into();
+        help = Some(format!(
+            "add `{field}:` to this mapping (or check the indentation of the lines around it)"
+        ));
+    } else if let Some(ty) = message.strip_prefix("invalid ")
+        && matches!(ty, "u8" | "u16" | "u32" | "u64" | "bool")
+    {
+        let expected = if ty == "bool" {
+            "`true` or `false`".to_string()
+        } else {
+            let max = match ty {
+                "u8" => u64::from(u8::MAX),
+                "u16" => u64::from(u16::MAX),
+                "u32" => u64::from(u32::MAX),
+                _ => u64::MAX,
+            };
+            format!("a whole number from 0 to {max} (decimal or 0x hex)")
+        };
+        message = match token_at(text, line, column, width) {
+            Some(found) => format!("expected {expected}, found `{found}`"),
+            None => format!("expected {expected}"),
+        };
+        label = "wrong type or out of range".into();
     } else if message.starts_with("invalid") {
         label = "wrong type or value".into();
     }
@@ -213,6 +259,13 @@ fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str) -> Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_extraction() {
+        assert_eq!(token_at("a: 1\nb: lots\n", 2, 4, 4).as_deref(), Some("lots"));
+        assert_eq!(token_at("a: 1\n", 3, 1, 1), None);
+        assert_eq!(token_at("a: 1\n", 0, 1, 1), None);
+    }
 
     #[test]
     fn path_cleanup() {

@@ -84,7 +84,11 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
                 Some(format!("`tunnels[{first}]` has the same name; tunnel names must be unique")),
             );
         }
-        let tunnel = tunnel(t, &path, lab, outside.as_ref(), cx);
+        let families = (
+            raw.ports.outside.value.ipv4.is_some(),
+            raw.ports.outside.value.ipv6.is_some(),
+        );
+        let tunnel = tunnel(t, &path, lab, families, cx);
         if let Some(sa) = t.static_sa.as_ref() {
             let spi = &sa.value.inbound.spi;
             if let Ok(v) = u32::try_from(spi.value)
@@ -476,7 +480,7 @@ fn tunnel(
     raw: &RawTunnel,
     path: &str,
     lab: bool,
-    outside: Option<&Port>,
+    (outside_v4, outside_v6): (bool, bool),
     cx: &mut Ctx<'_>,
 ) -> Option<Tunnel> {
     let before = cx.diags.len();
@@ -491,21 +495,21 @@ fn tunnel(
     }
     let peer = match raw.peer.value.parse::<IpAddr>() {
         Ok(ip) => {
-            if let Some(out) = outside {
-                let (has, key) = if ip.is_ipv4() {
-                    (out.ipv4.is_some(), "ipv4")
-                } else {
-                    (out.ipv6.is_some(), "ipv6")
-                };
-                if !has {
-                    cx.error(
-                        &raw.peer.referenced,
-                        &format!("{path}.peer"),
-                        format!("peer {ip} cannot be reached: the outside port has no {key} address"),
-                        "address family not configured on `ports.outside`",
-                        Some(format!("add `ports.outside.{key}`, or use a peer address of the other family")),
-                    );
-                }
+            let (has, key) = if ip.is_ipv4() {
+                (outside_v4, "ipv4")
+            } else {
+                (outside_v6, "ipv6")
+            };
+            if !has {
+                cx.error(
+                    &raw.peer.referenced,
+                    &format!("{path}.peer"),
+                    format!("peer {ip} cannot be reached: the outside port has no {key} address"),
+                    "address family not configured on `ports.outside`",
+                    Some(format!(
+                        "add `ports.outside.{key}`, or use a peer address of the other family"
+                    )),
+                );
             }
             Some(ip)
         }
@@ -712,8 +716,12 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
                         &raw.referenced,
                         path,
                         format!("cannot read key file `{file}`: {}", io_reason(&e)),
-                        format!("resolved to {}", full.display()),
-                        Some("key file paths are relative to the configuration file's directory".into()),
+                        "key source not found",
+                        Some(
+                            "key file paths are relative to the directory of the configuration \
+                             file"
+                                .into(),
+                        ),
                     );
                     return None;
                 }

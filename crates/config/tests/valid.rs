@@ -1,0 +1,137 @@
+//! The full example configuration parses into the expected values.
+
+use espada_config::*;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn prefix(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "ESPADA_KEY_B_IN").then(|| "0x a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 \n".to_string())
+}
+
+fn load_example() -> Loaded {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples");
+    let text = std::fs::read_to_string(dir.join("lab-static.yaml")).unwrap();
+    parse_str_with_env(&text, "lab-static.yaml", &dir, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn lab_example_parses_into_expected_values() {
+    let loaded = load_example();
+    let c = &loaded.config;
+    assert_eq!(c.appliance, Appliance { name: "lab-a".into(), lab: true });
+    assert_eq!(c.cores, Cores { control: 0, workers: vec![1], polling: Polling::Adaptive });
+    assert_eq!(
+        c.ports.outside,
+        Port {
+            device: Device::Vdev {
+                name: "net_af_packet0".into(),
+                args: vec![("iface".into(), "esp-a-out".into())]
+            },
+            ipv4: Some(prefix("198.51.100.1/24")),
+            ipv6: Some(prefix("2001:db8:1::1/64")),
+            gateway4: Some(ip("198.51.100.254")),
+            gateway6: Some(ip("2001:db8:1::fe")),
+            mtu: 1500,
+        }
+    );
+    assert_eq!(
+        c.ports.inside.device,
+        Device::Pci { domain: 0, bus: 3, device: 0, function: 0 }
+    );
+    assert_eq!(c.ports.inside.ipv6, None);
+    assert_eq!(c.tunnels.len(), 2);
+    let b = &c.tunnels[0];
+    assert_eq!(b.name, "site-b");
+    assert_eq!(b.peer, ip("198.51.100.2"));
+    assert_eq!(b.encapsulation, Encapsulation::Udp);
+    assert_eq!(b.local_ts, vec![prefix("192.0.2.0/24")]);
+    assert_eq!(b.remote_ts, vec![prefix("203.0.113.0/24"), prefix("2001:db8:b::/48")]);
+    assert_eq!(b.replay_window, 1024);
+    assert!(!b.esn);
+    let sa = b.static_sa.as_ref().unwrap();
+    assert_eq!(sa.inbound.spi, 0x1000);
+    assert_eq!(sa.inbound.algorithm, Algorithm::Aes128Gcm16);
+    let expected_in: Vec<u8> = (0xa0..=0xb3).collect();
+    assert_eq!(sa.inbound.key.expose(), &expected_in[..]);
+    assert_eq!(sa.outbound.spi, 0x2000);
+    assert_eq!(sa.outbound.algorithm, Algorithm::Aes256Gcm16);
+    let expected_out: Vec<u8> = (0..36).collect();
+    assert_eq!(sa.outbound.key.expose(), &expected_out[..]);
+    assert_eq!(
+        sa.lifetime,
+        Lifetime {
+            soft_bytes: Some(900_000_000),
+            hard_bytes: Some(1_000_000_000),
+            soft_packets: Some(900_000),
+            hard_packets: Some(1_000_000),
+        }
+    );
+    let cc = &c.tunnels[1];
+    assert_eq!(cc.peer, ip("2001:db8:1::c"));
+    assert_eq!(cc.encapsulation, Encapsulation::Esp);
+    assert_eq!(cc.replay_window, DEFAULT_REPLAY_WINDOW);
+    assert!(cc.static_sa.is_none());
+    assert_eq!(c.logging.unknown_spi_interval, Duration::from_secs(5));
+    assert_eq!(c.admin.socket, Path::new("/run/espada/admin.sock"));
+    // Static SAs in lab mode load, with a loud warning naming the tunnel.
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(loaded.warnings[0].contains("site-b") && loaded.warnings[0].contains("RFC 8221"));
+}
+
+#[test]
+fn debug_output_redacts_keys() {
+    let loaded = load_example();
+    let debug = format!("{loaded:?}");
+    assert!(debug.contains("[redacted]"));
+    assert!(!debug.contains("a0a1"), "{debug}");
+    assert!(!debug.contains("160, 161"), "{debug}");
+}
+
+#[test]
+fn defaults_apply() {
+    let text = "appliance: { name: a }\ncores: { control: 0, workers: [2, 1] }\nports:\n  \
+                outside: { device: net_ring0, ipv6: '2001:db8::1/64' }\n  \
+                inside: { device: net_ring1, ipv4: 10.0.0.1/8 }\n";
+    let loaded = parse_str(text, "min.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let c = loaded.config;
+    assert!(!c.appliance.lab);
+    assert_eq!(c.cores.polling, Polling::Adaptive);
+    assert_eq!(c.cores.workers, vec![2, 1]);
+    assert_eq!(c.ports.outside.mtu, DEFAULT_MTU);
+    assert!(c.tunnels.is_empty());
+    assert_eq!(c.logging.unknown_spi_interval, Duration::from_millis(DEFAULT_UNKNOWN_SPI_INTERVAL_MS));
+    assert_eq!(c.admin.socket, Path::new(DEFAULT_ADMIN_SOCKET));
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn load_resolves_key_files_next_to_the_config() {
+    // `load` uses the process environment: use an example without env keys.
+    let dir = std::env::temp_dir().join(format!("espada-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/k.hex"), "000102030405060708090a0b0c0d0e0f10111213\n").unwrap();
+    let text = "appliance: { name: a, lab: true }\ncores: { control: 0, workers: [1] }\nports:\n  \
+                outside: { device: net_ring0, ipv4: 10.1.0.1/16 }\n  \
+                inside: { device: net_ring1, ipv4: 10.0.0.1/16 }\ntunnels:\n  - name: t\n    \
+                peer: 10.1.0.2\n    local_ts: [10.0.0.0/16]\n    remote_ts: [10.2.0.0/16]\n    \
+                static_sa:\n      inbound: { spi: 256, algorithm: aes128gcm16, key: { file: keys/k.hex } }\n      \
+                outbound: { spi: 257, algorithm: aes128gcm16, key: { file: keys/k.hex } }\n";
+    std::fs::write(dir.join("site.yaml"), text).unwrap();
+    let loaded = load(&dir.join("site.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.tunnels[0].static_sa.as_ref().unwrap().inbound.key.len(), 20);
+    let missing = load(&dir.join("nope.yaml")).unwrap_err();
+    assert!(missing.to_string().contains("cannot read"), "{missing}");
+    std::fs::write(dir.join("bad.yaml"), b"appliance: \xff\n").unwrap();
+    let bad = load(&dir.join("bad.yaml")).unwrap_err();
+    assert!(bad.to_string().contains("not valid UTF-8"), "{bad}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
