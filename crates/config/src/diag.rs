@@ -94,7 +94,12 @@ impl fmt::Display for ConfigErrors {
         }
         if self.errors.len() > 1 {
             writeln!(f)?;
-            writeln!(f, "error: {} problems in {}", self.errors.len(), self.origin)?;
+            writeln!(
+                f,
+                "error: {} problems in {}",
+                self.errors.len(),
+                self.origin
+            )?;
         }
         Ok(())
     }
@@ -124,7 +129,13 @@ fn render(f: &mut fmt::Formatter<'_>, origin: &str, source: &str, d: &Diagnostic
             // Never echo control characters from a hostile file into a terminal.
             let shown: String = text
                 .chars()
-                .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
+                .map(|c| {
+                    if c.is_control() && c != '\t' {
+                        '\u{fffd}'
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             writeln!(f, "{number} | {shown}")?;
             let line_len = shown.chars().count() as u32;

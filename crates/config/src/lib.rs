@@ -71,8 +71,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             None,
         ));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read {origin}: {e}"), None))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigErrors::whole_file(&origin, format!("cannot read {origin}: {e}"), None)
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigErrors::whole_file(
             &origin,
@@ -91,7 +92,9 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 /// `base_dir` is where relative key-file paths are resolved. Environment keys come from the
 /// process environment.
 pub fn parse_str(text: &str, origin_name: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
-    parse_str_with_env(text, origin_name, base_dir, &|name| std::env::var(name).ok())
+    parse_str_with_env(text, origin_name, base_dir, &|name| {
+        std::env::var(name).ok()
+    })
 }
 
 /// Like [`parse_str`], with `env` answering `{ env: NAME }` key look-ups (for tests and for
@@ -170,11 +173,46 @@ fn clean_path(path: &str) -> String {
 
 /// Every key the schema knows, for "did you mean" on unknown ones.
 const KNOWN_KEYS: &[&str] = &[
-    "appliance", "name", "lab", "cores", "control", "workers", "polling", "ports", "outside",
-    "inside", "device", "ipv4", "ipv6", "gateway4", "gateway6", "mtu", "tunnels", "peer",
-    "encapsulation", "local_ts", "remote_ts", "replay_window", "esn", "static_sa", "inbound",
-    "outbound", "spi", "algorithm", "key", "env", "file", "lifetime", "soft_bytes", "hard_bytes",
-    "soft_packets", "hard_packets", "logging", "unknown_spi_interval_ms", "admin", "socket",
+    "appliance",
+    "name",
+    "lab",
+    "cores",
+    "control",
+    "workers",
+    "polling",
+    "ports",
+    "outside",
+    "inside",
+    "device",
+    "ipv4",
+    "ipv6",
+    "gateway4",
+    "gateway6",
+    "mtu",
+    "tunnels",
+    "peer",
+    "encapsulation",
+    "local_ts",
+    "remote_ts",
+    "replay_window",
+    "esn",
+    "static_sa",
+    "inbound",
+    "outbound",
+    "spi",
+    "algorithm",
+    "key",
+    "env",
+    "file",
+    "lifetime",
+    "soft_bytes",
+    "hard_bytes",
+    "soft_packets",
+    "hard_packets",
+    "logging",
+    "unknown_spi_interval_ms",
+    "admin",
+    "socket",
 ];
 
 fn syntax_diagnostic(e: &serde_saphyr::Error, path: &str, text: &str) -> Diagnostic {
@@ -262,7 +300,10 @@ mod tests {
 
     #[test]
     fn token_extraction() {
-        assert_eq!(token_at("a: 1\nb: lots\n", 2, 4, 4).as_deref(), Some("lots"));
+        assert_eq!(
+            token_at("a: 1\nb: lots\n", 2, 4, 4).as_deref(),
+            Some("lots")
+        );
         assert_eq!(token_at("a: 1\n", 3, 1, 1), None);
         assert_eq!(token_at("a: 1\n", 0, 1, 1), None);
     }
@@ -275,6 +316,9 @@ mod tests {
             clean_path("tunnels[0].static_sa.value.inbound.spi.value"),
             "tunnels[0].static_sa.inbound.spi"
         );
-        assert_eq!(clean_path("cores.workers.value[1].value"), "cores.workers[1]");
+        assert_eq!(
+            clean_path("cores.workers.value[1].value"),
+            "cores.workers[1]"
+        );
     }
 }

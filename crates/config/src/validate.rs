@@ -64,12 +64,7 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
     let cores = cores(&raw.cores, cx);
     let outside = port(&raw.ports.outside, "ports.outside", cx);
     let inside = port(&raw.ports.inside, "ports.inside", cx);
-    let lab = raw
-        .appliance
-        .lab
-        .as_ref()
-        .map(|l| l.value)
-        .unwrap_or(false);
+    let lab = raw.appliance.lab.as_ref().map(|l| l.value).unwrap_or(false);
     let mut tunnels = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut inbound_spis: HashMap<u32, (usize, u64)> = HashMap::new();
@@ -81,7 +76,9 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
                 &format!("{path}.name"),
                 format!("duplicate tunnel name `{}`", t.name.value),
                 "already used",
-                Some(format!("`tunnels[{first}]` has the same name; tunnel names must be unique")),
+                Some(format!(
+                    "`tunnels[{first}]` has the same name; tunnel names must be unique"
+                )),
             );
         }
         let families = (
@@ -246,7 +243,8 @@ pub(crate) fn parse_device(s: &str) -> Result<Device, &'static str> {
             if k.is_empty()
                 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 || v.is_empty()
-                || v.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                || v.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
             {
                 return Err("vdev arguments are `,key=value` pairs with non-empty keys and values");
             }
@@ -262,11 +260,16 @@ pub(crate) fn parse_device(s: &str) -> Result<Device, &'static str> {
             .then(|| u32::from_str_radix(t, 16).ok())
             .flatten()
     };
-    let bad = "expected a PCI address like `0000:03:00.0` or a vdev like `net_af_packet0,iface=eth0`";
+    let bad =
+        "expected a PCI address like `0000:03:00.0` or a vdev like `net_af_packet0,iface=eth0`";
     let (rest, function) = s.rsplit_once('.').ok_or(bad)?;
     let fields: Vec<&str> = rest.split(':').collect();
     let (domain, bus, device) = match fields.as_slice() {
-        [d, b, dev] => (hex(d, 4).ok_or(bad)?, hex(b, 2).ok_or(bad)?, hex(dev, 2).ok_or(bad)?),
+        [d, b, dev] => (
+            hex(d, 4).ok_or(bad)?,
+            hex(b, 2).ok_or(bad)?,
+            hex(dev, 2).ok_or(bad)?,
+        ),
         [b, dev] => (0, hex(b, 2).ok_or(bad)?, hex(dev, 2).ok_or(bad)?),
         _ => return Err(bad),
     };
@@ -283,12 +286,18 @@ pub(crate) fn parse_device(s: &str) -> Result<Device, &'static str> {
 }
 
 fn prefix_help(example: &str) -> Option<String> {
-    Some(format!("write an address with its prefix length, e.g. `{example}`"))
+    Some(format!(
+        "write an address with its prefix length, e.g. `{example}`"
+    ))
 }
 
 /// Parses an interface prefix of the given family (host bits allowed).
 fn iface_prefix(s: &S<String>, v4: bool, path: &str, cx: &mut Ctx<'_>) -> Option<Prefix> {
-    let example = if v4 { "198.51.100.1/24" } else { "2001:db8:1::1/64" };
+    let example = if v4 {
+        "198.51.100.1/24"
+    } else {
+        "2001:db8:1::1/64"
+    };
     let family = if v4 { "IPv4" } else { "IPv6" };
     match s.value.parse::<Prefix>() {
         Ok(p) if p.is_ipv4() == v4 => Some(p),
@@ -331,7 +340,11 @@ fn gateway(
     cx: &mut Ctx<'_>,
 ) -> Option<Option<IpAddr>> {
     let Some(raw) = raw else { return Some(None) };
-    let (family, key) = if v4 { ("IPv4", "ipv4") } else { ("IPv6", "ipv6") };
+    let (family, key) = if v4 {
+        ("IPv4", "ipv4")
+    } else {
+        ("IPv6", "ipv6")
+    };
     let ip = match raw.value.parse::<IpAddr>() {
         Ok(ip) if ip.is_ipv4() == v4 => ip,
         _ => {
@@ -351,7 +364,10 @@ fn gateway(
             cx.error(
                 &raw.referenced,
                 path,
-                format!("gateway {ip} is outside the port's network {}", net.network()),
+                format!(
+                    "gateway {ip} is outside the port's network {}",
+                    net.network()
+                ),
                 format!("not in {}", net.network()),
                 Some(format!(
                     "the gateway must be reachable on the link: use an address in {} or fix \
@@ -407,14 +423,32 @@ fn port(raw: &S<RawPort>, path: &str, cx: &mut Ctx<'_>) -> Option<Port> {
             cx.error(
                 &gw.referenced,
                 &format!("{path}.{key}"),
-                format!("`{key}` without an {} address", if v4 { "IPv4" } else { "IPv6" }),
+                format!(
+                    "`{key}` without an {} address",
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
                 "no prefix to check it against",
-                Some(format!("add `{}` to this port", if v4 { "ipv4" } else { "ipv6" })),
+                Some(format!(
+                    "add `{}` to this port",
+                    if v4 { "ipv4" } else { "ipv6" }
+                )),
             );
         }
     }
-    let gateway4 = gateway(p.gateway4.as_ref(), ipv4, true, &format!("{path}.gateway4"), cx);
-    let gateway6 = gateway(p.gateway6.as_ref(), ipv6, false, &format!("{path}.gateway6"), cx);
+    let gateway4 = gateway(
+        p.gateway4.as_ref(),
+        ipv4,
+        true,
+        &format!("{path}.gateway4"),
+        cx,
+    );
+    let gateway6 = gateway(
+        p.gateway6.as_ref(),
+        ipv6,
+        false,
+        &format!("{path}.gateway6"),
+        cx,
+    );
     let mtu = p.mtu.as_ref().map(|m| m.value).unwrap_or(DEFAULT_MTU);
     let min_mtu = if p.ipv6.is_some() { 1280 } else { 576 };
     if let Some(m) = &p.mtu
@@ -618,7 +652,10 @@ fn lifetime(raw: &RawLifetime, path: &str, cx: &mut Ctx<'_>) -> Lifetime {
             cx.error(
                 &s.referenced,
                 &format!("{path}.soft_{what}"),
-                format!("soft {what} limit {} is not below the hard limit {}", s.value, h.value),
+                format!(
+                    "soft {what} limit {} is not below the hard limit {}",
+                    s.value, h.value
+                ),
                 format!("expected less than hard_{what}"),
                 Some("the soft limit triggers a rekey before the hard limit stops the SA".into()),
             );
@@ -645,7 +682,10 @@ fn sa(raw: &RawSa, path: &str, cx: &mut Ctx<'_>) -> Option<SaKeys> {
                     format!("SPI {v} is reserved")
                 },
                 "expected an SPI of at least 256 (0x100)",
-                Some("SPIs 1-255 are reserved by RFC 4303 §2.1 and 0 is invalid; e.g. `spi: 0x1000`".into()),
+                Some(
+                    "SPIs 1-255 are reserved by RFC 4303 §2.1 and 0 is invalid; e.g. `spi: 0x1000`"
+                        .into(),
+                ),
             );
             None
         }
@@ -792,15 +832,12 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, HexError> {
         .strip_prefix("0x")
         .or_else(|| trimmed.strip_prefix("0X"))
         .unwrap_or(trimmed);
-    let digits: Zeroizing<Vec<u8>> = Zeroizing::new(
-        body.bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect(),
-    );
+    let digits: Zeroizing<Vec<u8>> =
+        Zeroizing::new(body.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
     if let Some(pos) = digits.iter().position(|b| !b.is_ascii_hexdigit()) {
         return Err(HexError::BadDigit(pos));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(HexError::OddLength(digits.len()));
     }
     let nibble = |b: u8| match b {
@@ -870,7 +907,10 @@ mod tests {
                 function: 0
             })
         );
-        assert!(matches!(parse_device("af:1f.7"), Ok(Device::Pci { bus: 0xaf, .. })));
+        assert!(matches!(
+            parse_device("af:1f.7"),
+            Ok(Device::Pci { bus: 0xaf, .. })
+        ));
         assert!(parse_device("0000:03:20.0").is_err());
         assert!(parse_device("0000:03:00.8").is_err());
         assert!(parse_device("00000:03:00.0").is_err());

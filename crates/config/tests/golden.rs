@@ -71,10 +71,16 @@ fn golden_error_text() {
         let expected = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
         if expected != actual {
-            mismatches.push(format!("--- {name}.expected\n{expected}+++ actual\n{actual}"));
+            mismatches.push(format!(
+                "--- {name}.expected\n{expected}+++ actual\n{actual}"
+            ));
         }
     }
-    assert!(mismatches.is_empty(), "golden mismatches:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "golden mismatches:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -82,7 +88,12 @@ fn key_errors_never_contain_key_material() {
     let out = render("wrong-key-length");
     assert!(out.contains("16 bytes long; aes128gcm16 needs 20"), "{out}");
     assert!(out.contains("16 bytes long; aes256gcm16 needs 36"), "{out}");
-    for secret in [KEY_SHORT, KEY_FILE_SHORT, &KEY_SHORT[..8], &KEY_FILE_SHORT[..8]] {
+    for secret in [
+        KEY_SHORT,
+        KEY_FILE_SHORT,
+        &KEY_SHORT[..8],
+        &KEY_FILE_SHORT[..8],
+    ] {
         assert!(!out.contains(secret), "key material leaked into:\n{out}");
     }
 }
@@ -90,7 +101,10 @@ fn key_errors_never_contain_key_material() {
 #[test]
 fn errors_name_file_line_column_and_key_path() {
     let out = render("spi-reserved");
-    assert!(out.contains("error: tunnels[0].static_sa.inbound.spi: SPI 5 is reserved"), "{out}");
+    assert!(
+        out.contains("error: tunnels[0].static_sa.inbound.spi: SPI 5 is reserved"),
+        "{out}"
+    );
     assert!(out.contains("--> spi-reserved.yaml:20:24"), "{out}");
     assert!(out.contains("help: "), "{out}");
     let out = render("unknown-key");
@@ -104,5 +118,8 @@ fn all_semantic_problems_are_collected() {
     let count = out.matches("\nerror: ").count() + usize::from(out.starts_with("error: "));
     // device, mtu, peer family, empty remote_ts, replay window, admin socket + summary line.
     assert_eq!(count, 7, "{out}");
-    assert!(out.ends_with("error: 6 problems in many-problems.yaml\n"), "{out}");
+    assert!(
+        out.ends_with("error: 6 problems in many-problems.yaml\n"),
+        "{out}"
+    );
 }

@@ -14,7 +14,8 @@ fn prefix(s: &str) -> Prefix {
 }
 
 fn env(name: &str) -> Option<String> {
-    (name == "ESPADA_KEY_B_IN").then(|| "0x a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 \n".to_string())
+    (name == "ESPADA_KEY_B_IN")
+        .then(|| "0x a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 \n".to_string())
 }
 
 fn load_example() -> Loaded {
@@ -27,8 +28,21 @@ fn load_example() -> Loaded {
 fn lab_example_parses_into_expected_values() {
     let loaded = load_example();
     let c = &loaded.config;
-    assert_eq!(c.appliance, Appliance { name: "lab-a".into(), lab: true });
-    assert_eq!(c.cores, Cores { control: 0, workers: vec![1], polling: Polling::Adaptive });
+    assert_eq!(
+        c.appliance,
+        Appliance {
+            name: "lab-a".into(),
+            lab: true
+        }
+    );
+    assert_eq!(
+        c.cores,
+        Cores {
+            control: 0,
+            workers: vec![1],
+            polling: Polling::Adaptive
+        }
+    );
     assert_eq!(
         c.ports.outside,
         Port {
@@ -45,7 +59,12 @@ fn lab_example_parses_into_expected_values() {
     );
     assert_eq!(
         c.ports.inside.device,
-        Device::Pci { domain: 0, bus: 3, device: 0, function: 0 }
+        Device::Pci {
+            domain: 0,
+            bus: 3,
+            device: 0,
+            function: 0
+        }
     );
     assert_eq!(c.ports.inside.ipv6, None);
     assert_eq!(c.tunnels.len(), 2);
@@ -54,7 +73,10 @@ fn lab_example_parses_into_expected_values() {
     assert_eq!(b.peer, ip("198.51.100.2"));
     assert_eq!(b.encapsulation, Encapsulation::Udp);
     assert_eq!(b.local_ts, vec![prefix("192.0.2.0/24")]);
-    assert_eq!(b.remote_ts, vec![prefix("203.0.113.0/24"), prefix("2001:db8:b::/48")]);
+    assert_eq!(
+        b.remote_ts,
+        vec![prefix("203.0.113.0/24"), prefix("2001:db8:b::/48")]
+    );
     assert_eq!(b.replay_window, 1024);
     assert!(!b.esn);
     let sa = b.static_sa.as_ref().unwrap();
@@ -108,7 +130,10 @@ fn defaults_apply() {
     assert_eq!(c.cores.workers, vec![2, 1]);
     assert_eq!(c.ports.outside.mtu, DEFAULT_MTU);
     assert!(c.tunnels.is_empty());
-    assert_eq!(c.logging.unknown_spi_interval, Duration::from_millis(DEFAULT_UNKNOWN_SPI_INTERVAL_MS));
+    assert_eq!(
+        c.logging.unknown_spi_interval,
+        Duration::from_millis(DEFAULT_UNKNOWN_SPI_INTERVAL_MS)
+    );
     assert_eq!(c.admin.socket, Path::new(DEFAULT_ADMIN_SOCKET));
     assert!(loaded.warnings.is_empty());
 }
@@ -118,7 +143,11 @@ fn load_resolves_key_files_next_to_the_config() {
     // `load` uses the process environment: use an example without env keys.
     let dir = std::env::temp_dir().join(format!("espada-config-test-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("keys")).unwrap();
-    std::fs::write(dir.join("keys/k.hex"), "000102030405060708090a0b0c0d0e0f10111213\n").unwrap();
+    std::fs::write(
+        dir.join("keys/k.hex"),
+        "000102030405060708090a0b0c0d0e0f10111213\n",
+    )
+    .unwrap();
     let text = "appliance: { name: a, lab: true }\ncores: { control: 0, workers: [1] }\nports:\n  \
                 outside: { device: net_ring0, ipv4: 10.1.0.1/16 }\n  \
                 inside: { device: net_ring1, ipv4: 10.0.0.1/16 }\ntunnels:\n  - name: t\n    \
@@ -127,7 +156,16 @@ fn load_resolves_key_files_next_to_the_config() {
                 outbound: { spi: 257, algorithm: aes128gcm16, key: { file: keys/k.hex } }\n";
     std::fs::write(dir.join("site.yaml"), text).unwrap();
     let loaded = load(&dir.join("site.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.config.tunnels[0].static_sa.as_ref().unwrap().inbound.key.len(), 20);
+    assert_eq!(
+        loaded.config.tunnels[0]
+            .static_sa
+            .as_ref()
+            .unwrap()
+            .inbound
+            .key
+            .len(),
+        20
+    );
     let missing = load(&dir.join("nope.yaml")).unwrap_err();
     assert!(missing.to_string().contains("cannot read"), "{missing}");
     std::fs::write(dir.join("bad.yaml"), b"appliance: \xff\n").unwrap();

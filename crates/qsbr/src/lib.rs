@@ -235,7 +235,11 @@ impl<T> Publisher<T> {
     pub fn publish(&mut self, new: T) -> u64 {
         let new = Arc::new(new);
         let replaced = {
-            let mut slot = self.shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = self
+                .shared
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let replaced = std::mem::replace(&mut *slot, Arc::clone(&new));
             // Bumped under the lock so that readers read a consistent (generation, version).
             self.generation = self.shared.generation.fetch_add(1, Ordering::Release) + 1;
@@ -457,8 +461,14 @@ mod tests {
         assert_eq!(
             p.readers(),
             vec![
-                ReaderInfo { id: 0, state: ReaderState::Online { adopted: 1 } },
-                ReaderInfo { id: 1, state: ReaderState::Online { adopted: 1 } },
+                ReaderInfo {
+                    id: 0,
+                    state: ReaderState::Online { adopted: 1 }
+                },
+                ReaderInfo {
+                    id: 1,
+                    state: ReaderState::Online { adopted: 1 }
+                },
             ]
         );
     }
@@ -472,7 +482,11 @@ mod tests {
         for g in 1..=5 {
             p.publish(Counted(g, drops.clone()));
             assert_eq!(busy.quiescent().0, g);
-            assert_eq!(p.reclaim(), 1, "offline reader must not block generation {g}");
+            assert_eq!(
+                p.reclaim(),
+                1,
+                "offline reader must not block generation {g}"
+            );
         }
         assert_eq!(drops.load(Ordering::SeqCst), 5);
         assert_eq!(p.readers()[1].state, ReaderState::Offline);
@@ -482,7 +496,11 @@ mod tests {
         assert_eq!(p.readers()[1].state, ReaderState::Online { adopted: 5 });
         p.publish(Counted(6, drops.clone()));
         busy.quiescent();
-        assert_eq!(p.reclaim(), 0, "the reader that came back now blocks version 5");
+        assert_eq!(
+            p.reclaim(),
+            0,
+            "the reader that came back now blocks version 5"
+        );
         assert_eq!(back.quiescent().0, 6);
         assert_eq!(p.reclaim(), 1);
     }
@@ -521,7 +539,10 @@ mod tests {
         struct Tracked(u64, std::sync::Arc<StdMutex<Vec<(u64, ThreadId)>>>);
         impl Drop for Tracked {
             fn drop(&mut self) {
-                self.1.lock().unwrap().push((self.0, std::thread::current().id()));
+                self.1
+                    .lock()
+                    .unwrap()
+                    .push((self.0, std::thread::current().id()));
             }
         }
         let log = std::sync::Arc::new(StdMutex::new(Vec::new()));
@@ -555,8 +576,15 @@ mod tests {
         let (control_id, freed, p) = control.join().unwrap();
         assert_eq!(freed, 3);
         let entries = log.lock().unwrap().clone();
-        assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert!(entries.iter().all(|e| e.1 == control_id && e.1 != worker_id));
+        assert_eq!(
+            entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.1 == control_id && e.1 != worker_id)
+        );
         drop(p);
         assert_eq!(log.lock().unwrap().len(), 4);
     }

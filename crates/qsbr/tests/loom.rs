@@ -34,20 +34,35 @@ struct Version {
 
 impl Version {
     fn new(id: usize, book: &Arc<Book>) -> Version {
-        Version { id, book: Arc::clone(book) }
+        Version {
+            id,
+            book: Arc::clone(book),
+        }
     }
 
     /// "Use" the version: it must not have been freed.
     fn check(&self) -> usize {
-        assert!(!self.book.freed[self.id].load(Ordering::SeqCst), "version {} used after free", self.id);
+        assert!(
+            !self.book.freed[self.id].load(Ordering::SeqCst),
+            "version {} used after free",
+            self.id
+        );
         self.id
     }
 }
 
 impl Drop for Version {
     fn drop(&mut self) {
-        assert_eq!(thread::current().id(), self.book.control, "version {} dropped on a worker", self.id);
-        assert!(!self.book.freed[self.id].swap(true, Ordering::SeqCst), "double free");
+        assert_eq!(
+            thread::current().id(),
+            self.book.control,
+            "version {} dropped on a worker",
+            self.id
+        );
+        assert!(
+            !self.book.freed[self.id].swap(true, Ordering::SeqCst),
+            "double free"
+        );
         self.book.drops.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -64,7 +79,11 @@ fn finish(mut p: Publisher<Version>, book: &Arc<Book>, published: usize) {
 /// Reclaims and checks that reclaim never judged a still-referenced version quiescent.
 fn reclaim(p: &mut Publisher<Version>) -> usize {
     let freed = p.reclaim();
-    assert_eq!(p.protocol_violations(), 0, "reclaim found a version still held by a reader");
+    assert_eq!(
+        p.protocol_violations(),
+        0,
+        "reclaim found a version still held by a reader"
+    );
     freed
 }
 

@@ -25,7 +25,11 @@ struct Table {
 
 impl Table {
     fn new(generation: u64, book: &Arc<Book>) -> Table {
-        Table { generation, words: vec![generation; WORDS], book: Arc::clone(book) }
+        Table {
+            generation,
+            words: vec![generation; WORDS],
+            book: Arc::clone(book),
+        }
     }
 }
 
@@ -61,14 +65,17 @@ fn ten_thousand_versions_under_traffic() {
                 loop {
                     iterations += 1;
                     // Worker 1 idles (goes offline) now and then, like an adaptive poller.
-                    if index == 1 && iterations % 997 == 0 {
+                    if index == 1 && iterations.is_multiple_of(997) {
                         let idle = reader.offline();
                         std::thread::yield_now();
                         reader = idle.online();
                     }
                     let table = reader.quiescent();
                     // "Traffic": read the whole table and check its invariants.
-                    assert!(table.words.iter().all(|w| *w == table.generation), "torn table");
+                    assert!(
+                        table.words.iter().all(|w| *w == table.generation),
+                        "torn table"
+                    );
                     assert_eq!(
                         book.drops[table.generation as usize].load(Ordering::SeqCst),
                         0,
@@ -83,7 +90,7 @@ fn ten_thousand_versions_under_traffic() {
                     if last == VERSIONS {
                         return adoptions;
                     }
-                    if iterations % 64 == 0 {
+                    if iterations.is_multiple_of(64) {
                         std::thread::yield_now();
                     }
                 }
@@ -112,10 +119,17 @@ fn ten_thousand_versions_under_traffic() {
     assert_eq!(freed as u64, VERSIONS);
     assert!(publisher.readers().is_empty());
     for generation in 0..VERSIONS {
-        assert_eq!(book.drops[generation as usize].load(Ordering::SeqCst), 1, "version {generation}");
+        assert_eq!(
+            book.drops[generation as usize].load(Ordering::SeqCst),
+            1,
+            "version {generation}"
+        );
     }
     assert_eq!(book.drops[VERSIONS as usize].load(Ordering::SeqCst), 0);
-    assert!(!book.dropped_elsewhere.load(Ordering::SeqCst), "a version was dropped on a worker");
+    assert!(
+        !book.dropped_elsewhere.load(Ordering::SeqCst),
+        "a version was dropped on a worker"
+    );
     assert!(adoptions.iter().all(|a| *a >= 1));
     assert!(packets.load(Ordering::Relaxed) >= 2);
     eprintln!(
