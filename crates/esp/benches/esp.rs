@@ -31,8 +31,10 @@ const SPI: u32 = 0x1234_5678;
 
 /// Workload: list of frame sizes making one iteration.
 fn workloads() -> Vec<(String, Vec<usize>)> {
-    let mut w: Vec<(String, Vec<usize>)> =
-        [64usize, 256, 512, 1024, 1420].iter().map(|&s| (s.to_string(), vec![s])).collect();
+    let mut w: Vec<(String, Vec<usize>)> = [64usize, 256, 512, 1024, 1420]
+        .iter()
+        .map(|&s| (s.to_string(), vec![s]))
+        .collect();
     let mut imix = Vec::new();
     for i in 0..12 {
         imix.push(match i {
@@ -66,7 +68,10 @@ fn sas(backend: Backend) -> (OutboundSa, InboundSa) {
     let o = SaConfig::new(SPI, Direction::Outbound, l, r);
     let mut i = SaConfig::new(SPI, Direction::Inbound, r, l);
     i.replay_window = 4096;
-    (OutboundSa::new(o, &KEY, backend).unwrap(), InboundSa::new(i, &KEY, backend).unwrap())
+    (
+        OutboundSa::new(o, &KEY, backend).unwrap(),
+        InboundSa::new(i, &KEY, backend).unwrap(),
+    )
 }
 
 fn esp_payload_len(frame: usize) -> usize {
@@ -82,8 +87,10 @@ fn bench_encrypt(c: &mut Criterion) {
             let mut buf = VecBuf::with_capacity(HEADROOM + 1600 + MAX_ENCAP_TAILROOM, HEADROOM);
 
             let engine = AeadEngine::new(backend, &KEY[..16]).unwrap();
-            let plains: Vec<Vec<u8>> =
-                frames.iter().map(|&f| vec![0x5a; esp_payload_len(f)]).collect();
+            let plains: Vec<Vec<u8>> = frames
+                .iter()
+                .map(|&f| vec![0x5a; esp_payload_len(f)])
+                .collect();
             let mut seq = 0u64;
             g.bench_function(BenchmarkId::new("aead_seal", &name), |b| {
                 b.iter(|| {

@@ -88,7 +88,10 @@ impl RingGcm {
             n => return Err(BadKeyLength(n)),
         };
         let unbound = ra::UnboundKey::new(alg, key).map_err(|_| BadKeyLength(key.len()))?;
-        Ok(Self { key: ra::LessSafeKey::new(unbound), key_len: key.len() })
+        Ok(Self {
+            key: ra::LessSafeKey::new(unbound),
+            key_len: key.len(),
+        })
     }
 }
 
@@ -141,9 +144,9 @@ impl GcmAead for RingGcm {
 /// RustCrypto's AES-GCM (aes-gcm 0.11).
 pub enum RustCryptoGcm {
     /// AES-128-GCM.
-    Aes128(Box<Aes128Gcm>),
+    Aes128(Aes128Gcm),
     /// AES-256-GCM.
-    Aes256(Box<Aes256Gcm>),
+    Aes256(Aes256Gcm),
 }
 
 impl RustCryptoGcm {
@@ -151,10 +154,10 @@ impl RustCryptoGcm {
     pub fn new(key: &[u8]) -> Result<Self, BadKeyLength> {
         match key.len() {
             16 => Aes128Gcm::new_from_slice(key)
-                .map(|k| Self::Aes128(Box::new(k)))
+                .map(Self::Aes128)
                 .map_err(|_| BadKeyLength(16)),
             32 => Aes256Gcm::new_from_slice(key)
-                .map(|k| Self::Aes256(Box::new(k)))
+                .map(Self::Aes256)
                 .map_err(|_| BadKeyLength(32)),
             n => Err(BadKeyLength(n)),
         }
@@ -269,7 +272,11 @@ impl fmt::Debug for RingGcm {
 }
 impl fmt::Debug for RustCryptoGcm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RustCryptoGcm(AES-{}-GCM-16, key redacted)", self.key_len() * 8)
+        write!(
+            f,
+            "RustCryptoGcm(AES-{}-GCM-16, key redacted)",
+            self.key_len() * 8
+        )
     }
 }
 impl fmt::Debug for AeadEngine {
@@ -286,12 +293,18 @@ mod tests {
     use super::*;
 
     fn h(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// (key, iv, plaintext, aad, ciphertext, tag) from "The Galois/Counter Mode of Operation"
     /// (McGrew & Viega, NIST submission), test cases 3, 4 (AES-128) and 15, 16 (AES-256).
-    fn gcm_spec_cases() -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> {
+    /// (key, iv, plaintext, aad, ciphertext, tag)
+    type Case = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn gcm_spec_cases() -> Vec<Case> {
         let p = "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39";
         let p3 = format!("{p}1aafd255");
         let aad = "feedfacedeadbeeffeedfacedeadbeefabaddad2";
@@ -304,7 +317,9 @@ mod tests {
                 h(iv),
                 h(&p3),
                 vec![],
-                h("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985"),
+                h(
+                    "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+                ),
                 h("4d5c2af327cd64a62cf35abd2ba6fab4"),
             ),
             (
@@ -312,7 +327,9 @@ mod tests {
                 h(iv),
                 h(p),
                 h(aad),
-                h("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"),
+                h(
+                    "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",
+                ),
                 h("5bc94fbc3221a5db94fae95ae7121a47"),
             ),
             (
@@ -320,7 +337,9 @@ mod tests {
                 h(iv),
                 h(&p3),
                 vec![],
-                h("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad"),
+                h(
+                    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+                ),
                 h("b094dac5d93471bdec1a502270e3cc6c"),
             ),
             (
@@ -328,7 +347,9 @@ mod tests {
                 h(iv),
                 h(p),
                 h(aad),
-                h("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"),
+                h(
+                    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+                ),
                 h("76fc6ece0f4e1768cddf8853bb2d551b"),
             ),
         ]
@@ -358,8 +379,14 @@ mod tests {
     #[test]
     fn bad_key_lengths() {
         for backend in Backend::ALL {
-            assert!(matches!(AeadEngine::new(backend, &[0; 24]), Err(BadKeyLength(24))));
-            assert!(matches!(AeadEngine::new(backend, &[0; 0]), Err(BadKeyLength(0))));
+            assert!(matches!(
+                AeadEngine::new(backend, &[0; 24]),
+                Err(BadKeyLength(24))
+            ));
+            assert!(matches!(
+                AeadEngine::new(backend, &[0; 0]),
+                Err(BadKeyLength(0))
+            ));
         }
     }
 
@@ -368,7 +395,10 @@ mod tests {
         let key = [0xab; 16];
         for backend in Backend::ALL {
             let s = format!("{:?}", AeadEngine::new(backend, &key).unwrap());
-            assert!(!s.to_lowercase().contains("ab, ") && !s.contains("171"), "{s}");
+            assert!(
+                !s.to_lowercase().contains("ab, ") && !s.contains("171"),
+                "{s}"
+            );
             assert!(s.contains("AES-128"));
         }
     }

@@ -103,16 +103,22 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
             let payload = &pkt[off..hl + ulen];
             match dport {
                 NATT_PORT if natt::is_keepalive(payload) => Ok(Class::NatKeepalive),
-                NATT_PORT if natt::has_non_esp_marker(payload) => {
-                    Ok(Class::IkeNonEsp { ike_offset: off + 4 })
-                }
+                NATT_PORT if natt::has_non_esp_marker(payload) => Ok(Class::IkeNonEsp {
+                    ike_offset: off + 4,
+                }),
                 NATT_PORT => esp_at(&pkt[..hl + ulen], off, true),
                 IKE_PORT => Ok(Class::Ike { ike_offset: off }),
                 _ => Ok(Class::Other { proto: proto::UDP }),
             }
         }
-        proto::ICMP if first >> 4 == 4 => Ok(Class::Icmp { v6: false, icmp_offset: hl }),
-        proto::ICMPV6 if first >> 4 == 6 => Ok(Class::Icmp { v6: true, icmp_offset: hl }),
+        proto::ICMP if first >> 4 == 4 => Ok(Class::Icmp {
+            v6: false,
+            icmp_offset: hl,
+        }),
+        proto::ICMPV6 if first >> 4 == 6 => Ok(Class::Icmp {
+            v6: true,
+            icmp_offset: hl,
+        }),
         p => Ok(Class::Other { proto: p }),
     }
 }
@@ -134,7 +140,9 @@ mod tests {
     use super::*;
 
     fn v4(proto: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         p.extend_from_slice(payload);
         let l = p.len() as u16;
         p[2..4].copy_from_slice(&l.to_be_bytes());
@@ -154,22 +162,50 @@ mod tests {
         let esp = [0, 0, 1, 0, 0, 0, 0, 7, 1, 2, 3];
         assert_eq!(
             classify(&v4(50, &esp)),
-            Ok(Class::Esp { spi: 256, seq: 7, esp_offset: 20, udp_encap: false })
+            Ok(Class::Esp {
+                spi: 256,
+                seq: 7,
+                esp_offset: 20,
+                udp_encap: false
+            })
         );
         assert_eq!(
             classify(&v4(17, &udp(4500, &esp))),
-            Ok(Class::Esp { spi: 256, seq: 7, esp_offset: 28, udp_encap: true })
+            Ok(Class::Esp {
+                spi: 256,
+                seq: 7,
+                esp_offset: 28,
+                udp_encap: true
+            })
         );
-        assert_eq!(classify(&v4(17, &udp(4500, &[0xff]))), Ok(Class::NatKeepalive));
+        assert_eq!(
+            classify(&v4(17, &udp(4500, &[0xff]))),
+            Ok(Class::NatKeepalive)
+        );
         assert_eq!(
             classify(&v4(17, &udp(4500, &[0, 0, 0, 0, 9, 9]))),
             Ok(Class::IkeNonEsp { ike_offset: 32 })
         );
-        assert_eq!(classify(&v4(17, &udp(500, &[1]))), Ok(Class::Ike { ike_offset: 28 }));
-        assert_eq!(classify(&v4(17, &udp(53, &[1]))), Ok(Class::Other { proto: 17 }));
-        assert_eq!(classify(&v4(1, &[3, 4, 0, 0])), Ok(Class::Icmp { v6: false, icmp_offset: 20 }));
+        assert_eq!(
+            classify(&v4(17, &udp(500, &[1]))),
+            Ok(Class::Ike { ike_offset: 28 })
+        );
+        assert_eq!(
+            classify(&v4(17, &udp(53, &[1]))),
+            Ok(Class::Other { proto: 17 })
+        );
+        assert_eq!(
+            classify(&v4(1, &[3, 4, 0, 0])),
+            Ok(Class::Icmp {
+                v6: false,
+                icmp_offset: 20
+            })
+        );
         assert_eq!(classify(&v4(6, &[])), Ok(Class::Other { proto: 6 }));
-        assert_eq!(classify(&v4(17, &udp(4500, &[1, 2, 3]))), Err(DropReason::TooShort));
+        assert_eq!(
+            classify(&v4(17, &udp(4500, &[1, 2, 3]))),
+            Err(DropReason::TooShort)
+        );
         assert_eq!(classify(&v4(50, &[1, 2, 3])), Err(DropReason::TooShort));
         assert_eq!(classify(&[]), Err(DropReason::TooShort));
         assert_eq!(classify(&[0x55; 30]), Err(DropReason::BadOuterHeader));
@@ -185,10 +221,21 @@ mod tests {
         p.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 1]);
         assert_eq!(
             classify(&p),
-            Ok(Class::Esp { spi: 512, seq: 1, esp_offset: 40, udp_encap: false })
+            Ok(Class::Esp {
+                spi: 512,
+                seq: 1,
+                esp_offset: 40,
+                udp_encap: false
+            })
         );
         p[6] = 58;
-        assert_eq!(classify(&p), Ok(Class::Icmp { v6: true, icmp_offset: 40 }));
+        assert_eq!(
+            classify(&p),
+            Ok(Class::Icmp {
+                v6: true,
+                icmp_offset: 40
+            })
+        );
     }
 
     #[test]

@@ -70,7 +70,12 @@ pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
             if len > d.len() {
                 return Err(DropReason::TooShort);
             }
-            (wire::IPV6_HEADER_LEN, len, d[wire::ipv6::NEXT_HEADER], wire::ipv6_traffic_class(d))
+            (
+                wire::IPV6_HEADER_LEN,
+                len,
+                d[wire::ipv6::NEXT_HEADER],
+                wire::ipv6_traffic_class(d),
+            )
         }
         _ => return Err(DropReason::BadOuterHeader),
     };
@@ -92,7 +97,11 @@ pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
         }
         _ => return Err(DropReason::NotEsp),
     };
-    Ok(OuterInfo { esp_off, len, ecn: Ecn::from_tos(tos) })
+    Ok(OuterInfo {
+        esp_off,
+        len,
+        ecn: Ecn::from_tos(tos),
+    })
 }
 
 /// Checks the ESP trailer of a decrypted payload (RFC 4303 §2.4–2.6) and returns the next
@@ -239,6 +248,10 @@ impl InboundSa {
         if soft {
             self.counters.count_soft_expired();
         }
-        Ok(Processed { inner: iproto, seq, soft_expired: soft })
+        Ok(Processed {
+            inner: iproto,
+            seq,
+            soft_expired: soft,
+        })
     }
 }

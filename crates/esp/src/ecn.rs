@@ -67,7 +67,11 @@ mod tests {
         ];
         for (inner, row) in table {
             for (outer, want) in [NotEct, Ect0, Ect1, Ce].into_iter().zip(row) {
-                assert_eq!(decap_ecn(inner, outer), want, "inner {inner:?} outer {outer:?}");
+                assert_eq!(
+                    decap_ecn(inner, outer),
+                    want,
+                    "inner {inner:?} outer {outer:?}"
+                );
             }
         }
     }

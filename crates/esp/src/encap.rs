@@ -47,7 +47,12 @@ pub(crate) fn parse_inner(d: &[u8]) -> Result<InnerInfo, DropReason> {
                 return Err(DropReason::BadInnerHeader);
             }
             let df = be16(&d[wire::ipv4::FLAGS_FRAG]) & wire::ipv4::DF != 0;
-            Ok(InnerInfo { proto: InnerProto::V4, len, tos: d[wire::ipv4::TOS], df })
+            Ok(InnerInfo {
+                proto: InnerProto::V4,
+                len,
+                tos: d[wire::ipv4::TOS],
+                df,
+            })
         }
         6 => {
             if d.len() < wire::IPV6_HEADER_LEN {
@@ -57,7 +62,12 @@ pub(crate) fn parse_inner(d: &[u8]) -> Result<InnerInfo, DropReason> {
             if len > d.len() {
                 return Err(DropReason::BadInnerHeader);
             }
-            Ok(InnerInfo { proto: InnerProto::V6, len, tos: wire::ipv6_traffic_class(d), df: true })
+            Ok(InnerInfo {
+                proto: InnerProto::V6,
+                len,
+                tos: wire::ipv6_traffic_class(d),
+                df: true,
+            })
         }
         _ => Err(DropReason::BadInnerHeader),
     }
@@ -112,7 +122,9 @@ impl OutboundSa {
         self.seq += 1;
         let seq = self.seq;
 
-        let Some(t) = buf.append(tail) else { return Err(DropReason::NoTailroom) };
+        let Some(t) = buf.append(tail) else {
+            return Err(DropReason::NoTailroom);
+        };
         for (i, b) in t[..pad].iter_mut().enumerate() {
             *b = i as u8 + 1;
         }
@@ -122,7 +134,9 @@ impl OutboundSa {
             InnerProto::V6 => proto::IPV6,
         };
 
-        let Some(h) = buf.prepend(hdr) else { return Err(DropReason::NoHeadroom) };
+        let Some(h) = buf.prepend(hdr) else {
+            return Err(DropReason::NoHeadroom);
+        };
         h[..outer_len].copy_from_slice(&self.tmpl.hdr[..outer_len]);
         let tos = ecn::encap_tos(inner.tos);
         let ip_len = self.tmpl.ip_len;
@@ -188,7 +202,11 @@ impl OutboundSa {
         if soft {
             self.counters.count_soft_expired();
         }
-        Ok(Processed { inner: inner.proto, seq, soft_expired: soft })
+        Ok(Processed {
+            inner: inner.proto,
+            seq,
+            soft_expired: soft,
+        })
     }
 }
 

@@ -97,10 +97,14 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
     }
     let (ty, code) = (icmp[0], icmp[1]);
     let kind = match (v6, ty) {
-        (false, 3) if code == 4 => IcmpErrorKind::FragmentationNeeded { mtu: be16(&icmp[6..8]) },
+        (false, 3) if code == 4 => IcmpErrorKind::FragmentationNeeded {
+            mtu: be16(&icmp[6..8]),
+        },
         (false, 3) | (true, 1) => IcmpErrorKind::DestinationUnreachable { code },
         (false, 11) | (true, 3) => IcmpErrorKind::TimeExceeded { code },
-        (true, 2) => IcmpErrorKind::PacketTooBig { mtu: be32(&icmp[4..8]) },
+        (true, 2) => IcmpErrorKind::PacketTooBig {
+            mtu: be32(&icmp[4..8]),
+        },
         _ => return Err(NotAnError),
     };
     let q = &icmp[8..];
@@ -128,7 +132,12 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
         }
         let s: [u8; 4] = [q[12], q[13], q[14], q[15]];
         let d: [u8; 4] = [q[16], q[17], q[18], q[19]];
-        (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)), q[wire::ipv4::PROTOCOL], hl)
+        (
+            IpAddr::V4(Ipv4Addr::from(s)),
+            IpAddr::V4(Ipv4Addr::from(d)),
+            q[wire::ipv4::PROTOCOL],
+            hl,
+        )
     };
     let rest = &q[hl..];
     let (spi_at, udp_ports) = match next {
@@ -146,7 +155,11 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
         }
         _ => return Err(NotEsp),
     };
-    let spi = if spi_at.len() >= 4 { Some(be32(spi_at)) } else { None };
+    let spi = if spi_at.len() >= 4 {
+        Some(be32(spi_at))
+    } else {
+        None
+    };
     if udp_ports.is_none() && spi.is_none() {
         return Err(TooShort);
     }
@@ -154,7 +167,13 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
     if spi == Some(0) {
         return Err(NotEsp);
     }
-    Ok(EmbeddedEsp { kind, src, dst, spi, udp_ports })
+    Ok(EmbeddedEsp {
+        kind,
+        src,
+        dst,
+        spi,
+        udp_ports,
+    })
 }
 
 #[cfg(test)]
@@ -162,12 +181,16 @@ mod tests {
     use super::*;
 
     fn quoted_v4(proto: u8, rest: &[u8]) -> Vec<u8> {
-        let mut q = vec![0x45, 0, 5, 0xdc, 0, 1, 0x40, 0, 63, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7];
+        let mut q = vec![
+            0x45, 0, 5, 0xdc, 0, 1, 0x40, 0, 63, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
+        ];
         q.extend_from_slice(rest);
         q
     }
     fn icmp4(ty: u8, code: u8, word: [u8; 4], quoted: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 1, 192, 0, 2, 1];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 1, 192, 0, 2, 1,
+        ];
         p.extend_from_slice(&[ty, code, 0, 0]);
         p.extend_from_slice(&word);
         p.extend_from_slice(quoted);
@@ -185,13 +208,19 @@ mod tests {
         assert_eq!(e.dst, "198.51.100.7".parse::<IpAddr>().unwrap());
         assert_eq!(e.udp_ports, None);
         let p = icmp4(11, 0, [0; 4], &q);
-        assert_eq!(parse_icmp_error(&p).unwrap().kind, IcmpErrorKind::TimeExceeded { code: 0 });
+        assert_eq!(
+            parse_icmp_error(&p).unwrap().kind,
+            IcmpErrorKind::TimeExceeded { code: 0 }
+        );
         let p = icmp4(3, 1, [0; 4], &q);
         assert_eq!(
             parse_icmp_error(&p).unwrap().kind,
             IcmpErrorKind::DestinationUnreachable { code: 1 }
         );
-        assert_eq!(parse_icmp_error(&icmp4(8, 0, [0; 4], &q)), Err(IcmpMismatch::NotAnError));
+        assert_eq!(
+            parse_icmp_error(&icmp4(8, 0, [0; 4], &q)),
+            Err(IcmpMismatch::NotAnError)
+        );
         for n in 0..p.len() {
             let _ = parse_icmp_error(&p[..n]);
         }
@@ -203,9 +232,15 @@ mod tests {
         let e = parse_icmp_error(&icmp4(3, 3, [0; 4], &short)).unwrap();
         assert_eq!((e.spi, e.udp_ports), (None, Some((4500, 4500))));
         let long = quoted_v4(17, &[0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(parse_icmp_error(&icmp4(3, 3, [0; 4], &long)).unwrap().spi, Some(0x102));
+        assert_eq!(
+            parse_icmp_error(&icmp4(3, 3, [0; 4], &long)).unwrap().spi,
+            Some(0x102)
+        );
         let dns = quoted_v4(17, &[0, 53, 0, 53, 0, 40, 0, 0]);
-        assert_eq!(parse_icmp_error(&icmp4(3, 3, [0; 4], &dns)), Err(IcmpMismatch::NotEsp));
+        assert_eq!(
+            parse_icmp_error(&icmp4(3, 3, [0; 4], &dns)),
+            Err(IcmpMismatch::NotEsp)
+        );
     }
 
     #[test]

@@ -15,6 +15,28 @@
 //!
 //! The SA is split, VPP/DPDK style, into a cold [`sa::SaConfig`] and hot per-direction runtime
 //! objects [`OutboundSa`] and [`InboundSa`], each owned and written by exactly one worker.
+//!
+//! ```
+//! use espada_buf::{PacketBuf, VecBuf};
+//! use espada_esp::{Direction, InboundSa, OutboundSa, SaConfig, DEFAULT_BACKEND};
+//!
+//! let (a, b) = ("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+//! let keymat = [0x42u8; 20]; // AES-128 key || 4-byte salt (RFC 4106 §8.1)
+//! let mut tx = OutboundSa::new(SaConfig::new(0x1000, Direction::Outbound, a, b), &keymat, DEFAULT_BACKEND)?;
+//! let mut rx = InboundSa::new(SaConfig::new(0x1000, Direction::Inbound, b, a), &keymat, DEFAULT_BACKEND)?;
+//!
+//! // A minimal IPv4 packet (header only, checksum not needed for the ESP engine).
+//! let mut inner = [0u8; 20];
+//! inner[0] = 0x45;
+//! inner[3] = 20;
+//! let mut buf = VecBuf::new(espada_esp::MAX_ENCAP_HEADROOM, &inner, espada_esp::MAX_ENCAP_TAILROOM);
+//! tx.encap(&mut buf).unwrap();
+//! assert_eq!(buf.data()[9], 50); // outer IPv4, protocol ESP
+//! rx.decap(&mut buf).unwrap();
+//! assert_eq!(buf.data(), &inner);
+//! assert_eq!(rx.counters().snapshot().packets, 1);
+//! # Ok::<(), espada_esp::SaError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod aead;
@@ -39,8 +61,7 @@ pub use drop::DropReason;
 pub use lifetime::LifetimeLimits;
 pub use replay::{ReplayState, ReplayWindow};
 pub use sa::{
-    DfPolicy, Direction, InboundSa, InnerProto, NattPorts, OutboundSa, Processed, SaConfig,
-    SaError,
+    DfPolicy, Direction, InboundSa, InnerProto, NattPorts, OutboundSa, Processed, SaConfig, SaError,
 };
 
 /// Headroom encapsulation needs in front of the inner packet: outer IPv6 header (40) + UDP

@@ -44,7 +44,12 @@ pub struct Lifetime {
 impl Lifetime {
     /// Fresh state.
     pub const fn new(limits: LifetimeLimits) -> Self {
-        Self { limits, bytes: 0, packets: 0, soft_fired: false }
+        Self {
+            limits,
+            bytes: 0,
+            packets: 0,
+            soft_fired: false,
+        }
     }
     /// `true` when the hard limit is reached: the SA must refuse the packet. A packet is refused
     /// when the packets processed already reached `hard_packets` or the bytes processed already

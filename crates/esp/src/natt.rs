@@ -47,11 +47,13 @@ pub struct NattSnapshot {
 impl NattCounters {
     /// Counts one keepalive (owner worker only).
     pub fn count_keepalive(&self) {
-        self.keepalives.store(self.keepalives.load(Relaxed).wrapping_add(1), Relaxed);
+        self.keepalives
+            .store(self.keepalives.load(Relaxed).wrapping_add(1), Relaxed);
     }
     /// Counts one IKE message punted from port 4500 (owner worker only).
     pub fn count_ike_non_esp(&self) {
-        self.ike_non_esp.store(self.ike_non_esp.load(Relaxed).wrapping_add(1), Relaxed);
+        self.ike_non_esp
+            .store(self.ike_non_esp.load(Relaxed).wrapping_add(1), Relaxed);
     }
     /// A copy readable from any thread.
     pub fn snapshot(&self) -> NattSnapshot {
@@ -76,6 +78,12 @@ mod tests {
         c.count_keepalive();
         c.count_ike_non_esp();
         c.count_ike_non_esp();
-        assert_eq!(c.snapshot(), NattSnapshot { keepalives: 1, ike_non_esp: 2 });
+        assert_eq!(
+            c.snapshot(),
+            NattSnapshot {
+                keepalives: 1,
+                ike_non_esp: 2
+            }
+        );
     }
 }

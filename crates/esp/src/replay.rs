@@ -104,7 +104,10 @@ impl ReplayWindow {
                 bitmap[(off / 64) as usize] |= 1 << (off % 64);
             }
         }
-        ReplayState { highest: self.top, bitmap }
+        ReplayState {
+            highest: self.top,
+            bitmap,
+        }
     }
 
     /// Highest sequence number received (0 = none).
@@ -128,10 +131,18 @@ impl ReplayWindow {
         let w1 = (size - 1) as u32;
         let seq_hi = if tl >= w1 {
             // Case A: the window lies within one 2^32 subspace.
-            if seq_lo >= tl - w1 { th } else { th.checked_add(1)? }
+            if seq_lo >= tl - w1 {
+                th
+            } else {
+                th.checked_add(1)?
+            }
         } else {
             // Case B: the window spans two subspaces.
-            if seq_lo >= tl.wrapping_sub(w1) { th.checked_sub(1)? } else { th }
+            if seq_lo >= tl.wrapping_sub(w1) {
+                th.checked_sub(1)?
+            } else {
+                th
+            }
         };
         Some(u64::from(seq_hi) << 32 | u64::from(seq_lo))
     }
@@ -230,14 +241,20 @@ mod tests {
         // Case A, same subspace, and next subspace after wrap.
         let top = (7u64 << 32) | 1000;
         assert_eq!(ReplayWindow::infer_esn(top, 64, 990), Some(top - 10));
-        assert_eq!(ReplayWindow::infer_esn(top, 64, 2000), Some((7 << 32) | 2000));
+        assert_eq!(
+            ReplayWindow::infer_esn(top, 64, 2000),
+            Some((7 << 32) | 2000)
+        );
         // Left of the window in this subspace means "ahead, next subspace" (A2.1 case A).
         assert_eq!(ReplayWindow::infer_esn(top, 64, 5), Some((8 << 32) | 5));
         let top = (7u64 << 32) | 0xffff_fff0;
         assert_eq!(ReplayWindow::infer_esn(top, 64, 3), Some((8 << 32) | 3));
         // Case B: window spans the boundary.
         let top = (8u64 << 32) | 10;
-        assert_eq!(ReplayWindow::infer_esn(top, 64, 0xffff_fff0), Some((7 << 32) | 0xffff_fff0));
+        assert_eq!(
+            ReplayWindow::infer_esn(top, 64, 0xffff_fff0),
+            Some((7 << 32) | 0xffff_fff0)
+        );
         assert_eq!(ReplayWindow::infer_esn(top, 64, 12), Some((8 << 32) | 12));
         // Before 1: no subspace -1.
         assert_eq!(ReplayWindow::infer_esn(5, 64, 0xffff_fff0), None);
@@ -245,7 +262,10 @@ mod tests {
 
     #[test]
     fn esn_wrap_in_window() {
-        let st = ReplayState { highest: 0xffff_fff0, bitmap: vec![1] };
+        let st = ReplayState {
+            highest: 0xffff_fff0,
+            bitmap: vec![1],
+        };
         let mut w = ReplayWindow::with_state(64, true, &st).unwrap();
         assert_eq!(recv(&mut w, 0xffff_fff0), Err(DropReason::Replayed));
         assert_eq!(recv(&mut w, 2), Ok((1 << 32) | 2));
@@ -266,10 +286,23 @@ mod tests {
         assert_eq!(st.highest, 200);
         let w2 = ReplayWindow::with_state(128, true, &st).unwrap();
         for s in 1..=260u32 {
-            assert_eq!(w.check(s).map(|c| c.seq()), w2.check(s).map(|c| c.seq()), "seq {s}");
+            assert_eq!(
+                w.check(s).map(|c| c.seq()),
+                w2.check(s).map(|c| c.seq()),
+                "seq {s}"
+            );
         }
-        assert!(ReplayWindow::with_state(64, false, &ReplayState { highest: 1 << 32, bitmap: vec![] })
-            .is_err());
+        assert!(
+            ReplayWindow::with_state(
+                64,
+                false,
+                &ReplayState {
+                    highest: 1 << 32,
+                    bitmap: vec![]
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

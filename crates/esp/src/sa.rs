@@ -49,7 +49,10 @@ pub struct NattPorts {
 
 impl Default for NattPorts {
     fn default() -> Self {
-        Self { local: crate::natt::NATT_PORT, remote: crate::natt::NATT_PORT }
+        Self {
+            local: crate::natt::NATT_PORT,
+            remote: crate::natt::NATT_PORT,
+        }
     }
 }
 
@@ -223,7 +226,13 @@ impl OuterTemplate {
             hdr[ip_len..ip_len + 2].copy_from_slice(&p.local.to_be_bytes());
             hdr[ip_len + 2..ip_len + 4].copy_from_slice(&p.remote.to_be_bytes());
         }
-        Ok(Self { hdr, ip_len, udp, v6, csum_base })
+        Ok(Self {
+            hdr,
+            ip_len,
+            udp,
+            v6,
+            csum_base,
+        })
     }
 
     /// Bytes of outer headers before the ESP header.
@@ -258,7 +267,11 @@ impl OutboundSa {
         if config.ttl == 0 {
             return Err(SaError::ZeroTtl);
         }
-        let seq_max = if config.esn { u64::MAX } else { u64::from(u32::MAX) };
+        let seq_max = if config.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
         if config.initial_seq > seq_max {
             return Err(SaError::BadSequenceState(config.initial_seq));
         }
@@ -327,8 +340,9 @@ impl InboundSa {
             Some(st) => ReplayWindow::with_state(config.replay_window, config.esn, st),
         }
         .map_err(|_| match &config.replay_state {
-            Some(st) if crate::replay::MIN_WINDOW <= config.replay_window
-                && config.replay_window <= crate::replay::MAX_WINDOW =>
+            Some(st)
+                if crate::replay::MIN_WINDOW <= config.replay_window
+                    && config.replay_window <= crate::replay::MAX_WINDOW =>
             {
                 SaError::BadSequenceState(st.highest)
             }

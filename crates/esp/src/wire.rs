@@ -76,7 +76,11 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
     }
     /// Checks the buffer holds the ESP header.
     pub fn check_len(&self) -> Result<(), Truncated> {
-        if self.buffer.as_ref().len() < ESP_HEADER_LEN { Err(Truncated) } else { Ok(()) }
+        if self.buffer.as_ref().len() < ESP_HEADER_LEN {
+            Err(Truncated)
+        } else {
+            Ok(())
+        }
     }
     /// The Security Parameters Index (RFC 4303 §2.1).
     pub fn security_parameters_index(&self) -> u32 {

@@ -24,7 +24,8 @@ fn four_combinations_and_natt_outer_fields() {
         for inner_v6 in [false, true] {
             for natt in [false, true] {
                 for plen in [0usize, 1, 2, 3, 50] {
-                    let (mut o, mut i) = common::pair(SPI, outer_v6, natt, true, &k16(), Backend::Ring);
+                    let (mut o, mut i) =
+                        common::pair(SPI, outer_v6, natt, true, &k16(), Backend::Ring);
                     let payload = vec![0x5a; plen];
                     let inner = if inner_v6 {
                         common::v6_inner(&payload, 0xb9)
@@ -36,7 +37,10 @@ fn four_combinations_and_natt_outer_fields() {
                     let esp_off = ip_len + if natt { 8 } else { 0 };
                     if outer_v6 {
                         assert_eq!(pkt[0] >> 4, 6);
-                        assert_eq!(u16::from_be_bytes([pkt[4], pkt[5]]) as usize, pkt.len() - 40);
+                        assert_eq!(
+                            u16::from_be_bytes([pkt[4], pkt[5]]) as usize,
+                            pkt.len() - 40
+                        );
                         assert_eq!(pkt[6], if natt { 17 } else { 50 });
                         assert_eq!(pkt[7], 64);
                         assert_eq!((pkt[0] << 4) | (pkt[1] >> 4), 0xb9, "traffic class copied");
@@ -53,22 +57,40 @@ fn four_combinations_and_natt_outer_fields() {
                         let u = &pkt[ip_len..];
                         assert_eq!(u16::from_be_bytes([u[0], u[1]]), 4500);
                         assert_eq!(u16::from_be_bytes([u[2], u[3]]), 4500);
-                        assert_eq!(u16::from_be_bytes([u[4], u[5]]) as usize, pkt.len() - ip_len);
+                        assert_eq!(
+                            u16::from_be_bytes([u[4], u[5]]) as usize,
+                            pkt.len() - ip_len
+                        );
                         if !outer_v6 {
                             assert_eq!(&u[6..8], &[0, 0], "UDP checksum 0 over IPv4");
                         }
                     }
                     // ESP payload (IV + ciphertext + trailer) 4-byte aligned (RFC 4303 §2.4).
                     assert_eq!((pkt.len() - esp_off - 8 - 16) % 4, 0);
-                    assert_eq!(pkt.len(), esp_off + 16 + inner.len() + (4 - (inner.len() + 2) % 4) % 4 + 2 + 16);
+                    assert_eq!(
+                        pkt.len(),
+                        esp_off + 16 + inner.len() + (4 - (inner.len() + 2) % 4) % 4 + 2 + 16
+                    );
                     assert_eq!(
                         classify(&pkt),
-                        Ok(Class::Esp { spi: SPI, seq: 1, esp_offset: esp_off, udp_encap: natt })
+                        Ok(Class::Esp {
+                            spi: SPI,
+                            seq: 1,
+                            esp_offset: esp_off,
+                            udp_encap: natt
+                        })
                     );
                     let mut b = VecBuf::new(0, &pkt, 0);
                     let p = i.decap(&mut b).unwrap();
                     assert_eq!(b.data(), &inner[..]);
-                    assert_eq!(p.inner, if inner_v6 { InnerProto::V6 } else { InnerProto::V4 });
+                    assert_eq!(
+                        p.inner,
+                        if inner_v6 {
+                            InnerProto::V6
+                        } else {
+                            InnerProto::V4
+                        }
+                    );
                 }
             }
         }
@@ -112,7 +134,11 @@ fn ecn_rfc6040_decap() {
         for inner_v6 in [false, true] {
             let (mut o, mut i) = common::pair(SPI, outer_v6, false, false, &k16(), Backend::Ring);
             let mk = |tos| {
-                if inner_v6 { common::v6_inner(b"ecn", tos) } else { common::v4_inner(b"ecn", tos, true) }
+                if inner_v6 {
+                    common::v6_inner(b"ecn", tos)
+                } else {
+                    common::v4_inner(b"ecn", tos, true)
+                }
             };
             // Inner ECT(0), outer CE: the inner becomes CE.
             let mut pkt = common::encap(&mut o, &mk(0xb8 | 2));
@@ -180,7 +206,7 @@ fn trailer_checks_and_tfc() {
     let mut sa = inbound_plain();
     let cases: Vec<(Vec<u8>, Result<(), DropReason>)> = vec![
         (with(&[], &[1], 4), Ok(())),
-        (with(&[0; 13], &[1, 2], 4), Ok(())),             // TFC padding tolerated
+        (with(&[0; 13], &[1, 2], 4), Ok(())), // TFC padding tolerated
         (with(&[], &[1, 3], 4), Err(DropReason::BadPadding)), // not monotonic
         (with(&[], &[1], 41), Err(DropReason::BadInnerHeader)), // IPv4 packet, next header IPv6
         (with(&[], &[1], 6), Err(DropReason::BadNextHeader)),
@@ -245,15 +271,26 @@ fn sequence_exhaustion_stops_the_sa() {
     }
     let (mut o, _) = common::configs(SPI, false, false, false);
     o.initial_seq = 1 << 32;
-    assert_eq!(OutboundSa::new(o, &k16(), Backend::Ring).err(), Some(SaError::BadSequenceState(1 << 32)));
+    assert_eq!(
+        OutboundSa::new(o, &k16(), Backend::Ring).err(),
+        Some(SaError::BadSequenceState(1 << 32))
+    );
 }
 
 #[test]
 fn lifetimes_soft_once_then_hard() {
     let (mut oc, mut ic) = common::configs(SPI, false, false, true);
-    let lim = LifetimeLimits { soft_packets: 3, hard_packets: 5, ..LifetimeLimits::UNLIMITED };
+    let lim = LifetimeLimits {
+        soft_packets: 3,
+        hard_packets: 5,
+        ..LifetimeLimits::UNLIMITED
+    };
     oc.lifetime = lim;
-    ic.lifetime = LifetimeLimits { soft_bytes: 100, hard_bytes: 150, ..LifetimeLimits::UNLIMITED };
+    ic.lifetime = LifetimeLimits {
+        soft_bytes: 100,
+        hard_bytes: 150,
+        ..LifetimeLimits::UNLIMITED
+    };
     let mut o = OutboundSa::new(oc, &k16(), Backend::Ring).unwrap();
     let mut i = InboundSa::new(ic, &k16(), Backend::RustCrypto).unwrap();
     let inner = common::inner(false, &[7; 12]); // 40 bytes
@@ -280,7 +317,10 @@ fn lifetimes_soft_once_then_hard() {
     assert_eq!(o.counters().snapshot().packets, 5);
     assert_eq!(o.counters().snapshot().drop(DropReason::LifetimeExpired), 3);
     assert_eq!(o.counters().snapshot().soft_expired_events, 1);
-    assert_eq!(delivered, 4, "40-byte packets: the 4th reaches 160 >= 150 bytes");
+    assert_eq!(
+        delivered, 4,
+        "40-byte packets: the 4th reaches 160 >= 150 bytes"
+    );
     assert_eq!(i.counters().snapshot().drop(DropReason::LifetimeExpired), 1);
 }
 
@@ -297,7 +337,11 @@ fn natt_non_esp_payloads_are_not_esp() {
         p[10..12].copy_from_slice(&[0, 0]);
         let c = checksum::data(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
-        let want = if payload.len() == 1 { Class::NatKeepalive } else { Class::IkeNonEsp { ike_offset: 32 } };
+        let want = if payload.len() == 1 {
+            Class::NatKeepalive
+        } else {
+            Class::IkeNonEsp { ike_offset: 32 }
+        };
         assert_eq!(classify(&p), Ok(want));
         let mut b = VecBuf::new(0, &p, 0);
         assert_eq!(i.decap(&mut b), Err(DropReason::NotEsp));
@@ -325,7 +369,14 @@ fn room_and_malformed_input() {
     }
     assert_eq!(i.replay().highest(), 0);
     // Garbage inner packets.
-    for bad in [&[][..], &[0x45, 0, 0][..], &[0x75; 40][..], &[0x45, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]] {
+    for bad in [
+        &[][..],
+        &[0x45, 0, 0][..],
+        &[0x75; 40][..],
+        &[
+            0x45, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ][..],
+    ] {
         let mut b = common::encap_buf(bad);
         assert!(o.encap(&mut b).is_err());
     }
@@ -339,23 +390,41 @@ fn room_and_malformed_input() {
     // SPI mismatch.
     let (_, mut other) = common::pair(SPI + 1, true, true, true, &k16(), Backend::Ring);
     let pkt = common::encap(&mut o, &inner);
-    assert_eq!(other.decap(&mut VecBuf::new(0, &pkt, 0)), Err(DropReason::SpiMismatch));
+    assert_eq!(
+        other.decap(&mut VecBuf::new(0, &pkt, 0)),
+        Err(DropReason::SpiMismatch)
+    );
 }
 
 #[test]
 fn install_errors() {
     let (o, i) = common::configs(SPI, false, false, true);
-    assert_eq!(OutboundSa::new(o.clone(), &[0; 16], Backend::Ring).err(), Some(SaError::BadKeyLength(16)));
-    assert!(matches!(OutboundSa::new(i.clone(), &k16(), Backend::Ring), Err(SaError::WrongDirection(_))));
+    assert_eq!(
+        OutboundSa::new(o.clone(), &[0; 16], Backend::Ring).err(),
+        Some(SaError::BadKeyLength(16))
+    );
+    assert!(matches!(
+        OutboundSa::new(i.clone(), &k16(), Backend::Ring),
+        Err(SaError::WrongDirection(_))
+    ));
     let mut bad = o.clone();
     bad.spi = 255;
-    assert_eq!(OutboundSa::new(bad, &k16(), Backend::Ring).err(), Some(SaError::ReservedSpi(255)));
+    assert_eq!(
+        OutboundSa::new(bad, &k16(), Backend::Ring).err(),
+        Some(SaError::ReservedSpi(255))
+    );
     let mut bad = o.clone();
     bad.remote = common::V6_REMOTE.parse().unwrap();
-    assert!(matches!(OutboundSa::new(bad, &k16(), Backend::Ring), Err(SaError::AddressFamilyMismatch(..))));
+    assert!(matches!(
+        OutboundSa::new(bad, &k16(), Backend::Ring),
+        Err(SaError::AddressFamilyMismatch(..))
+    ));
     let mut bad = i.clone();
     bad.replay_window = 32;
-    assert_eq!(InboundSa::new(bad, &k16(), Backend::Ring).err(), Some(SaError::BadReplayWindow(32)));
+    assert_eq!(
+        InboundSa::new(bad, &k16(), Backend::Ring).err(),
+        Some(SaError::BadReplayWindow(32))
+    );
     let mut big = i.clone();
     big.replay_window = 4096;
     assert!(InboundSa::new(big, &common::key(36), Backend::RustCrypto).is_ok());
@@ -367,7 +436,9 @@ fn install_errors() {
 fn icmp_error_quoting_our_packet() {
     let (mut o, _) = common::pair(SPI, false, false, false, &k16(), Backend::Ring);
     let pkt = common::encap(&mut o, &common::inner(false, &[1; 1400]));
-    let mut icmp = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 9, 192, 0, 2, 1];
+    let mut icmp = vec![
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 9, 192, 0, 2, 1,
+    ];
     icmp.extend_from_slice(&[3, 4, 0, 0, 0, 0, 0x05, 0xa0]);
     icmp.extend_from_slice(&pkt[..28]);
     let e = parse_icmp_error(&icmp).unwrap();

@@ -91,5 +91,9 @@ fn encap_and_decap_do_not_allocate() {
     WATCH.with(|w| w.set(false));
 
     assert_eq!(ok, 50 * 16 * 10);
-    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations during the packet loop");
+    assert_eq!(
+        ALLOCS.load(Ordering::Relaxed),
+        0,
+        "allocations during the packet loop"
+    );
 }

@@ -29,25 +29,37 @@ struct Case {
 fn case() -> impl Strategy<Value = Case> {
     (
         any::<(bool, bool, bool, bool)>(),
-        prop_oneof![prop::collection::vec(any::<u8>(), 20), prop::collection::vec(any::<u8>(), 36)],
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 20),
+            prop::collection::vec(any::<u8>(), 36)
+        ],
         prop::collection::vec(any::<u8>(), 0..1500),
         prop_oneof![Just(0u64), Just(u64::from(u32::MAX) - 2), 0u64..1 << 40],
     )
-        .prop_map(|((outer_v6, inner_v6, natt, esn), key, payload, start)| Case {
-            outer_v6,
-            inner_v6,
-            natt,
-            esn,
-            key,
-            payload,
-            start: if esn { start } else { start.min(u64::from(u32::MAX) - 3) },
-        })
+        .prop_map(
+            |((outer_v6, inner_v6, natt, esn), key, payload, start)| Case {
+                outer_v6,
+                inner_v6,
+                natt,
+                esn,
+                key,
+                payload,
+                start: if esn {
+                    start
+                } else {
+                    start.min(u64::from(u32::MAX) - 3)
+                },
+            },
+        )
 }
 
 fn sas(c: &Case, b: Backend) -> (espada_esp::OutboundSa, InboundSa) {
     let (mut o, mut i) = common::configs(0x4242, c.outer_v6, c.natt, c.esn);
     o.initial_seq = c.start;
-    i.replay_state = Some(ReplayState { highest: c.start, bitmap: vec![] });
+    i.replay_state = Some(ReplayState {
+        highest: c.start,
+        bitmap: vec![],
+    });
     (
         espada_esp::OutboundSa::new(o, &c.key, b).unwrap(),
         InboundSa::new(i, &c.key, b).unwrap(),

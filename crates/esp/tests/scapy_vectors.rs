@@ -57,15 +57,24 @@ fn sas(v: &Vector, backend: Backend) -> (OutboundSa, InboundSa) {
     let (mut o, mut i) = common::configs(v.spi, v.outer_v6, v.natt, v.esn);
     o.initial_seq = v.seq - 1;
     // Start the window just below the vector's number (ESN vectors sit near 2^32 boundaries).
-    i.replay_state = Some(ReplayState { highest: v.seq - 1, bitmap: vec![] });
-    (OutboundSa::new(o, &v.key, backend).unwrap(), InboundSa::new(i, &v.key, backend).unwrap())
+    i.replay_state = Some(ReplayState {
+        highest: v.seq - 1,
+        bitmap: vec![],
+    });
+    (
+        OutboundSa::new(o, &v.key, backend).unwrap(),
+        InboundSa::new(i, &v.key, backend).unwrap(),
+    )
 }
 
 #[test]
 fn vector_set_covers_the_matrix() {
     let vs = load();
     assert!(vs.len() >= 64);
-    for (o, n, e, k, t) in [(false, false, false, 20, false), (true, true, true, 36, true)] {
+    for (o, n, e, k, t) in [
+        (false, false, false, 20, false),
+        (true, true, true, 36, true),
+    ] {
         assert!(vs.iter().any(|v| v.outer_v6 == o
             && v.natt == n
             && v.esn == e
@@ -82,12 +91,19 @@ fn espada_decaps_every_scapy_packet_to_the_exact_inner_bytes() {
         for v in load() {
             let (_, mut inb) = sas(&v, backend);
             let mut b = VecBuf::new(0, &v.esp, 0);
-            let p = inb.decap(&mut b).unwrap_or_else(|e| panic!("{} {backend:?}: {e}", v.name));
+            let p = inb
+                .decap(&mut b)
+                .unwrap_or_else(|e| panic!("{} {backend:?}: {e}", v.name));
             assert_eq!(b.data(), &v.inner[..], "{} {backend:?}", v.name);
             assert_eq!(p.seq, v.seq, "{}", v.name);
             // The same packet again is a replay.
             let mut b = VecBuf::new(0, &v.esp, 0);
-            assert_eq!(inb.decap(&mut b), Err(espada_esp::DropReason::Replayed), "{}", v.name);
+            assert_eq!(
+                inb.decap(&mut b),
+                Err(espada_esp::DropReason::Replayed),
+                "{}",
+                v.name
+            );
         }
     }
 }
@@ -109,7 +125,12 @@ fn espada_encap_gives_scapys_bytes() {
                 assert_eq!(espada_esp::wire::checksum::data(&pseudo), 0, "{}", v.name);
                 got[46..48].copy_from_slice(&[0, 0]);
             }
-            assert_eq!(hex::encode(&got), hex::encode(&v.esp), "{} {backend:?}", v.name);
+            assert_eq!(
+                hex::encode(&got),
+                hex::encode(&v.esp),
+                "{} {backend:?}",
+                v.name
+            );
         }
     }
 }
@@ -156,7 +177,7 @@ fn scapy_decrypts_every_espada_packet() {
                                 let inner = if inner_v6 {
                                     common::v6_inner(&payload, 0x28)
                                 } else {
-                                    common::v4_inner(&payload, 0xb9, n % 2 == 0)
+                                    common::v4_inner(&payload, 0xb9, n.is_multiple_of(2))
                                 };
                                 // Three packets: with ESN they cross a 2^32 boundary (high half 2 -> 3).
                                 for _ in 0..3 {
@@ -186,8 +207,15 @@ fn scapy_decrypts_every_espada_packet() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "scapy check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("{} passed, 0 failed", items.len())), "{stdout}");
+    assert!(
+        out.status.success(),
+        "scapy check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} passed, 0 failed", items.len())),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -200,7 +228,14 @@ fn committed_vectors_regenerate_identically() {
         .arg("--stdout")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = std::fs::read(vectors_dir().join("scapy_vectors.json")).unwrap();
-    assert!(out.stdout == committed, "gen_vectors.py output differs from scapy_vectors.json");
+    assert!(
+        out.stdout == committed,
+        "gen_vectors.py output differs from scapy_vectors.json"
+    );
 }

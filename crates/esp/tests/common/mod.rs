@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use espada_buf::{PacketBuf, VecBuf};
 use espada_esp::wire::checksum;
 use espada_esp::{
-    Backend, Direction, InboundSa, MAX_ENCAP_HEADROOM, MAX_ENCAP_TAILROOM, NattPorts,
-    OutboundSa, SaConfig,
+    Backend, Direction, InboundSa, MAX_ENCAP_HEADROOM, MAX_ENCAP_TAILROOM, NattPorts, OutboundSa,
+    SaConfig,
 };
 
 pub const V4_LOCAL: &str = "192.0.2.1";
@@ -45,11 +45,16 @@ pub fn pair(
     backend: Backend,
 ) -> (OutboundSa, InboundSa) {
     let (o, i) = configs(spi, outer_v6, natt, esn);
-    (OutboundSa::new(o, key, backend).unwrap(), InboundSa::new(i, key, backend).unwrap())
+    (
+        OutboundSa::new(o, key, backend).unwrap(),
+        InboundSa::new(i, key, backend).unwrap(),
+    )
 }
 
 pub fn key(len: usize) -> Vec<u8> {
-    (0..len as u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect()
+    (0..len as u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect()
 }
 
 /// An IPv4 UDP packet of `payload` bytes payload with a valid header checksum.
@@ -84,7 +89,11 @@ pub fn v6_inner(payload: &[u8], tc: u8) -> Vec<u8> {
 }
 
 pub fn inner(v6: bool, payload: &[u8]) -> Vec<u8> {
-    if v6 { v6_inner(payload, 0) } else { v4_inner(payload, 0, true) }
+    if v6 {
+        v6_inner(payload, 0)
+    } else {
+        v4_inner(payload, 0, true)
+    }
 }
 
 /// A buffer with the room encapsulation needs (plus Ethernet headroom).
