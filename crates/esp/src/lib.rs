@@ -7,10 +7,10 @@
 //! * RFC 4303 tunnel mode, IPv4/IPv6 outer × IPv4/IPv6 inner ([`encap`], [`decap`]).
 //! * AES-GCM-128/-256 with a 16-byte ICV, RFC 4106 ([`aead`]), two backends chosen per SA.
 //! * Sequence numbers, 64-bit ESN and the RFC 6479 anti-replay window ([`replay`]).
-//! * UDP encapsulation for NAT traversal, RFC 3948 ([`natt`], [`classify`]).
+//! * UDP encapsulation for NAT traversal, RFC 3948 ([`natt`], [`mod@classify`]).
 //! * ECN at tunnel endpoints, RFC 6040 normal mode ([`ecn`]).
 //! * Byte/packet lifetimes ([`lifetime`]), per-SA counters ([`counters`]) and one table of drop
-//!   reasons ([`drop`]).
+//!   reasons ([`mod@drop`]).
 //! * ICMP error parsing to match errors about packets this box sent ([`icmp`]).
 //!
 //! The SA is split, VPP/DPDK style, into a cold [`sa::SaConfig`] and hot per-direction runtime

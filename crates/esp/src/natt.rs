@@ -2,7 +2,7 @@
 //!
 //! On port 4500 a UDP payload is one of: an ESP packet (first four bytes = non-zero SPI,
 //! RFC 3948 §2.1), an IKE message behind the four-zero-byte non-ESP marker (§2.2), or a NAT
-//! keepalive, a single 0xFF byte (§2.3). [`crate::classify`] tells them apart.
+//! keepalive, a single 0xFF byte (§2.3). [`crate::classify()`] tells them apart.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
