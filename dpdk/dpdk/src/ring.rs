@@ -54,8 +54,7 @@ impl Drop for Inner {
 static RING_SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl MbufRing {
-    /// Creates a ring holding up to `capacity` mbufs (rounded up to a power of two, minus one)
-    /// and returns its two ends.
+    /// Creates a ring holding exactly `capacity` mbufs and returns its two ends.
     pub fn new(eal: &Eal, name_hint: &str, capacity: u32) -> Result<(RingProducer, RingConsumer)> {
         let seq = RING_SEQ.fetch_add(1, Ordering::Relaxed);
         // Memzone names are limited to 31 characters.
@@ -63,10 +62,9 @@ impl MbufRing {
         name.truncate(30);
         let c =
             CString::new(name).map_err(|_| Error::InvalidArgument("NUL in ring name".into()))?;
-        let size = (capacity + 1).next_power_of_two();
-        let flags = dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ;
+        let flags = dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ | dpdk_sys::RING_F_EXACT_SZ;
         // SAFETY: valid name; EAL initialised.
-        let raw = unsafe { dpdk_sys::rte_ring_create(c.as_ptr(), size, socket_any(), flags) };
+        let raw = unsafe { dpdk_sys::rte_ring_create(c.as_ptr(), capacity, socket_any(), flags) };
         let raw = NonNull::new(raw).ok_or_else(|| Error::last("rte_ring_create"))?;
         let inner = Arc::new(Inner {
             raw,
