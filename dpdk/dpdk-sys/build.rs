@@ -42,6 +42,9 @@ fn main() {
         .map(String::from)
         .collect();
     let libs = pkg_config("--libs");
+    // The ring PMD's own API (`rte_eth_from_rings`) is not in libdpdk's link line: drivers are
+    // plugins. Linking it resolves to the same file EAL loads from the pmds directory.
+    println!("cargo::rustc-link-lib=rte_net_ring");
     for tok in libs.split_whitespace() {
         if let Some(dir) = tok.strip_prefix("-L") {
             println!("cargo::rustc-link-search=native={dir}");

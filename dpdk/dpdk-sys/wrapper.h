@@ -12,6 +12,7 @@
 #include <rte_ring.h>
 #include <rte_ether.h>
 #include <rte_thread.h>
+#include <rte_eth_ring.h>
 
 /* Macros and thread-local variables that bindgen cannot bind: see shim.c. */
 int espada_rte_errno(void);

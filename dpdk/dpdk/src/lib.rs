@@ -27,7 +27,7 @@ pub use lcore::{Launched, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{LinkStatus, MacAddr, Port, PortConfig, PortStats, RxQueue, TxQueue};
-pub use ring::{MbufRing, RingConsumer, RingProducer};
+pub use ring::{MbufRing, RingConsumer, RingPortEnds, RingProducer};
 
 /// Reads the TSC (`rte_rdtsc`).
 #[inline]

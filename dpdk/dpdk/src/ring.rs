@@ -53,7 +53,58 @@ impl Drop for Inner {
 
 static RING_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The test-side ends of a ring-backed port (see [`MbufRing::port`]).
+pub struct RingPortEnds {
+    /// The ethdev port id.
+    pub port_id: u16,
+    /// One producer per RX queue: mbufs enqueued here are what `rx_burst` on that queue returns.
+    pub rx_inject: Vec<RingProducer>,
+    /// One consumer per TX queue: what `tx_burst` on that queue sent.
+    pub tx_collect: Vec<RingConsumer>,
+}
+
 impl MbufRing {
+    /// Creates an ethdev port backed by rings (`rte_eth_from_rings`), with `rx_queues` RX and
+    /// `tx_queues` TX queues of `capacity` mbufs each, and returns the other end of every ring.
+    /// Tests inject frames into a chosen RX queue and collect what each TX queue sent, in
+    /// process, deterministically. The rings live as long as the process (the port refers to
+    /// them until it is closed, which may be after the ends are dropped).
+    pub fn port(eal: &Eal, name: &str, rx_queues: u16, tx_queues: u16, capacity: u32) -> Result<RingPortEnds> {
+        let mut rx_inject = Vec::new();
+        let mut rx_raw = Vec::new();
+        for _ in 0..rx_queues {
+            let (p, c) = MbufRing::new(eal, "prx", capacity)?;
+            rx_raw.push(c.inner.raw.as_ptr());
+            std::mem::forget(c); // the port's RX queue is this ring's single consumer
+            rx_inject.push(p);
+        }
+        let mut tx_collect = Vec::new();
+        let mut tx_raw = Vec::new();
+        for _ in 0..tx_queues {
+            let (p, c) = MbufRing::new(eal, "ptx", capacity)?;
+            tx_raw.push(p.inner.raw.as_ptr());
+            std::mem::forget(p); // the port's TX queue is this ring's single producer
+            tx_collect.push(c);
+        }
+        let c = CString::new(name).map_err(|_| Error::InvalidArgument("NUL in port name".into()))?;
+        // SAFETY: arrays of valid rings that are never freed (their handles were forgotten
+        // above, keeping a reference alive for the process lifetime).
+        let ret = unsafe {
+            dpdk_sys::rte_eth_from_rings(
+                c.as_ptr(),
+                rx_raw.as_ptr(),
+                u32::from(rx_queues),
+                tx_raw.as_ptr(),
+                u32::from(tx_queues),
+                socket_any() as u32,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::last("rte_eth_from_rings"));
+        }
+        Ok(RingPortEnds { port_id: ret as u16, rx_inject, tx_collect })
+    }
+
     /// Creates a ring holding exactly `capacity` mbufs and returns its two ends.
     pub fn new(eal: &Eal, name_hint: &str, capacity: u32) -> Result<(RingProducer, RingConsumer)> {
         let seq = RING_SEQ.fetch_add(1, Ordering::Relaxed);

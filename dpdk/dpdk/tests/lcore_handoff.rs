@@ -102,3 +102,27 @@ fn ring_hands_a_burst_over_on_one_thread() {
     assert_eq!(cons.dequeue_burst(&mut b), 10);
     assert_eq!(prod.count(), 0);
 }
+
+#[test]
+fn a_ring_backed_port_delivers_per_queue() {
+    use dpdk::{Port, PortConfig};
+    let eal = eal();
+    let pool = Mempool::new(eal, "rp_pool", 511, 0, 2176).unwrap();
+    let mut ends = MbufRing::port(eal, "net_ring_rp0", 1, 3, 64).unwrap();
+    let cfg = PortConfig { rx_queues: 1, tx_queues: 3, ..Default::default() };
+    let port = Port::configure(eal, ends.port_id, &cfg, &pool).unwrap();
+    port.start().unwrap();
+    let mut b: Burst = Burst::new();
+    assert!(pool.alloc_bulk(&mut b, 5));
+    for (i, m) in b.as_mut_slice().iter_mut().enumerate() {
+        m.append(1).unwrap()[0] = i as u8;
+    }
+    assert_eq!(ends.rx_inject[0].enqueue_burst(&mut b), 5);
+    let mut rx = port.rx_queue(0).unwrap();
+    assert_eq!(rx.rx_burst(&mut b), 5);
+    let mut tx2 = port.tx_queue(2).unwrap();
+    assert_eq!(tx2.tx_burst(&mut b), 5);
+    assert_eq!(ends.tx_collect[0].count(), 0);
+    assert_eq!(ends.tx_collect[2].dequeue_burst(&mut b), 5);
+    assert_eq!(b.as_slice().iter().map(|m| m.data()[0]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+}

@@ -1,0 +1,136 @@
+//! Data-plane drop reasons: one enum, one table (name, description), the single source for
+//! per-worker counters, `show drops`, metrics and log text. ESP transform drops keep their own
+//! table in `espada_esp::DropReason`; [`Why`] joins the two.
+
+use espada_esp::DropReason;
+
+macro_rules! dp_drops {
+    ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $desc:literal), )*) => {
+        /// Why the data plane (not the ESP transform) dropped a packet. Dense from 0.
+        #[repr(u8)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DpDrop { $( $(#[$doc])* $variant, )* }
+
+        impl DpDrop {
+            /// Every reason, in discriminant order.
+            pub const ALL: &'static [DpDrop] = &[ $( DpDrop::$variant, )* ];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+            const NAMES: &'static [(&'static str, &'static str)] = &[ $( ($name, $desc), )* ];
+
+            /// Counter name (snake_case, stable).
+            pub fn name(self) -> &'static str { Self::NAMES[self as usize].0 }
+            /// One-line description for operators.
+            pub fn description(self) -> &'static str { Self::NAMES[self as usize].1 }
+        }
+    };
+}
+
+dp_drops! {
+    /// Frame shorter than an Ethernet header, or a VLAN-tagged frame.
+    BadEthernet = ("bad_ethernet", "frame shorter than an Ethernet header, or VLAN-tagged"),
+    /// EtherType is neither IPv4, IPv6 nor ARP.
+    NotIp = ("not_ip", "frame is neither IPv4, IPv6 nor ARP"),
+    /// IP header malformed (cleartext side).
+    BadIpHeader = ("bad_ip_header", "cleartext IP header malformed or truncated"),
+    /// Outside packet addressed to an address that is not the box's.
+    NotForUs = ("not_for_us", "outside packet not addressed to this box"),
+    /// ESP whose SPI was deleted recently (a late packet after a rekey).
+    UnknownSpiTombstone = ("unknown_spi_tombstone", "ESP for a recently deleted SA (late packet after rekey or delete)"),
+    /// ESP from a configured peer whose SPI matches no SA (the two ends are out of sync).
+    UnknownSpiKnownPeer = ("unknown_spi_known_peer", "ESP from a configured peer with no such SA (desynchronised: peer rebooted or rekeyed alone)"),
+    /// ESP with an unknown SPI from an address that is no configured peer.
+    UnknownSpiUnknownSource = ("unknown_spi_unknown_source", "ESP with an unknown SPI from an address that is no configured peer (noise or attack)"),
+    /// Decrypted inner packet outside the tunnel's traffic selectors (RFC 4301 §5.2).
+    PolicyMismatch = ("policy_mismatch", "inner packet outside the tunnel's traffic selectors"),
+    /// Cleartext packet that matches no tunnel (no SPD entry, RFC 4301 §5.1).
+    NoRoute = ("no_route", "cleartext packet matches no tunnel's traffic selectors"),
+    /// The tunnel has no outbound SA (not negotiated yet, or expired).
+    NoOutboundSa = ("no_outbound_sa", "tunnel has no usable outbound SA"),
+    /// Next-hop MAC address not resolved yet (ARP/ND in progress).
+    NoNeighbor = ("no_neighbor", "next-hop MAC address not resolved yet (ARP/ND pending)"),
+    /// Packet handed to a worker that does not own its SA (tables changed in flight).
+    NotOwner = ("not_owner", "packet reached a worker that does not own its SA"),
+    /// Handoff ring to the owner worker full.
+    HandoffRingFull = ("handoff_ring_full", "handoff ring to the owner worker full"),
+    /// Punt ring to the control thread full.
+    PuntRingFull = ("punt_ring_full", "punt ring to the control thread full"),
+    /// TX queue did not take the packet.
+    TxFull = ("tx_full", "TX queue full"),
+    /// ICMP error about an ESP packet this box sent: accounted to its tunnel (PMTU), consumed.
+    IcmpErrorForTunnel = ("icmp_error_for_tunnel", "ICMP error about an ESP packet this box sent (counted on its tunnel, never as a bad SPI)"),
+    /// Outside packet that is no ESP, IKE, ICMP or ARP.
+    OtherProtocol = ("other_protocol", "outside packet that is neither ESP, IKE, ICMP nor ARP"),
+    /// Chained (multi-segment) mbuf: ports are configured without scatter.
+    MultiSegment = ("multi_segment", "chained mbuf (scatter is not configured)"),
+}
+
+/// A drop from either layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Dropped by the ESP transform (also counted on the SA).
+    Esp(DropReason),
+    /// Dropped by the data plane.
+    Dp(DpDrop),
+}
+
+impl Why {
+    /// Total number of reasons of both layers (size of counter arrays).
+    pub const COUNT: usize = DropReason::COUNT + DpDrop::COUNT;
+
+    /// Dense index: ESP reasons first, then data-plane reasons.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Why::Esp(r) => r as usize,
+            Why::Dp(d) => DropReason::COUNT + d as usize,
+        }
+    }
+
+    /// Every reason of both layers, in index order.
+    pub fn all() -> impl Iterator<Item = Why> {
+        DropReason::ALL
+            .iter()
+            .map(|&r| Why::Esp(r))
+            .chain(DpDrop::ALL.iter().map(|&d| Why::Dp(d)))
+    }
+
+    /// Counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Esp(r) => DropReason::TABLE[r as usize].name,
+            Why::Dp(d) => d.name(),
+        }
+    }
+
+    /// Description for operators.
+    pub fn description(self) -> &'static str {
+        match self {
+            Why::Esp(r) => DropReason::TABLE[r as usize].description,
+            Why::Dp(d) => d.description(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_dense_and_names_unique() {
+        let all: Vec<Why> = Why::all().collect();
+        assert_eq!(all.len(), Why::COUNT);
+        for (i, w) in all.iter().enumerate() {
+            assert_eq!(w.index(), i);
+            assert!(!w.description().is_empty());
+        }
+        let mut names: Vec<&str> = all.iter().map(|w| w.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            Why::COUNT,
+            "counter names must be unique across both tables"
+        );
+    }
+}

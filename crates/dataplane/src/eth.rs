@@ -1,0 +1,48 @@
+//! The little of Ethernet II the fast path needs (IEEE 802.3 §3.2.6).
+
+/// Ethernet header length.
+pub const HEADER_LEN: usize = 14;
+/// EtherType IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// EtherType ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// EtherType 802.1Q VLAN tag (not supported on these ports).
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// The EtherType of a frame, or `None` when it is shorter than a header.
+#[inline]
+pub fn ethertype(frame: &[u8]) -> Option<u16> {
+    frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// Writes an Ethernet header into the first 14 bytes of `out`.
+#[inline]
+pub fn write_header(out: &mut [u8], dst: Mac, src: Mac, ethertype: u16) {
+    out[..6].copy_from_slice(&dst);
+    out[6..12].copy_from_slice(&src);
+    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip() {
+        let mut f = [0u8; 14];
+        write_header(
+            &mut f,
+            [1, 2, 3, 4, 5, 6],
+            [7, 8, 9, 10, 11, 12],
+            ETHERTYPE_IPV6,
+        );
+        assert_eq!(ethertype(&f), Some(0x86dd));
+        assert_eq!(&f[..6], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(ethertype(&f[..13]), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! The worker: one per configured lcore, pinned by EAL, polling its RX queues and the handoff
+//! rings from the other workers, running the [`crate::pipeline`] stages and sending the results
+//! in bursts. No lock, no allocation and no syscall on the packet path; when idle in adaptive
+//! mode it backs off (spin, then sleeps of up to 100 µs) and returns to busy polling at the first
+//! packet.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
+use espada_qsbr::Reader;
+
+use crate::PortRole;
+use crate::drops::{DpDrop, Why};
+use crate::events::Event;
+use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
+use crate::slab::{Command, Reply, Slab};
+use crate::stats::{Counter, WorkerStats};
+use crate::tables::Tables;
+
+/// Idle iterations spent spinning before the first sleep (adaptive polling).
+const SPIN_ITERATIONS: u32 = 256;
+/// Longest sleep of an idle worker (adaptive polling).
+const MAX_IDLE_SLEEP: Duration = Duration::from_micros(100);
+
+/// The two handoff rings (inbound ESP, outbound cleartext) between one pair of workers.
+pub struct HandoffPair<T> {
+    /// Ring for [`HandoffKind::Inbound`].
+    pub inbound: T,
+    /// Ring for [`HandoffKind::Outbound`].
+    pub outbound: T,
+}
+
+/// Everything a worker reads from.
+pub struct WorkerInputs {
+    /// RX queues it polls, with their port's role.
+    pub rx: Vec<(PortRole, RxQueue)>,
+    /// Handoff rings from each other worker.
+    pub handoff: Vec<HandoffPair<RingConsumer>>,
+    /// Commands from the control thread.
+    pub commands: rtrb::Consumer<Command>,
+}
+
+/// Everything a worker writes to.
+pub struct WorkerOutputs {
+    /// Its TX queue on each port, indexed by [`PortRole`].
+    pub tx: [TxQueue; 2],
+    /// Handoff rings to each worker, indexed by worker (`None` for itself).
+    pub handoff: Vec<Option<HandoffPair<RingProducer>>>,
+    /// Punt rings to the control thread, indexed by the [`PortRole`] the frame came from.
+    pub punt: [RingProducer; 2],
+    /// Replies to the control thread.
+    pub replies: rtrb::Producer<Reply>,
+}
+
+/// A worker, ready to be launched on its lcore with [`Worker::run`].
+pub struct Worker {
+    /// Worker index (SPI ownership uses it).
+    pub id: u16,
+    /// Inputs.
+    pub inputs: WorkerInputs,
+    /// Outputs.
+    pub outputs: WorkerOutputs,
+    /// Events to the control thread.
+    pub events: rtrb::Producer<Event>,
+    /// The SAs it owns.
+    pub slab: Slab,
+    /// Its reader of the published tables.
+    pub tables: Reader<Tables>,
+    /// Its counters.
+    pub stats: Arc<WorkerStats>,
+    /// Set by the control thread to stop the loop.
+    pub stop: Arc<AtomicBool>,
+    /// Back off when idle.
+    pub adaptive: bool,
+}
+
+/// Output bursts waiting to be sent.
+struct Pending {
+    tx: [Burst; 2],
+    handoff: Vec<[Burst; 2]>,
+    punt: [Burst; 2],
+}
+
+impl Pending {
+    fn new(workers: usize) -> Self {
+        Pending {
+            tx: [Burst::new(), Burst::new()],
+            handoff: (0..workers).map(|_| [Burst::new(), Burst::new()]).collect(),
+            punt: [Burst::new(), Burst::new()],
+        }
+    }
+}
+
+impl WorkerOutputs {
+    /// Acts on a verdict: queue the mbuf for TX, handoff or punt (flushing a full burst), or
+    /// free and count it.
+    #[inline]
+    fn dispatch(&mut self, p: &mut Pending, m: Mbuf, v: Verdict, stats: &WorkerStats) {
+        let (burst, flush): (&mut Burst, Target) = match v {
+            Verdict::Tx(r) => (&mut p.tx[r as usize], Target::Tx(r)),
+            Verdict::Handoff { owner, kind } => {
+                stats.add(Counter::HandoffOut, 1);
+                (
+                    &mut p.handoff[owner as usize][kind as usize],
+                    Target::Handoff(owner, kind),
+                )
+            }
+            Verdict::Punt(r) => {
+                stats.add(Counter::Punted, 1);
+                (&mut p.punt[r as usize], Target::Punt(r))
+            }
+            Verdict::Consumed => return,
+            Verdict::Drop(why) => {
+                stats.drop_one(why);
+                return;
+            }
+        };
+        if let Err(m) = burst.push(m) {
+            self.flush_one(burst, flush, stats);
+            let _ = burst.push(m);
+        }
+    }
+
+    fn flush_one(&mut self, b: &mut Burst, target: Target, stats: &WorkerStats) {
+        if b.is_empty() {
+            return;
+        }
+        match target {
+            Target::Tx(r) => {
+                let (sent, lost) = self.tx[r as usize].tx_or_drop(b);
+                let c = if r == PortRole::Outside {
+                    Counter::TxOutside
+                } else {
+                    Counter::TxInside
+                };
+                stats.add(c, sent as u64);
+                stats.drop_n(Why::Dp(DpDrop::TxFull), lost as u64);
+            }
+            Target::Handoff(owner, kind) => {
+                let Some(pair) = self.handoff[owner as usize].as_mut() else {
+                    stats.drop_n(Why::Dp(DpDrop::NotOwner), b.len() as u64);
+                    b.clear();
+                    return;
+                };
+                let ring = match kind {
+                    HandoffKind::Inbound => &mut pair.inbound,
+                    HandoffKind::Outbound => &mut pair.outbound,
+                };
+                ring.enqueue_burst(b);
+                stats.drop_n(Why::Dp(DpDrop::HandoffRingFull), b.len() as u64);
+                b.clear();
+            }
+            Target::Punt(r) => {
+                self.punt[r as usize].enqueue_burst(b);
+                stats.drop_n(Why::Dp(DpDrop::PuntRingFull), b.len() as u64);
+                b.clear();
+            }
+        }
+    }
+
+    fn flush_all(&mut self, p: &mut Pending, stats: &WorkerStats) {
+        for r in PortRole::ALL {
+            self.flush_one(&mut p.tx[r as usize], Target::Tx(r), stats);
+            self.flush_one(&mut p.punt[r as usize], Target::Punt(r), stats);
+        }
+        for (owner, pair) in p.handoff.iter_mut().enumerate() {
+            for kind in [HandoffKind::Inbound, HandoffKind::Outbound] {
+                self.flush_one(
+                    &mut pair[kind as usize],
+                    Target::Handoff(owner as u16, kind),
+                    stats,
+                );
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Tx(PortRole),
+    Handoff(u16, HandoffKind),
+    Punt(PortRole),
+}
+
+impl Worker {
+    /// The poll loop; returns when `stop` is set, after sending what is pending.
+    pub fn run(self) -> i32 {
+        let Worker {
+            id,
+            mut inputs,
+            mut outputs,
+            mut events,
+            mut slab,
+            mut tables,
+            stats,
+            stop,
+            adaptive,
+        } = self;
+        let mut pending = Pending::new(outputs.handoff.len());
+        let mut rx: Burst = Burst::new();
+        let mut idle = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok(c) = inputs.commands.pop() {
+                let reply = slab.apply(c);
+                // The reply ring is as large as the command ring: it cannot be full.
+                let _ = outputs.replies.push(reply);
+            }
+            let t = tables.quiescent();
+            stats.set(Counter::TableGeneration, t.generation);
+            let mut cx = Ctx {
+                me: id,
+                t,
+                sas: &mut slab,
+                stats: &stats,
+                events: &mut events,
+            };
+            let mut work = 0usize;
+            for (role, q) in inputs.rx.iter_mut() {
+                let n = q.rx_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                work += n;
+                let c = if *role == PortRole::Outside {
+                    Counter::RxOutside
+                } else {
+                    Counter::RxInside
+                };
+                stats.add(c, n as u64);
+                for mut m in rx.drain() {
+                    let v = if m.segments() > 1 {
+                        Verdict::Drop(Why::Dp(DpDrop::MultiSegment))
+                    } else if *role == PortRole::Outside {
+                        pipeline::outside_frame(&mut m, &mut cx)
+                    } else {
+                        pipeline::inside_frame(&mut m, &mut cx)
+                    };
+                    outputs.dispatch(&mut pending, m, v, &stats);
+                }
+            }
+            for pair in inputs.handoff.iter_mut() {
+                for (ring, kind) in [
+                    (&mut pair.inbound, HandoffKind::Inbound),
+                    (&mut pair.outbound, HandoffKind::Outbound),
+                ] {
+                    let n = ring.dequeue_burst(&mut rx);
+                    if n == 0 {
+                        continue;
+                    }
+                    work += n;
+                    stats.add(Counter::HandoffIn, n as u64);
+                    for mut m in rx.drain() {
+                        let v = match kind {
+                            HandoffKind::Inbound => pipeline::esp_in(&mut m, &mut cx, true),
+                            HandoffKind::Outbound => pipeline::clear_out(&mut m, &mut cx, true),
+                        };
+                        outputs.dispatch(&mut pending, m, v, &stats);
+                    }
+                }
+            }
+            outputs.flush_all(&mut pending, &stats);
+            if work > 0 {
+                idle = 0;
+                stats.add(Counter::BusyPolls, 1);
+                continue;
+            }
+            stats.add(Counter::IdlePolls, 1);
+            idle = idle.saturating_add(1);
+            if adaptive && idle > SPIN_ITERATIONS {
+                // Idle: a short sleep (a syscall, but no packet is waiting).
+                let us = u64::from(idle - SPIN_ITERATIONS).min(MAX_IDLE_SLEEP.as_micros() as u64);
+                std::thread::sleep(Duration::from_micros(us));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        outputs.flush_all(&mut pending, &stats);
+        0
+    }
+}

@@ -1,0 +1,233 @@
+//! A small site for pipeline tests: one box (outside 198.51.100.1, inside 192.0.2.1), one peer
+//! (198.51.100.2) protecting 203.0.113.0/24, and the peer's mirror SAs built with the ESP
+//! engine, so every packet the box sends can be opened and every packet it gets was sealed by
+//! an independent SA object.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use espada_buf::{PacketBuf, VecBuf};
+use espada_dataplane::events::{EVENT_RING, Event};
+use espada_dataplane::pipeline::Ctx;
+use espada_dataplane::slab::{Command, Slab};
+use espada_dataplane::stats::WorkerStats;
+use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
+use espada_dataplane::{PortRole, owner_of_spi};
+use espada_esp::sa::NattPorts;
+use espada_esp::{Backend, Direction, InboundSa, OutboundSa, SaConfig};
+
+pub const BOX_OUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub const BOX_IN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+pub const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
+pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 4];
+pub const KEY_IN: [u8; 20] = [0x11; 20];
+pub const KEY_OUT: [u8; 20] = [0x22; 20];
+pub const SPI_IN: u32 = 0x1000; // owned by worker 0 of 2
+pub const SPI_OUT: u32 = 0x2001;
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub struct Site {
+    pub tables: Tables,
+    pub slabs: Vec<Slab>,
+    pub stats: WorkerStats,
+    pub events: rtrb::Producer<Event>,
+    pub event_rx: rtrb::Consumer<Event>,
+    /// The peer's outbound SA (seals what the box's inbound SA opens).
+    pub peer_out: OutboundSa,
+    /// The peer's inbound SA (opens what the box's outbound SA seals).
+    pub peer_in: InboundSa,
+}
+
+fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaConfig {
+    let mut c = SaConfig::new(spi, dir, ip(local), ip(remote));
+    c.esn = false;
+    c.natt = udp.then(NattPorts::default);
+    c
+}
+
+/// A site with `workers` workers; the tunnel's SAs live on `owner_of_spi(SPI_IN)`.
+pub fn site(workers: u16, udp: bool) -> Site {
+    let owner = owner_of_spi(SPI_IN, workers);
+    let mut slabs: Vec<Slab> = (0..workers).map(|_| Slab::default()).collect();
+    let inb = InboundSa::new(
+        sa_cfg(
+            SPI_IN,
+            Direction::Inbound,
+            "198.51.100.1",
+            "198.51.100.2",
+            udp,
+        ),
+        &KEY_IN,
+        Backend::Ring,
+    )
+    .unwrap();
+    let outb = OutboundSa::new(
+        sa_cfg(
+            SPI_OUT,
+            Direction::Outbound,
+            "198.51.100.1",
+            "198.51.100.2",
+            udp,
+        ),
+        &KEY_OUT,
+        Backend::Ring,
+    )
+    .unwrap();
+    slabs[owner as usize].apply(Command::InstallInbound {
+        slot: 0,
+        sa: Box::new(inb),
+    });
+    slabs[owner as usize].apply(Command::InstallOutbound {
+        slot: 0,
+        sa: Box::new(outb),
+    });
+    let peer_out = OutboundSa::new(
+        sa_cfg(
+            SPI_IN,
+            Direction::Outbound,
+            "198.51.100.2",
+            "198.51.100.1",
+            udp,
+        ),
+        &KEY_IN,
+        Backend::RustCrypto,
+    )
+    .unwrap();
+    let peer_in = InboundSa::new(
+        sa_cfg(
+            SPI_OUT,
+            Direction::Inbound,
+            "198.51.100.2",
+            "198.51.100.1",
+            udp,
+        ),
+        &KEY_OUT,
+        Backend::RustCrypto,
+    )
+    .unwrap();
+
+    let sa = SaRef { owner, slot: 0 };
+    let mut t = Tables {
+        generation: 1,
+        workers,
+        ..Default::default()
+    };
+    t.tunnels.push(Tunnel {
+        name: "site-b".into(),
+        peer: ip("198.51.100.2"),
+        local: ip("198.51.100.1"),
+        udp_encap: udp,
+        local_ts: vec!["192.0.2.0/24".parse().unwrap()],
+        remote_ts: vec!["203.0.113.0/24".parse().unwrap()],
+        outbound: Some((SPI_OUT, sa)),
+        inbound: [Some(SPI_IN), None, None],
+    });
+    t.inbound.insert(SPI_IN, InboundEntry { tunnel: 0, sa });
+    t.outbound_spis.insert(SPI_OUT, 0);
+    t.routes.insert("203.0.113.0/24".parse().unwrap(), 0);
+    t.peers.insert(ip("198.51.100.2"), 0);
+    t.tombstones.insert(0x0bad_0001, 0);
+    t.ports[PortRole::Outside as usize] = Iface {
+        mac: BOX_OUT_MAC,
+        ipv4: Some("198.51.100.1/24".parse().unwrap()),
+        gateway4: Some(ip("198.51.100.254")),
+        ..Default::default()
+    };
+    t.ports[PortRole::Inside as usize] = Iface {
+        mac: BOX_IN_MAC,
+        ipv4: Some("192.0.2.1/24".parse().unwrap()),
+        ..Default::default()
+    };
+    t.neighbors = [
+        HashMap::from([(ip("198.51.100.2"), PEER_MAC)]),
+        HashMap::from([(ip("192.0.2.10"), LAN_MAC)]),
+    ];
+    let (events, event_rx) = rtrb::RingBuffer::new(EVENT_RING);
+    Site {
+        tables: t,
+        slabs,
+        stats: WorkerStats::default(),
+        events,
+        event_rx,
+        peer_out,
+        peer_in,
+    }
+}
+
+impl Site {
+    /// The stage context of worker `me`.
+    pub fn ctx(&mut self, me: u16) -> Ctx<'_> {
+        Ctx {
+            me,
+            t: &self.tables,
+            sas: &mut self.slabs[me as usize],
+            stats: &self.stats,
+            events: &mut self.events,
+        }
+    }
+
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Ok(e) = self.event_rx.pop() {
+            v.push(e);
+        }
+        v
+    }
+}
+
+pub fn csum(data: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    for c in data.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// An IPv4/UDP packet of `payload` bytes.
+pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 28 + payload.len();
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let c = csum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
+pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A buffer holding `frame` with room for ESP headers and trailer.
+pub fn buf(frame: &[u8]) -> VecBuf {
+    VecBuf::new(128, frame, 64)
+}
+
+/// The peer seals `inner` and frames it towards the box.
+pub fn from_peer(s: &mut Site, inner: &[u8]) -> VecBuf {
+    let mut b = VecBuf::new(128, inner, 64);
+    s.peer_out.encap(&mut b).unwrap();
+    let frame = ether(BOX_OUT_MAC, PEER_MAC, 0x0800, b.data());
+    buf(&frame)
+}
