@@ -35,8 +35,8 @@ mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::{
-    Admin, Algorithm, Appliance, Cores, Device, Encapsulation, Lifetime, Logging, Polling, Port,
-    Ports, Prefix, PrefixError, SaKeys, SiteConfig, StaticSa, Tunnel,
+    Admin, Algorithm, Appliance, Cores, Device, Dpdk, Encapsulation, Lifetime, Logging, Polling,
+    Port, Ports, Prefix, PrefixError, SaKeys, SiteConfig, StaticSa, Tunnel,
 };
 pub use secret::Secret;
 pub use validate::{

@@ -22,6 +22,16 @@ pub struct SiteConfig {
     pub logging: Logging,
     /// Admin API settings.
     pub admin: Admin,
+    /// DPDK settings.
+    pub dpdk: Dpdk,
+}
+
+/// `dpdk:` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dpdk {
+    /// Extra EAL arguments (e.g. `--no-huge`, `-m 512`). espada derives the lcore list and the
+    /// devices from `cores` and `ports`, so those options are refused here.
+    pub args: Vec<String>,
 }
 
 /// `appliance:` section.
@@ -77,6 +87,9 @@ pub struct Port {
     pub gateway6: Option<IpAddr>,
     /// Link MTU (default 1500).
     pub mtu: u32,
+    /// RX queues to poll (default: one per worker); fewer queues than workers means the
+    /// packets of the other workers' SAs are handed to them over rings.
+    pub rx_queues: Option<u16>,
 }
 
 /// A DPDK device: a PCI address or a virtual device string.

@@ -20,6 +20,15 @@ pub(crate) struct RawSite {
     pub logging: Option<RawLogging>,
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub dpdk: Option<RawDpdk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpdk {
+    #[serde(default)]
+    pub args: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +76,8 @@ pub(crate) struct RawPort {
     pub gateway6: Option<S<String>>,
     #[serde(default)]
     pub mtu: Option<S<u32>>,
+    #[serde(default)]
+    pub rx_queues: Option<S<u16>>,
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,7 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
             tunnels,
             logging,
             admin,
+            dpdk: dpdk(raw.dpdk.as_ref(), cx)?,
         });
     }
     None
@@ -473,6 +474,59 @@ fn port(raw: &S<RawPort>, path: &str, cx: &mut Ctx<'_>) -> Option<Port> {
         gateway4: gateway4?,
         gateway6: gateway6?,
         mtu,
+        rx_queues: rx_queues(p, path, cx)?,
+    })
+}
+
+fn rx_queues(p: &RawPort, path: &str, cx: &mut Ctx<'_>) -> Option<Option<u16>> {
+    match &p.rx_queues {
+        None => Some(None),
+        Some(q) if (1..=64).contains(&q.value) => Some(Some(q.value)),
+        Some(q) => {
+            cx.error(
+                &q.referenced,
+                &format!("{path}.rx_queues"),
+                format!("invalid RX queue count {}", q.value),
+                "expected 1..=64",
+                Some("leave it out to poll one RX queue per worker".into()),
+            );
+            None
+        }
+    }
+}
+
+/// EAL options espada derives itself from `cores` and `ports`.
+const DERIVED_EAL_OPTIONS: &[&str] = &[
+    "-l",
+    "--lcores",
+    "--main-lcore",
+    "--vdev",
+    "-a",
+    "--allow",
+    "-c",
+    "--file-prefix",
+];
+
+fn dpdk(raw: Option<&RawDpdk>, cx: &mut Ctx<'_>) -> Option<Dpdk> {
+    let Some(args) = raw.and_then(|d| d.args.as_ref()) else {
+        return Some(Dpdk::default());
+    };
+    let mut ok = true;
+    for (i, a) in args.value.iter().enumerate() {
+        let opt = a.value.split('=').next().unwrap_or("");
+        if DERIVED_EAL_OPTIONS.contains(&opt) {
+            cx.error(
+                &a.referenced,
+                &format!("dpdk.args[{i}]"),
+                format!("EAL option `{opt}` is set by espada"),
+                "lcores come from `cores`, devices from `ports`",
+                Some("remove it from `dpdk.args`".into()),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| Dpdk {
+        args: args.value.iter().map(|a| a.value.clone()).collect(),
     })
 }
 

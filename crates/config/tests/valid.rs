@@ -55,6 +55,7 @@ fn lab_example_parses_into_expected_values() {
             gateway4: Some(ip("198.51.100.254")),
             gateway6: Some(ip("2001:db8:1::fe")),
             mtu: 1500,
+            rx_queues: None,
         }
     );
     assert_eq!(
@@ -122,7 +123,7 @@ fn debug_output_redacts_keys() {
 fn defaults_apply() {
     let text = "appliance: { name: a }\ncores: { control: 0, workers: [2, 1] }\nports:\n  \
                 outside: { device: net_ring0, ipv6: '2001:db8::1/64' }\n  \
-                inside: { device: net_ring1, ipv4: 10.0.0.1/8 }\n";
+                inside: { device: net_ring1, ipv4: 198.18.0.1/15 }\n";
     let loaded = parse_str(text, "min.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let c = loaded.config;
     assert!(!c.appliance.lab);
@@ -149,9 +150,9 @@ fn load_resolves_key_files_next_to_the_config() {
     )
     .unwrap();
     let text = "appliance: { name: a, lab: true }\ncores: { control: 0, workers: [1] }\nports:\n  \
-                outside: { device: net_ring0, ipv4: 10.1.0.1/16 }\n  \
-                inside: { device: net_ring1, ipv4: 10.0.0.1/16 }\ntunnels:\n  - name: t\n    \
-                peer: 10.1.0.2\n    local_ts: [10.0.0.0/16]\n    remote_ts: [10.2.0.0/16]\n    \
+                outside: { device: net_ring0, ipv4: 198.18.1.1/16 }\n  \
+                inside: { device: net_ring1, ipv4: 198.19.0.1/16 }\ntunnels:\n  - name: t\n    \
+                peer: 198.18.1.2\n    local_ts: [198.19.0.0/16]\n    remote_ts: [203.0.113.0/24]\n    \
                 static_sa:\n      inbound: { spi: 256, algorithm: aes128gcm16, key: { file: keys/k.hex } }\n      \
                 outbound: { spi: 257, algorithm: aes128gcm16, key: { file: keys/k.hex } }\n";
     std::fs::write(dir.join("site.yaml"), text).unwrap();
@@ -172,4 +173,33 @@ fn load_resolves_key_files_next_to_the_config() {
     let bad = load(&dir.join("bad.yaml")).unwrap_err();
     assert!(bad.to_string().contains("not valid UTF-8"), "{bad}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dpdk_args_and_rx_queues_are_read_and_derived_eal_options_refused() {
+    let base = "appliance: { name: a }\ncores: { control: 0, workers: [1] }\nports:\n  \
+                outside: { device: net_null0, ipv4: 198.51.100.1/24, rx_queues: 1 }\n  \
+                inside: { device: net_null1, ipv4: 192.0.2.1/24 }\n";
+    let ok = format!("{base}dpdk:\n  args: [--no-huge, -m, \"512\"]\n");
+    let c = parse_str(&ok, "site.yaml", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(c.dpdk.args, vec!["--no-huge", "-m", "512"]);
+    assert_eq!(c.ports.outside.rx_queues, Some(1));
+    assert_eq!(c.ports.inside.rx_queues, None);
+    let bad = format!("{base}dpdk:\n  args: [--no-huge, \"--vdev=net_ring9\"]\n");
+    let e = parse_str(&bad, "site.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("EAL option `--vdev` is set by espada")
+            && e.contains("dpdk.args[1]")
+            && e.contains("site.yaml:7"),
+        "{e}"
+    );
+    let zero = base.replace("rx_queues: 1", "rx_queues: 0");
+    let e = parse_str(&zero, "site.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ports.outside.rx_queues"), "{e}");
 }
