@@ -99,7 +99,10 @@ impl AdminClient {
         self.next_id += 1;
         if let Err(e) = self.writer.write_all(request.to_line(id).as_bytes()) {
             // The daemon may have refused us and closed; its reason beats "broken pipe".
-            if let Ok(Some(ResponseFrame { result: Err(err), .. })) = self.read_frame() {
+            if let Ok(Some(ResponseFrame {
+                result: Err(err), ..
+            })) = self.read_frame()
+            {
                 return Err(ClientError::Remote(err));
             }
             return Err(self.io_error(e));

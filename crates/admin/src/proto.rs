@@ -58,8 +58,13 @@ struct NoArgs {}
 
 impl Request {
     /// Every command name, in the order `help` should list them.
-    pub const COMMANDS: [&'static str; 5] =
-        ["show.sa", "show.tunnels", "show.drops", "show.workers", "ping"];
+    pub const COMMANDS: [&'static str; 5] = [
+        "show.sa",
+        "show.tunnels",
+        "show.drops",
+        "show.workers",
+        "ping",
+    ];
 
     /// The wire command name, e.g. `"show.sa"`.
     pub fn command(&self) -> &'static str {
@@ -84,9 +89,13 @@ impl Request {
     /// Builds a request from its wire command and `args` (absent or `null` = no arguments).
     pub fn from_wire(cmd: &str, args: Option<Value>) -> Result<Request, AdminError> {
         let args = args.unwrap_or_else(|| Value::Object(Default::default()));
-        let bad_args = |e: serde_json::Error| {
-            AdminError::bad_request(format!("bad arguments for {cmd}: {e}"))
-        };
+        if !args.is_object() {
+            return Err(AdminError::bad_request(format!(
+                "\"args\" of {cmd} must be an object"
+            )));
+        }
+        let bad_args =
+            |e: serde_json::Error| AdminError::bad_request(format!("bad arguments for {cmd}: {e}"));
         match cmd {
             "show.sa" => {
                 let a: ShowSaArgs = serde_json::from_value(args).map_err(bad_args)?;
@@ -113,13 +122,21 @@ impl Request {
 
     /// Encodes the request as one wire line, trailing newline included.
     pub fn to_line(&self, id: u64) -> String {
-        let mut line = serde_json::json!({
-            "v": PROTOCOL_VERSION,
-            "id": id,
-            "cmd": self.command(),
-            "args": self.args(),
-        })
-        .to_string();
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            v: u32,
+            id: u64,
+            cmd: &'a str,
+            args: Value,
+        }
+        let wire = Wire {
+            v: PROTOCOL_VERSION,
+            id,
+            cmd: self.command(),
+            args: self.args(),
+        };
+        let mut line = serde_json::to_string(&wire)
+            .unwrap_or_else(|_| format!("{{\"v\":1,\"id\":{id},\"cmd\":\"{}\"}}", self.command()));
         line.push('\n');
         line
     }
@@ -371,7 +388,11 @@ impl ResponseFrame {
             Ok(r) => (Some(r.clone()), None),
             Err(e) => (None, Some(e.clone())),
         };
-        let raw = RawResponse { id: self.id, ok, err };
+        let raw = RawResponse {
+            id: self.id,
+            ok,
+            err,
+        };
         let mut line = serde_json::to_string(&raw).unwrap_or_else(|e| {
             // Views hold only strings, integers and string-keyed maps, so this cannot happen;
             // answer with an error rather than panic in the daemon's control thread.

@@ -47,7 +47,7 @@ pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -190,7 +190,7 @@ fn lifetime_line(l: &LifetimeView) -> String {
     .flatten()
     .collect();
     if !soft.is_empty() {
-        let _ = write!(line, "  (rekey at {})", soft.join(", "));
+        let _ = write!(line, "  (soft limit {})", soft.join(", "));
     }
     line
 }
@@ -231,11 +231,7 @@ fn render_sa(sa: &SaView, out: &mut String) {
             Some(b) => format!("0x{b}"),
             None => "-".into(),
         };
-        let _ = writeln!(
-            out,
-            "  replay window {}  bitmap {bitmap}",
-            sa.replay_window
-        );
+        let _ = writeln!(out, "  replay window {}  bitmap {bitmap}", sa.replay_window);
     }
     let _ = writeln!(out, "  {}", lifetime_line(&sa.lifetime));
     let _ = writeln!(
@@ -447,7 +443,10 @@ mod tests {
     #[test]
     fn lifetime_line_handles_missing_and_exhausted_limits() {
         let none = LifetimeView::default();
-        assert_eq!(lifetime_line(&none), "lifetime left no byte limit, no packet limit");
+        assert_eq!(
+            lifetime_line(&none),
+            "lifetime left no byte limit, no packet limit"
+        );
         let over = LifetimeView {
             bytes: 2_000,
             packets: 20,

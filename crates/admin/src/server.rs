@@ -275,7 +275,10 @@ impl AdminServer {
     /// [`AdminServer::bind`] with explicit limits and peer policy.
     pub fn bind_with(path: &Path, config: ServerConfig) -> io::Result<AdminServer> {
         let ctx = |e: io::Error, what: &str| {
-            io::Error::new(e.kind(), format!("admin socket {}: {what}: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("admin socket {}: {what}: {e}", path.display()),
+            )
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()

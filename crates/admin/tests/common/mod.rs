@@ -1,0 +1,262 @@
+//! Sample views shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use espada_admin::{
+    AdminError, Direction, DropsView, LifetimeView, Request, Response, SaCountersView, SaView,
+    TunnelView, UnknownSpiView, WorkerView,
+};
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|&(k, v)| (k.to_owned(), v)).collect()
+}
+
+pub fn sas() -> Vec<SaView> {
+    vec![
+        SaView {
+            tunnel: "site-b".into(),
+            direction: Direction::Inbound,
+            spi: 0x1000,
+            owner_worker: 1,
+            algorithm: "aes128gcm16".into(),
+            encapsulation: "udp-4500".into(),
+            local: ip("198.51.100.1"),
+            remote: ip("198.51.100.2"),
+            esn: false,
+            seq: 1_234,
+            replay_window: 64,
+            replay_bitmap: Some("fffffffffffffffe".into()),
+            lifetime: LifetimeView {
+                bytes: 88_000,
+                packets: 1_000,
+                soft_bytes: Some(800_000),
+                hard_bytes: Some(1_000_000),
+                soft_packets: Some(8_000),
+                hard_packets: Some(10_000),
+            },
+            counters: SaCountersView {
+                packets: 1_000,
+                bytes: 88_000,
+                drops: counts(&[("replay", 3), ("auth-failed", 1)]),
+            },
+            state: "active".into(),
+        },
+        SaView {
+            tunnel: "site-b".into(),
+            direction: Direction::Outbound,
+            spi: 0xc0ff_ee01,
+            owner_worker: 1,
+            algorithm: "aes128gcm16".into(),
+            encapsulation: "udp-4500".into(),
+            local: ip("198.51.100.1"),
+            remote: ip("198.51.100.2"),
+            esn: false,
+            seq: 990,
+            replay_window: 0,
+            replay_bitmap: None,
+            lifetime: LifetimeView {
+                bytes: 87_120,
+                packets: 990,
+                soft_bytes: Some(800_000),
+                hard_bytes: Some(1_000_000),
+                soft_packets: None,
+                hard_packets: None,
+            },
+            counters: SaCountersView {
+                packets: 990,
+                bytes: 87_120,
+                drops: BTreeMap::new(),
+            },
+            state: "soft-expired".into(),
+        },
+        SaView {
+            tunnel: "spoke-0042".into(),
+            direction: Direction::Inbound,
+            spi: 0x0004_2001,
+            owner_worker: 0,
+            algorithm: "aes256gcm16".into(),
+            encapsulation: "esp".into(),
+            local: ip("2001:db8::1"),
+            remote: ip("2001:db8:42::2"),
+            esn: true,
+            seq: 5_000_000_000,
+            replay_window: 1024,
+            replay_bitmap: Some("0x00000000ffffffff".into()),
+            lifetime: LifetimeView::default(),
+            counters: SaCountersView {
+                packets: 4_999_999_000,
+                bytes: 6_000_000_000_000,
+                drops: BTreeMap::new(),
+            },
+            state: "active".into(),
+        },
+    ]
+}
+
+pub fn tunnels() -> Vec<TunnelView> {
+    vec![
+        TunnelView {
+            name: "site-b".into(),
+            peer: ip("198.51.100.2"),
+            local: ip("198.51.100.1"),
+            encapsulation: "udp-4500".into(),
+            local_ts: vec!["10.1.0.0/16".into()],
+            remote_ts: vec!["10.2.0.0/16".into()],
+            inbound_spi: Some(0x1000),
+            outbound_spi: Some(0xc0ff_ee01),
+            packets_in: 1_000,
+            packets_out: 990,
+            bytes_in: 88_000,
+            bytes_out: 87_120,
+            drops: 4,
+            icmp_errors: 0,
+            pmtu: Some(1_422),
+        },
+        TunnelView {
+            name: "spoke-0042".into(),
+            peer: ip("2001:db8:42::2"),
+            local: ip("2001:db8::1"),
+            encapsulation: "esp".into(),
+            local_ts: vec!["0.0.0.0/0".into(), "::/0".into()],
+            remote_ts: vec!["10.42.0.0/24".into()],
+            inbound_spi: Some(0x0004_2001),
+            outbound_spi: None,
+            packets_in: 4_999_999_000,
+            packets_out: 0,
+            bytes_in: 6_000_000_000_000,
+            bytes_out: 0,
+            drops: 0,
+            icmp_errors: 12,
+            pmtu: None,
+        },
+    ]
+}
+
+pub fn drops() -> DropsView {
+    let reasons = [
+        (
+            "auth-failed",
+            1,
+            "ICV check failed (wrong key or corrupted packet)",
+        ),
+        (
+            "replay",
+            3,
+            "sequence number already seen or left of the replay window",
+        ),
+        (
+            "no-sa",
+            7,
+            "no SA for the SPI (see recent unknown-SPI packets)",
+        ),
+        (
+            "bad-padding",
+            0,
+            "ESP padding or next-header invalid after decryption",
+        ),
+        ("ring-full", 0, "handoff ring to the owning worker was full"),
+        ("ttl-exceeded", 0, "inner TTL/hop limit reached zero"),
+    ];
+    DropsView {
+        total: reasons.iter().map(|&(r, n, _)| (r.to_owned(), n)).collect(),
+        descriptions: reasons
+            .iter()
+            .map(|&(r, _, d)| (r.to_owned(), d.to_owned()))
+            .collect(),
+        per_worker: vec![
+            counts(&[("no-sa", 7)]),
+            counts(&[("replay", 3), ("auth-failed", 1)]),
+        ],
+        recent_unknown_spi: vec![
+            UnknownSpiView {
+                at_unix_ms: 1_795_514_400_123,
+                class: "tombstone".into(),
+                src: ip("198.51.100.2"),
+                dst: ip("198.51.100.1"),
+                spi: 0x0000_0fff,
+                seq: 0x2a,
+                len: 120,
+                port: "outside/0".into(),
+                count: 5,
+            },
+            UnknownSpiView {
+                at_unix_ms: 1_795_514_399_000,
+                class: "unknown-source".into(),
+                src: ip("203.0.113.77"),
+                dst: ip("198.51.100.1"),
+                spi: 0xdead_beef,
+                seq: 1,
+                len: 1_400,
+                port: "outside/1".into(),
+                count: 2,
+            },
+        ],
+    }
+}
+
+pub fn workers() -> Vec<WorkerView> {
+    vec![
+        WorkerView {
+            id: 0,
+            lcore: 2,
+            rx_queues: vec!["outside/0".into(), "inside/0".into()],
+            rx_packets: 5_000_001_000,
+            tx_packets: 4_999_999_990,
+            esp_decap: 4_999_999_000,
+            esp_encap: 0,
+            handoff_out: 1_000,
+            handoff_in: 0,
+            punted: 17,
+            drops: 7,
+            busy_polls: 3,
+            idle_polls: 1,
+            table_generation: 42,
+            owned_sas: 1,
+        },
+        WorkerView {
+            id: 1,
+            lcore: 3,
+            rx_queues: vec!["outside/1".into(), "inside/1".into()],
+            rx_packets: 1_990,
+            tx_packets: 1_990,
+            esp_decap: 0,
+            esp_encap: 990,
+            handoff_out: 0,
+            handoff_in: 1_000,
+            punted: 0,
+            drops: 4,
+            busy_polls: 1,
+            idle_polls: 999,
+            table_generation: 42,
+            owned_sas: 2,
+        },
+    ]
+}
+
+pub const VERSION: &str = "0.1.0-test";
+
+/// The canned handler a daemon would have.
+pub fn handler(req: Request) -> Result<Response, AdminError> {
+    Ok(match req {
+        Request::ShowSa { spi: None } => Response::Sa(sas()),
+        Request::ShowSa { spi: Some(spi) } => {
+            let found: Vec<SaView> = sas().into_iter().filter(|s| s.spi == spi).collect();
+            if found.is_empty() {
+                return Err(AdminError::not_found(format!("no SA with SPI 0x{spi:08x}")));
+            }
+            Response::Sa(found)
+        }
+        Request::ShowTunnels => Response::Tunnels(tunnels()),
+        Request::ShowDrops => Response::Drops(drops()),
+        Request::ShowWorkers => Response::Workers(workers()),
+        Request::Ping => Response::Pong {
+            version: VERSION.into(),
+        },
+    })
+}
