@@ -15,6 +15,7 @@ use crate::drop::DropReason;
 /// payload, as RFC 4301 lifetimes count them). Drops are indexed by [`DropReason`].
 #[derive(Debug)]
 pub struct SaCounters {
+    seq: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
     soft_expired_events: AtomicU64,
@@ -24,6 +25,9 @@ pub struct SaCounters {
 /// A plain copy of [`SaCounters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CountersSnapshot {
+    /// Outbound: the last sequence number sent. Inbound: the highest sequence number accepted
+    /// (the right edge of the replay window, RFC 4303 §3.4.3).
+    pub seq: u64,
     /// Packets processed successfully.
     pub packets: u64,
     /// Inner bytes processed successfully.
@@ -61,17 +65,29 @@ impl SaCounters {
     /// All zero.
     pub fn new() -> Self {
         Self {
+            seq: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             soft_expired_events: AtomicU64::new(0),
             drops: [const { AtomicU64::new(0) }; DropReason::COUNT],
         }
     }
+    /// All zero but the sequence state (an SA installed with a starting sequence number).
+    pub fn with_seq(seq: u64) -> Self {
+        let c = Self::new();
+        c.set_seq(seq);
+        c
+    }
     /// Counts one processed packet of `bytes` inner bytes (owner worker only).
     #[inline]
     pub fn count_packet(&self, bytes: usize) {
         bump(&self.packets, 1);
         bump(&self.bytes, bytes as u64);
+    }
+    /// Records the sequence number state shown by `show sa` (owner worker only).
+    #[inline]
+    pub fn set_seq(&self, seq: u64) {
+        self.seq.store(seq, Relaxed);
     }
     /// Counts one drop (owner worker only).
     #[inline]
@@ -90,6 +106,7 @@ impl SaCounters {
             *d = c.load(Relaxed);
         }
         CountersSnapshot {
+            seq: self.seq.load(Relaxed),
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             soft_expired_events: self.soft_expired_events.load(Relaxed),

@@ -246,6 +246,7 @@ impl InboundSa {
         }
         let soft = self.lifetime.account(ilen);
         self.counters.count_packet(ilen);
+        self.counters.set_seq(self.replay.highest());
         if soft {
             self.counters.count_soft_expired();
         }

@@ -199,6 +199,7 @@ impl OutboundSa {
 
         let soft = self.lifetime.account(inner.len);
         self.counters.count_packet(inner.len);
+        self.counters.set_seq(seq);
         if soft {
             self.counters.count_soft_expired();
         }

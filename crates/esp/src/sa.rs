@@ -285,7 +285,7 @@ impl OutboundSa {
             df: config.df,
             tmpl: OuterTemplate::new(&config)?,
             lifetime: Lifetime::new(config.lifetime),
-            counters: Arc::new(SaCounters::new()),
+            counters: Arc::new(SaCounters::with_seq(config.initial_seq)),
             engine,
             config,
         })
@@ -353,9 +353,9 @@ impl InboundSa {
             spi: config.spi,
             salt,
             esn: config.esn,
+            counters: Arc::new(SaCounters::with_seq(replay.highest())),
             replay,
             lifetime: Lifetime::new(config.lifetime),
-            counters: Arc::new(SaCounters::new()),
             engine,
             config,
         })

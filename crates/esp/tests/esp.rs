@@ -446,3 +446,45 @@ fn icmp_error_quoting_our_packet() {
     assert_eq!(e.spi, Some(SPI));
     assert_eq!(e.src, common::V4_LOCAL.parse::<std::net::IpAddr>().unwrap());
 }
+
+#[test]
+fn counters_show_the_last_sequence_sent_and_the_highest_received() {
+    use espada_buf::VecBuf;
+    use espada_esp::{Backend, Direction, InboundSa, OutboundSa, SaConfig};
+    let (l, r) = (
+        "198.51.100.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+    );
+    let mut oc = SaConfig::new(0x4242, Direction::Outbound, l, r);
+    oc.initial_seq = 41;
+    let mut out = OutboundSa::new(oc, &[1; 20], Backend::Ring).unwrap();
+    let mut inb = InboundSa::new(
+        SaConfig::new(0x4242, Direction::Inbound, r, l),
+        &[1; 20],
+        Backend::Ring,
+    )
+    .unwrap();
+    assert_eq!(
+        out.counters().snapshot().seq,
+        41,
+        "installed starting point"
+    );
+    let mut pkts = Vec::new();
+    for _ in 0..3 {
+        let mut inner = vec![0u8; 40];
+        inner[0] = 0x45;
+        inner[2..4].copy_from_slice(&40u16.to_be_bytes());
+        inner[8] = 64;
+        let mut b = VecBuf::new(80, &inner, 40);
+        out.encap(&mut b).unwrap();
+        pkts.push(b);
+    }
+    assert_eq!(out.counters().snapshot().seq, 44);
+    inb.decap(&mut pkts[2]).unwrap();
+    inb.decap(&mut pkts[0]).unwrap();
+    assert_eq!(
+        inb.counters().snapshot().seq,
+        44,
+        "highest accepted, not the last one"
+    );
+}
