@@ -170,8 +170,10 @@ impl Conn {
             answered += 1;
         }
         self.rbuf.drain(..start.min(self.rbuf.len()));
-        if !self.close_after_flush && self.rbuf.len() > cfg.max_line {
-            // No newline within the limit: it can only get longer.
+        if !self.close_after_flush && self.rbuf.len() > cfg.max_line && !self.rbuf.contains(&b'\n')
+        {
+            // No newline within the limit: it can only get longer. (Complete lines left
+            // unanswered while output is backed up are not a long line.)
             self.reject_long_line(cfg, stats);
             answered += 1;
         }
@@ -221,13 +223,11 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        if self.read_closed
-            && !self.close_after_flush
-            && !self.rbuf.is_empty()
-            && self.pending_output() < cfg.max_pending_output
-        {
-            // The client half-closed after a last line without newline: answer it too.
-            self.rbuf.push(b'\n');
+        if self.read_closed && !self.close_after_flush && !self.rbuf.is_empty() {
+            // The client half-closed, maybe after a last line without newline: answer it too.
+            if self.rbuf.last() != Some(&b'\n') {
+                self.rbuf.push(b'\n');
+            }
             answered += self.answer_lines(cfg, stats, handler);
         }
         self.flush(now)?;

@@ -458,3 +458,37 @@ fn client_times_out_when_the_daemon_does_not_answer() {
     assert!(matches!(err, ClientError::Timeout(_)), "{err:?}");
     assert!(err.to_string().contains("did not answer"), "{err}");
 }
+
+#[test]
+fn a_slow_reader_holds_back_its_requests_without_losing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let config = ServerConfig {
+        // Stop answering after every response until the client has read it.
+        max_pending_output: 1,
+        ..ServerConfig::default()
+    };
+    let mut server = AdminServer::bind_with(&path, config).unwrap();
+    const N: u64 = 2_000;
+    let p = path.clone();
+    let ids = with_client(&mut server, move || {
+        let stream = connect_raw(&p);
+        let mut writer = stream.try_clone().unwrap();
+        // More than 64 KiB of complete lines in flight: must not be mistaken for a long line.
+        let batch: String = (0..N).map(|id| Request::Ping.to_line(id)).collect();
+        assert!(batch.len() > 64 * 1024);
+        let writing = thread::spawn(move || writer.write_all(batch.as_bytes()).unwrap());
+        let mut reader = BufReader::new(stream);
+        let ids: Vec<Option<u64>> = (0..N)
+            .map(|_| {
+                let f = read_frame(&mut reader);
+                assert!(f.result.is_ok(), "{f:?}");
+                f.id
+            })
+            .collect();
+        writing.join().unwrap();
+        ids
+    });
+    assert_eq!(ids, (0..N).map(Some).collect::<Vec<_>>());
+    assert_eq!(server.stats().bad_requests, 0);
+}
