@@ -1,0 +1,197 @@
+//! Bring-up and shutdown on DPDK: EAL, mempool, ports, rings, workers on their lcores, and the
+//! control thread on the main lcore. Shutdown (SIGINT/SIGTERM) stops the workers, which drop
+//! their queues, then stops the ports and frees the pool; EAL is cleaned up last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dpdk::{Eal, MbufRing, Mempool, Port, PortConfig};
+use espada_admin::AdminServer;
+use espada_config::SiteConfig;
+use espada_dataplane::PortRole;
+use espada_dataplane::events::EVENT_RING;
+use espada_dataplane::slab::{COMMAND_RING, Slab};
+use espada_dataplane::stats::WorkerStats;
+use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
+use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
+use espada_hostpath::{HostConfig, HostStack, MacAddr, NeighborConfig};
+use espada_qsbr::Publisher;
+use tracing::{info, warn};
+
+use crate::control::{Control, WorkerLink};
+use crate::plan::{Plan, plan};
+use crate::unknown_spi::UnknownSpiLog;
+
+/// Mbufs in the packet pool.
+const POOL_MBUFS: u32 = 16383;
+/// Per-lcore mempool cache.
+const POOL_CACHE: u32 = 256;
+/// Capacity of each handoff and punt ring.
+const RING_MBUFS: u32 = 1024;
+
+fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConfig {
+    let v4 = p.ipv4.and_then(|x| match x.addr {
+        std::net::IpAddr::V4(a) => Some(Ipv4Cidr { addr: a, prefix_len: x.len }),
+        std::net::IpAddr::V6(_) => None,
+    });
+    let v6 = p.ipv6.and_then(|x| match x.addr {
+        std::net::IpAddr::V6(a) => Some(Ipv6Cidr { addr: a, prefix_len: x.len }),
+        std::net::IpAddr::V4(_) => None,
+    });
+    espada_hostpath::PortConfig {
+        mac: MacAddr(mac),
+        ipv4: v4,
+        ipv6: v6,
+        gateway_v4: p.gateway4.and_then(|g| match g {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        }),
+        gateway_v6: p.gateway6.and_then(|g| match g {
+            std::net::IpAddr::V6(a) => Some(a),
+            std::net::IpAddr::V4(_) => None,
+        }),
+    }
+}
+
+/// Runs the appliance until `stop` is set.
+pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Result<()> {
+    let Plan { eal_args, port_names, queues, mut tables, installs, sas } = plan(cfg, extra_eal)?;
+    info!(args = %eal_args.join(" "), "initialising DPDK EAL");
+    let eal = Eal::init(&eal_args).context("DPDK EAL initialisation failed")?;
+    let nworkers = cfg.cores.workers.len();
+    let pool = Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, 2176).context("mbuf pool")?;
+
+    let mut ports: Vec<Port> = Vec::new();
+    for role in PortRole::ALL {
+        let name = &port_names[role as usize];
+        let id = eal.port_by_name(name).with_context(|| format!("{} port {name}", role.name()))?;
+        let q = &queues[role as usize];
+        let pc = PortConfig { rx_queues: q.rx_queues, tx_queues: q.tx_queues, ..Default::default() };
+        let port = Port::configure(&eal, id, &pc, &pool).with_context(|| format!("configuring {} port {name}", role.name()))?;
+        port.start().with_context(|| format!("starting {} port {name}", role.name()))?;
+        tables.ports[role as usize].mac = port.mac().0;
+        info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), "port up");
+        ports.push(port);
+    }
+
+    // Handoff rings: one pair (inbound, outbound) for every ordered pair of workers.
+    let mut handoff_tx: Vec<Vec<Option<HandoffPair<dpdk::RingProducer>>>> =
+        (0..nworkers).map(|_| (0..nworkers).map(|_| None).collect()).collect();
+    let mut handoff_rx: Vec<Vec<HandoffPair<dpdk::RingConsumer>>> = (0..nworkers).map(|_| Vec::new()).collect();
+    for from in 0..nworkers {
+        for to in (0..nworkers).filter(|&t| t != from) {
+            let (pi, ci) = MbufRing::new(&eal, &format!("hi{from}_{to}"), RING_MBUFS)?;
+            let (po, co) = MbufRing::new(&eal, &format!("ho{from}_{to}"), RING_MBUFS)?;
+            handoff_tx[from][to] = Some(HandoffPair { inbound: pi, outbound: po });
+            handoff_rx[to].push(HandoffPair { inbound: ci, outbound: co });
+        }
+    }
+
+    let (mut publisher, mut links, mut workers) = (Publisher::new(tables.clone()), Vec::new(), Vec::new());
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    for (w, (mut tx_row, (rx_row, cmds))) in
+        handoff_tx.into_iter().zip(handoff_rx.into_iter().zip(installs)).enumerate()
+    {
+        let mut rx = Vec::new();
+        let mut rx_names = Vec::new();
+        for role in PortRole::ALL {
+            for &q in &queues[role as usize].rx_by_worker[w] {
+                rx.push((role, ports[role as usize].rx_queue(q)?));
+                rx_names.push(format!("{}/{q}", role.name()));
+            }
+        }
+        let (po, co) = MbufRing::new(&eal, &format!("po{w}"), RING_MBUFS)?;
+        let (pi, ci) = MbufRing::new(&eal, &format!("pi{w}"), RING_MBUFS)?;
+        let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
+        let (rep_tx, rep_rx) = rtrb::RingBuffer::new(COMMAND_RING);
+        let (ev_tx, ev_rx) = rtrb::RingBuffer::new(EVENT_RING);
+        let stats = Arc::new(WorkerStats::default());
+        let mut slab = Slab::default();
+        for c in cmds {
+            drop(slab.apply(c));
+        }
+        let q = w as u16;
+        workers.push(Worker {
+            id: q,
+            inputs: WorkerInputs { rx, handoff: rx_row, commands: cmd_rx },
+            outputs: WorkerOutputs {
+                tx: [ports[0].tx_queue(q)?, ports[1].tx_queue(q)?],
+                handoff: std::mem::take(&mut tx_row),
+                punt: [po, pi],
+                replies: rep_tx,
+            },
+            events: ev_tx,
+            slab,
+            tables: publisher.register_reader(),
+            stats: stats.clone(),
+            stop: worker_stop.clone(),
+            adaptive: cfg.cores.polling == espada_config::Polling::Adaptive,
+        });
+        links.push(WorkerLink {
+            stats,
+            lcore: cfg.cores.workers[w],
+            rx_queues: rx_names,
+            commands: cmd_tx,
+            replies: rep_rx,
+            events: ev_rx,
+            punts: [co, ci],
+        });
+    }
+
+    let ctl_q = nworkers as u16;
+    let host = HostStack::new(HostConfig {
+        outside: host_port(&cfg.ports.outside, tables.ports[0].mac),
+        inside: host_port(&cfg.ports.inside, tables.ports[1].mac),
+        neighbor: NeighborConfig::default(),
+        router: true,
+    })
+    .map_err(|e| anyhow::anyhow!("host stack: {e}"))?;
+    let admin = match AdminServer::bind(&cfg.admin.socket) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            warn!(socket = %cfg.admin.socket.display(), error = %e, "admin socket unavailable: `espada show` will not work");
+            None
+        }
+    };
+    let mut control = Control::new(
+        publisher,
+        tables,
+        links,
+        [ports[0].tx_queue(ctl_q)?, ports[1].tx_queue(ctl_q)?],
+        pool.clone(),
+        host,
+        sas,
+        UnknownSpiLog::new(cfg.logging.unknown_spi_interval),
+        admin,
+    );
+
+    let mut running = Vec::new();
+    for (w, worker) in workers.into_iter().enumerate() {
+        let lcore = cfg.cores.workers[w];
+        running.push(eal.launch(lcore, move || worker.run()).with_context(|| format!("launching worker {w} on lcore {lcore}"))?);
+        info!(worker = w, lcore, "worker started");
+    }
+    control.prime(Instant::now());
+    info!(tunnels = cfg.tunnels.len(), workers = nworkers, "espada running");
+    control.run(&stop);
+
+    info!("stopping: workers first, then ports");
+    worker_stop.store(true, Ordering::Relaxed);
+    for h in running {
+        h.join();
+    }
+    drop(control);
+    for p in &ports {
+        if let Err(e) = p.stop() {
+            warn!(port = p.id(), error = %e, "port stop failed");
+        }
+    }
+    drop(ports);
+    let in_use = pool.in_use();
+    drop(pool);
+    info!(mbufs_in_use = in_use, "stopped");
+    drop(eal);
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! From a site configuration to what the data plane needs: EAL arguments, the RX/TX queue
+//! layout, the SAs of every worker and the first version of the tables. No DPDK here.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use espada_config::{Device, Encapsulation, SiteConfig};
+use espada_dataplane::slab::Command;
+use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
+use espada_dataplane::{PortRole, owner_of_spi};
+use espada_esp::sa::NattPorts;
+use espada_esp::{
+    Backend, DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters,
+};
+
+/// What `show sa` needs to know about an installed SA (no key material).
+#[derive(Clone, Debug)]
+pub struct SaInfo {
+    /// Tunnel index.
+    pub tunnel: u32,
+    /// Inbound (else outbound).
+    pub inbound: bool,
+    /// SPI.
+    pub spi: u32,
+    /// Owner worker.
+    pub owner: u16,
+    /// Transform name.
+    pub algorithm: &'static str,
+    /// The SA's configuration (addresses, ESN, window, lifetimes).
+    pub config: SaConfig,
+    /// The SA's live counters (written by the owner).
+    pub counters: Arc<SaCounters>,
+    /// Crypto backend.
+    pub backend: Backend,
+}
+
+/// The queue layout of one port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePlan {
+    /// RX queues the port gets.
+    pub rx_queues: u16,
+    /// TX queues: one per worker plus one for the control thread.
+    pub tx_queues: u16,
+    /// For each worker, the RX queues it polls.
+    pub rx_by_worker: Vec<Vec<u16>>,
+}
+
+/// Everything derived from the configuration.
+pub struct Plan {
+    /// EAL arguments.
+    pub eal_args: Vec<String>,
+    /// Device names to look the ports up by, indexed by [`PortRole`].
+    pub port_names: [String; 2],
+    /// Queue layout per port, indexed by [`PortRole`].
+    pub queues: [QueuePlan; 2],
+    /// The first table version (port MACs still zero: known once the ports are up).
+    pub tables: Tables,
+    /// SA installs per worker, applied before the workers start.
+    pub installs: Vec<Vec<Command>>,
+    /// Every SA, for `show sa`.
+    pub sas: Vec<SaInfo>,
+}
+
+fn is_af_packet(d: &Device) -> bool {
+    matches!(d, Device::Vdev { name, .. } if name.starts_with("net_af_packet"))
+}
+
+/// The EAL `--vdev` / `-a` argument of a device and the name its port is found by.
+fn device_args(d: &Device, workers: u16) -> (Vec<String>, String) {
+    match d {
+        Device::Pci { .. } => {
+            let addr = d.to_string();
+            (vec!["-a".into(), addr.clone()], addr)
+        }
+        Device::Vdev { name, args } => {
+            let mut s = d.to_string();
+            // af_packet: one socket per queue pair, in a fanout group; every RX queue must be
+            // polled. One pair per worker plus one for the control thread's TX queue.
+            if is_af_packet(d) && !args.iter().any(|(k, _)| k == "qpairs") {
+                s.push_str(&format!(",qpairs={}", workers + 1));
+            }
+            (vec!["--vdev".into(), s], name.clone())
+        }
+    }
+}
+
+/// The RX/TX queue layout of a port: `polling` workers poll RX (the configured `rx_queues`,
+/// default all workers); af_packet has as many RX queues as queue pairs and all are polled.
+pub fn queue_plan(device: &Device, rx_queues: Option<u16>, workers: u16) -> QueuePlan {
+    let pollers = rx_queues.unwrap_or(workers).clamp(1, workers);
+    let tx_queues = workers + 1;
+    let rxq = if is_af_packet(device) {
+        match device {
+            Device::Vdev { args, .. } => args
+                .iter()
+                .find(|(k, _)| k == "qpairs")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(tx_queues),
+            Device::Pci { .. } => tx_queues,
+        }
+    } else {
+        pollers
+    };
+    let mut rx_by_worker = vec![Vec::new(); workers as usize];
+    for q in 0..rxq {
+        rx_by_worker[(q % pollers) as usize].push(q);
+    }
+    QueuePlan { rx_queues: rxq, tx_queues, rx_by_worker }
+}
+
+fn iface(p: &espada_config::Port) -> Iface {
+    Iface { mac: [0; 6], ipv4: p.ipv4, ipv6: p.ipv6, gateway4: p.gateway4, gateway6: p.gateway6 }
+}
+
+fn limits(l: &espada_config::Lifetime) -> LifetimeLimits {
+    LifetimeLimits {
+        soft_bytes: l.soft_bytes.unwrap_or(u64::MAX),
+        hard_bytes: l.hard_bytes.unwrap_or(u64::MAX),
+        soft_packets: l.soft_packets.unwrap_or(u64::MAX),
+        hard_packets: l.hard_packets.unwrap_or(u64::MAX),
+    }
+}
+
+/// Builds the plan. `extra_eal` is appended to the configuration's `dpdk.args`.
+pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
+    let workers = u16::try_from(cfg.cores.workers.len()).context("too many workers")?;
+    let lcores: Vec<String> =
+        std::iter::once(cfg.cores.control).chain(cfg.cores.workers.iter().copied()).map(|c| c.to_string()).collect();
+    let mut eal_args = vec![
+        "-l".to_string(),
+        lcores.join(","),
+        "--main-lcore".into(),
+        cfg.cores.control.to_string(),
+        "--file-prefix".into(),
+        format!("espada-{}", cfg.appliance.name),
+    ];
+    let mut port_names: [String; 2] = Default::default();
+    let ports = [&cfg.ports.outside, &cfg.ports.inside];
+    for (role, p) in PortRole::ALL.iter().zip(ports) {
+        let (args, name) = device_args(&p.device, workers);
+        eal_args.extend(args);
+        port_names[*role as usize] = name;
+    }
+    if !ports.iter().any(|p| matches!(p.device, Device::Pci { .. })) {
+        eal_args.push("--no-pci".into());
+    }
+    eal_args.extend(cfg.dpdk.args.iter().cloned());
+    eal_args.extend(extra_eal.iter().cloned());
+    let queues = [
+        queue_plan(&cfg.ports.outside.device, cfg.ports.outside.rx_queues, workers),
+        queue_plan(&cfg.ports.inside.device, cfg.ports.inside.rx_queues, workers),
+    ];
+
+    let mut t = Tables { generation: 1, workers, ..Default::default() };
+    t.ports = [iface(&cfg.ports.outside), iface(&cfg.ports.inside)];
+    let mut installs: Vec<Vec<Command>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut next_slot = vec![(0u32, 0u32); workers as usize];
+    let mut sas = Vec::new();
+    for (id, tun) in cfg.tunnels.iter().enumerate() {
+        let id = id as u32;
+        let local: IpAddr = match tun.peer {
+            IpAddr::V4(_) => cfg.ports.outside.ipv4.map(|p| p.addr),
+            IpAddr::V6(_) => cfg.ports.outside.ipv6.map(|p| p.addr),
+        }
+        .with_context(|| format!("tunnel {}: no outside address of the peer's family", tun.name))?;
+        let udp = tun.encapsulation == Encapsulation::Udp;
+        let mut entry = Tunnel {
+            name: tun.name.clone(),
+            peer: tun.peer,
+            local,
+            udp_encap: udp,
+            local_ts: tun.local_ts.clone(),
+            remote_ts: tun.remote_ts.clone(),
+            outbound: None,
+            inbound: [None; 3],
+        };
+        if let Some(st) = &tun.static_sa {
+            if !cfg.appliance.lab {
+                bail!("tunnel {}: static SAs need `appliance.lab: true`", tun.name);
+            }
+            // The tunnel lives on the worker its inbound SPI names.
+            let owner = owner_of_spi(st.inbound.spi, workers);
+            let (in_slot, out_slot) = &mut next_slot[owner as usize];
+            let sa_cfg = |spi, dir, keys: &espada_config::SaKeys| {
+                let mut c = SaConfig::new(spi, dir, local, tun.peer);
+                c.natt = udp.then(NattPorts::default);
+                c.esn = tun.esn;
+                c.replay_window = tun.replay_window;
+                c.lifetime = limits(&st.lifetime);
+                (c, keys.algorithm.name())
+            };
+            let (ic, ialg) = sa_cfg(st.inbound.spi, Direction::Inbound, &st.inbound);
+            let inb = InboundSa::new(ic.clone(), st.inbound.key.expose(), DEFAULT_BACKEND)
+                .with_context(|| format!("tunnel {}: inbound SA", tun.name))?;
+            let (oc, oalg) = sa_cfg(st.outbound.spi, Direction::Outbound, &st.outbound);
+            let outb = OutboundSa::new(oc.clone(), st.outbound.key.expose(), DEFAULT_BACKEND)
+                .with_context(|| format!("tunnel {}: outbound SA", tun.name))?;
+            sas.push(SaInfo { tunnel: id, inbound: true, spi: st.inbound.spi, owner, algorithm: ialg, config: ic, counters: inb.counters().clone(), backend: DEFAULT_BACKEND });
+            sas.push(SaInfo { tunnel: id, inbound: false, spi: st.outbound.spi, owner, algorithm: oalg, config: oc, counters: outb.counters().clone(), backend: DEFAULT_BACKEND });
+            let inb_ref = SaRef { owner, slot: *in_slot };
+            let out_ref = SaRef { owner, slot: *out_slot };
+            installs[owner as usize].push(Command::InstallInbound { slot: *in_slot, sa: Box::new(inb) });
+            installs[owner as usize].push(Command::InstallOutbound { slot: *out_slot, sa: Box::new(outb) });
+            *in_slot += 1;
+            *out_slot += 1;
+            t.inbound.insert(st.inbound.spi, InboundEntry { tunnel: id, sa: inb_ref });
+            t.outbound_spis.insert(st.outbound.spi, id);
+            entry.inbound[0] = Some(st.inbound.spi);
+            entry.outbound = Some((st.outbound.spi, out_ref));
+        }
+        for p in &tun.remote_ts {
+            t.routes.insert(*p, id);
+        }
+        t.peers.insert(tun.peer, id);
+        t.tunnels.push(entry);
+    }
+    Ok(Plan { eal_args, port_names, queues, tables: t, installs, sas })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(s: &str) -> Device {
+        let (name, rest) = s.split_once(',').unwrap_or((s, ""));
+        let args = rest.split(',').filter(|a| !a.is_empty()).map(|a| {
+            let (k, v) = a.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        });
+        Device::Vdev { name: name.into(), args: args.collect() }
+    }
+
+    #[test]
+    fn queues_are_spread_over_the_polling_workers() {
+        let q = queue_plan(&dev("net_ring0"), None, 2);
+        assert_eq!(q, QueuePlan { rx_queues: 2, tx_queues: 3, rx_by_worker: vec![vec![0], vec![1]] });
+        let q = queue_plan(&dev("net_ring0"), Some(1), 2);
+        assert_eq!(q, QueuePlan { rx_queues: 1, tx_queues: 3, rx_by_worker: vec![vec![0], vec![]] });
+        // af_packet: every fanout socket must be polled, one worker polls all with rx_queues 1.
+        let q = queue_plan(&dev("net_af_packet0,iface=x"), Some(1), 2);
+        assert_eq!(q, QueuePlan { rx_queues: 3, tx_queues: 3, rx_by_worker: vec![vec![0, 1, 2], vec![]] });
+        let q = queue_plan(&dev("net_af_packet0,iface=x"), None, 2);
+        assert_eq!(q.rx_by_worker, vec![vec![0, 2], vec![1]]);
+    }
+
+    #[test]
+    fn af_packet_gets_a_queue_pair_per_worker_plus_control() {
+        let (args, name) = device_args(&dev("net_af_packet0,iface=esp-a"), 2);
+        assert_eq!(args, vec!["--vdev", "net_af_packet0,iface=esp-a,qpairs=3"]);
+        assert_eq!(name, "net_af_packet0");
+        let (args, _) = device_args(&dev("net_af_packet0,iface=esp-a,qpairs=4"), 2);
+        assert_eq!(args[1], "net_af_packet0,iface=esp-a,qpairs=4");
+    }
+}

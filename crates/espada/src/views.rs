@@ -1,0 +1,155 @@
+//! `show` views built from live counters, the SA list and the configuration. Runs on the
+//! control thread; reads worker counters with relaxed loads (a snapshot may be a few packets
+//! old, never torn). Never contains key material.
+
+use std::collections::BTreeMap;
+
+use espada_admin::view::Direction;
+use espada_admin::{
+    DropsView, LifetimeView, SaCountersView, SaView, TunnelView, UnknownSpiView, WorkerView,
+};
+use espada_dataplane::drops::Why;
+use espada_dataplane::stats::{Counter, WorkerStats};
+use espada_dataplane::tables::Tables;
+use espada_esp::DropReason;
+
+use crate::plan::SaInfo;
+
+/// Per-tunnel facts the control thread learns from events.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TunnelRuntime {
+    /// ICMP errors about ESP packets sent on this tunnel.
+    pub icmp_errors: u64,
+    /// Path MTU learned from "fragmentation needed" / "packet too big".
+    pub pmtu: Option<u32>,
+}
+
+fn opt(v: u64) -> Option<u64> {
+    (v != u64::MAX).then_some(v)
+}
+
+/// `show sa` (optionally one SPI).
+pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
+    sas.iter()
+        .filter(|s| spi.is_none_or(|x| x == s.spi))
+        .map(|s| {
+            let c = s.counters.snapshot();
+            let l = &s.config.lifetime;
+            let drops: BTreeMap<String, u64> = DropReason::ALL
+                .iter()
+                .filter(|r| c.drop(**r) > 0)
+                .map(|r| (DropReason::TABLE[*r as usize].name.to_string(), c.drop(*r)))
+                .collect();
+            let hard = c.bytes >= l.hard_bytes || c.packets >= l.hard_packets;
+            let soft = c.soft_expired_events > 0;
+            SaView {
+                tunnel: t.tunnels.get(s.tunnel as usize).map(|x| x.name.clone()).unwrap_or_default(),
+                direction: if s.inbound { Direction::Inbound } else { Direction::Outbound },
+                spi: s.spi,
+                owner_worker: u32::from(s.owner),
+                algorithm: s.algorithm.to_string(),
+                encapsulation: if s.config.natt.is_some() { "udp-4500" } else { "esp" }.into(),
+                local: s.config.local,
+                remote: s.config.remote,
+                esn: s.config.esn,
+                seq: c.seq,
+                replay_window: if s.inbound { s.config.replay_window } else { 0 },
+                replay_bitmap: None,
+                lifetime: LifetimeView {
+                    bytes: c.bytes,
+                    packets: c.packets,
+                    soft_bytes: opt(l.soft_bytes),
+                    hard_bytes: opt(l.hard_bytes),
+                    soft_packets: opt(l.soft_packets),
+                    hard_packets: opt(l.hard_packets),
+                },
+                counters: SaCountersView { packets: c.packets, bytes: c.bytes, drops },
+                state: match (hard, soft) {
+                    (true, _) => "hard-expired",
+                    (false, true) => "soft-expired",
+                    _ => "active",
+                }
+                .into(),
+            }
+        })
+        .collect()
+}
+
+/// `show tunnels`.
+pub fn tunnels(sas: &[SaInfo], t: &Tables, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
+    t.tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, tun)| {
+            let mine = sas.iter().filter(|s| s.tunnel as usize == i);
+            let (mut pin, mut pout, mut bin, mut bout, mut drops) = (0, 0, 0, 0, 0);
+            for s in mine {
+                let c = s.counters.snapshot();
+                drops += c.total_drops();
+                if s.inbound {
+                    (pin, bin) = (pin + c.packets, bin + c.bytes);
+                } else {
+                    (pout, bout) = (pout + c.packets, bout + c.bytes);
+                }
+            }
+            let r = rt.get(i).copied().unwrap_or_default();
+            TunnelView {
+                name: tun.name.clone(),
+                peer: tun.peer,
+                local: tun.local,
+                encapsulation: if tun.udp_encap { "udp-4500" } else { "esp" }.into(),
+                local_ts: tun.local_ts.iter().map(ToString::to_string).collect(),
+                remote_ts: tun.remote_ts.iter().map(ToString::to_string).collect(),
+                inbound_spi: tun.inbound[0],
+                outbound_spi: tun.outbound.map(|(spi, _)| spi),
+                packets_in: pin,
+                packets_out: pout,
+                bytes_in: bin,
+                bytes_out: bout,
+                drops,
+                icmp_errors: r.icmp_errors,
+                pmtu: r.pmtu,
+            }
+        })
+        .collect()
+}
+
+/// `show drops`: every reason of both tables, summed over the workers.
+pub fn drops(workers: &[&WorkerStats], recent: Vec<UnknownSpiView>) -> DropsView {
+    let mut total = BTreeMap::new();
+    let mut descriptions = BTreeMap::new();
+    for why in Why::all() {
+        total.insert(why.name().to_string(), workers.iter().map(|w| w.drops(why)).sum());
+        descriptions.insert(why.name().to_string(), why.description().to_string());
+    }
+    let per_worker = workers
+        .iter()
+        .map(|w| Why::all().filter(|y| w.drops(*y) > 0).map(|y| (y.name().to_string(), w.drops(y))).collect())
+        .collect();
+    DropsView { total, descriptions, per_worker, recent_unknown_spi: recent }
+}
+
+/// `show workers`.
+pub fn workers(stats: &[&WorkerStats], lcores: &[u32], rx: &[Vec<String>], sas: &[SaInfo]) -> Vec<WorkerView> {
+    stats
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WorkerView {
+            id: i as u32,
+            lcore: lcores.get(i).copied().unwrap_or_default(),
+            rx_queues: rx.get(i).cloned().unwrap_or_default(),
+            rx_packets: w.get(Counter::RxOutside) + w.get(Counter::RxInside),
+            tx_packets: w.get(Counter::TxOutside) + w.get(Counter::TxInside),
+            esp_decap: w.get(Counter::EspDecap),
+            esp_encap: w.get(Counter::EspEncap),
+            handoff_out: w.get(Counter::HandoffOut),
+            handoff_in: w.get(Counter::HandoffIn),
+            punted: w.get(Counter::Punted),
+            drops: w.total_drops(),
+            busy_polls: w.get(Counter::BusyPolls),
+            idle_polls: w.get(Counter::IdlePolls),
+            table_generation: w.get(Counter::TableGeneration),
+            owned_sas: sas.iter().filter(|s| usize::from(s.owner) == i).count() as u32,
+        })
+        .collect()
+}
