@@ -336,6 +336,10 @@ impl HostStack {
         if eth.src == pc.mac {
             return Handled::Ignored(IgnoreReason::FromSelf);
         }
+        // IEEE 802: source addresses are individual; a group or zero source is never answered.
+        if !eth.src.is_unicast() {
+            return Handled::Ignored(IgnoreReason::BadSource);
+        }
         match eth.ethertype {
             ETHERTYPE_ARP => self.handle_arp(port, &pc, payload, now, out),
             ETHERTYPE_IPV4 => self.handle_ipv4(port, &pc, &eth, payload, out),
@@ -361,6 +365,9 @@ impl HostStack {
         if pkt.sender_mac == pc.mac {
             return Handled::Ignored(IgnoreReason::FromSelf);
         }
+        if !pkt.sender_mac.is_unicast() {
+            return Handled::Ignored(IgnoreReason::BadSource);
+        }
         if pkt.sender_ip == ours.addr {
             out.events.push(HostEvent::AddressConflict {
                 port,
@@ -371,8 +378,7 @@ impl HostStack {
         }
         // Only learn plausible on-link unicast neighbours (not 0.0.0.0 probes, not
         // broadcast/multicast hardware addresses).
-        let learnable = pkt.sender_mac.is_unicast()
-            && !ipv4::is_bad_source(pkt.sender_ip)
+        let learnable = !ipv4::is_bad_source(pkt.sender_ip)
             && ours.contains_host(pkt.sender_ip);
         let sender = IpAddr::V4(pkt.sender_ip);
         let cache = &mut self.caches[port.index()];
@@ -490,6 +496,9 @@ impl HostStack {
         let cache = &mut self.caches[port.index()];
         match msg {
             NdiscMessage::Solicit(ns) => {
+                if ns.source_ll.is_some_and(|m| !m.is_unicast()) {
+                    return Handled::Ignored(IgnoreReason::NdInvalid);
+                }
                 let for_us = ns.target == ours.addr;
                 // RFC 4861 §7.2.3: a specified source with an SLLAO updates the cache.
                 let learned = match ns.source_ll {
