@@ -2,7 +2,8 @@
 //! reason, so `show` and metrics can account for each punted frame (ARP RFC 826, ND RFC 4861,
 //! ICMP RFC 792 / RFC 4443).
 
-/// Why a punted frame was ignored (nothing sent, nothing learned).
+/// Why a punted frame was ignored (nothing sent, nothing learned): one reason per failed
+/// check of RFC 826, RFC 4861 §7.1, RFC 792 / RFC 4443 and RFC 1122 §3.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IgnoreReason {
     /// Shorter than an Ethernet header.
@@ -57,7 +58,7 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
-    /// Every reason, in counter order.
+    /// Every reason, in counter order (the [`IgnoreReason`] taxonomy of RFC 826/4861/1122 checks).
     pub const ALL: [IgnoreReason; 24] = [
         IgnoreReason::EtherTruncated,
         IgnoreReason::VlanTagged,
@@ -85,7 +86,8 @@ impl IgnoreReason {
         IgnoreReason::NdUnsolicited,
     ];
 
-    /// Stable snake_case name for logs and metrics labels.
+    /// Stable snake_case name for logs and metrics labels (design §4 telemetry; reasons per
+    /// RFC 826 / RFC 4861 / RFC 1122).
     pub fn as_str(self) -> &'static str {
         match self {
             IgnoreReason::EtherTruncated => "ether_truncated",
@@ -121,7 +123,8 @@ impl IgnoreReason {
     }
 }
 
-/// Host-stack counters (monotonic; the control thread owns them).
+/// Host-stack counters for ARP (RFC 826), ND (RFC 4861) and ICMP (RFC 792, RFC 4443);
+/// monotonic, owned by the control thread.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// ARP requests for our addresses answered (RFC 826).
@@ -144,22 +147,22 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Frames ignored for `reason`.
+    /// Frames ignored for `reason` (see [`IgnoreReason`] for the RFC check behind each).
     pub fn ignored(&self, reason: IgnoreReason) -> u64 {
         self.ignored[reason.index()]
     }
 
-    /// Frames ignored for any reason.
+    /// Frames ignored for any reason (all RFC 826/4861/1122 checks together).
     pub fn ignored_total(&self) -> u64 {
         self.ignored.iter().sum()
     }
 
-    /// Every reason with its count, in a stable order.
+    /// Every reason with its count, in a stable order (RFC 826/4861/1122 checks).
     pub fn ignored_by_reason(&self) -> impl Iterator<Item = (IgnoreReason, u64)> + '_ {
         IgnoreReason::ALL.iter().map(|r| (*r, self.ignored(*r)))
     }
 
-    /// Counts one frame ignored for `reason`.
+    /// Counts one frame ignored for `reason` (RFC 1122 §3.2.2: silent discards, but counted).
     pub fn count_ignored(&mut self, reason: IgnoreReason) {
         let c = &mut self.ignored[reason.index()];
         *c = c.saturating_add(1);

@@ -25,7 +25,7 @@ pub const ETHERTYPE_IPV6: u16 = 0x86DD;
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 /// Tag protocol identifier of an IEEE 802.1ad service (QinQ) tag.
 pub const ETHERTYPE_QINQ: u16 = 0x88A8;
-/// Legacy (pre-802.1ad) QinQ tag protocol identifier still sent by some switches.
+/// Legacy (pre-IEEE 802.1ad) QinQ tag protocol identifier still sent by some switches.
 pub const ETHERTYPE_QINQ_LEGACY: u16 = 0x9100;
 
 /// A 48-bit IEEE MAC address (the "hardware address" of RFC 826).
@@ -35,20 +35,20 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     /// The broadcast address `ff:ff:ff:ff:ff:ff` (RFC 826 requests are sent to it).
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-    /// The all-zero address, used as the unknown target hardware address in ARP requests.
+    /// The all-zero address, the unknown target hardware address in ARP requests (RFC 5227 §1.1).
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
-    /// True for `ff:ff:ff:ff:ff:ff`.
+    /// True for `ff:ff:ff:ff:ff:ff` (IEEE 802 broadcast, RFC 826 request destination).
     pub fn is_broadcast(&self) -> bool {
         *self == Self::BROADCAST
     }
 
-    /// True when the I/G bit is set (group address, which includes broadcast).
+    /// True when the IEEE 802 I/G bit is set (group address, which includes broadcast).
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 0x01 != 0
     }
 
-    /// True for an individual (unicast) address other than all-zero.
+    /// True for an IEEE 802 individual (unicast) address other than all-zero.
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast() && *self != Self::ZERO
     }
@@ -78,7 +78,7 @@ impl fmt::Debug for MacAddr {
     }
 }
 
-/// Why a byte slice is not an untagged Ethernet II frame this crate handles.
+/// Why a byte slice is not an untagged Ethernet II frame (RFC 894) this crate handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EtherError {
     /// Shorter than the 14-byte header.

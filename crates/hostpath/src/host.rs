@@ -17,7 +17,8 @@ use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-/// The role of a port (design §1: outside faces peers, inside faces cleartext networks).
+/// The role of a port (design §1: outside faces peers, inside faces cleartext networks); each
+/// port is one link in the sense of RFC 4861 §2.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PortRole {
     /// Peer-facing port (IKE, ESP).
@@ -27,7 +28,7 @@ pub enum PortRole {
 }
 
 impl PortRole {
-    /// Both roles.
+    /// Both roles (one RFC 4861 link each).
     pub const ALL: [PortRole; 2] = [PortRole::Outside, PortRole::Inside];
 
     fn index(self) -> usize {
@@ -110,7 +111,8 @@ impl Ipv6Cidr {
     }
 }
 
-/// Addresses of one port.
+/// Addresses of one port: its MAC (RFC 826 hardware address), IPv4 and IPv6 interface
+/// addresses with on-link prefixes (RFC 1122 §3.3.1.1, RFC 4861 §5.2) and default gateways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortConfig {
     /// The port's MAC address.
@@ -125,7 +127,7 @@ pub struct PortConfig {
     pub gateway_v6: Option<Ipv6Addr>,
 }
 
-/// Configuration of the host stack.
+/// Configuration of the host stack (addresses per port, RFC 4861 neighbour cache tunables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostConfig {
     /// The outside port.
@@ -138,7 +140,7 @@ pub struct HostConfig {
     pub router: bool,
 }
 
-/// Why a [`HostConfig`] is rejected.
+/// Why a [`HostConfig`] is rejected (gateways must be on-link, RFC 1122 §3.3.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A prefix length exceeds 32 (IPv4) or 128 (IPv6).
@@ -168,7 +170,8 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A frame to transmit on a port's control TX queue (design §3 "Exception path").
+/// A frame to transmit on a port's control TX queue (design §3 "Exception path"): an ARP
+/// (RFC 826), ND (RFC 4861) or ICMP (RFC 792, RFC 4443) answer or request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     /// Port to send on.
@@ -177,7 +180,8 @@ pub struct Outgoing {
     pub frame: Vec<u8>,
 }
 
-/// Something the rest of the control plane should know about.
+/// Something the rest of the control plane should know about: neighbour changes (RFC 826
+/// merge, RFC 4861 §7.2.5) and address conflicts (RFC 5227).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostEvent {
     /// A neighbour's MAC became known or changed: republish the data plane's copy.
@@ -200,7 +204,8 @@ pub enum HostEvent {
     },
 }
 
-/// Frames and events produced by one call; the caller drains and reuses it.
+/// Frames and events produced by one call (RFC 826/4861/792/4443 answers and requests); the
+/// caller drains and reuses it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostOutput {
     /// Frames to transmit.
@@ -210,14 +215,15 @@ pub struct HostOutput {
 }
 
 impl HostOutput {
-    /// Empties both lists, keeping their allocations.
+    /// Empties both lists, keeping their allocations (no per-call allocation once warm).
     pub fn clear(&mut self) {
         self.frames.clear();
         self.events.clear();
     }
 }
 
-/// What [`HostStack::handle_frame`] did with a frame, for the caller's accounting.
+/// What [`HostStack::handle_frame`] did with a frame, for the caller's accounting (RFC 1122
+/// §3.2.2: silent discards are still counted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handled {
     /// An answer was queued (ARP reply, NA, echo reply); neighbours may also have been learned.
@@ -275,12 +281,12 @@ impl HostStack {
         })
     }
 
-    /// The configuration.
+    /// The configuration (addresses per RFC 1122 §3.3.1.1 / RFC 4861 §5.2).
     pub fn config(&self) -> &HostConfig {
         &self.config
     }
 
-    /// The addresses of `port`.
+    /// The addresses of `port` (its RFC 826 hardware address and IP interface addresses).
     pub fn port(&self, port: PortRole) -> &PortConfig {
         match port {
             PortRole::Outside => &self.config.outside,
@@ -288,18 +294,21 @@ impl HostStack {
         }
     }
 
-    /// The neighbour cache of `port` (for `show` and for publishing to the data plane).
+    /// The neighbour cache of `port` (RFC 4861 §7.3), for `show` and for publishing to the
+    /// data plane.
     pub fn neighbors(&self, port: PortRole) -> &NeighborCache {
         &self.caches[port.index()]
     }
 
-    /// The counters.
+    /// The counters of ARP (RFC 826), ND (RFC 4861) and ICMP (RFC 792, RFC 4443) handling.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
     /// Handles one punted frame received on `port` at `now`, queueing answers and events in
-    /// `out`. Never panics, whatever the bytes.
+    /// `out`: ARP requests for our address are answered (RFC 826), NS for our address get an NA
+    /// (RFC 4861 §7.2.4), echo requests to our address get replies (RFC 792, RFC 4443 §4), and
+    /// neighbours are learned by the RFC 826 merge rule. Never panics, whatever the bytes.
     pub fn handle_frame(
         &mut self,
         port: PortRole,
@@ -378,8 +387,7 @@ impl HostStack {
         }
         // Only learn plausible on-link unicast neighbours (not 0.0.0.0 probes, not
         // broadcast/multicast hardware addresses).
-        let learnable = !ipv4::is_bad_source(pkt.sender_ip)
-            && ours.contains_host(pkt.sender_ip);
+        let learnable = !ipv4::is_bad_source(pkt.sender_ip) && ours.contains_host(pkt.sender_ip);
         let sender = IpAddr::V4(pkt.sender_ip);
         let cache = &mut self.caches[port.index()];
         let for_us = pkt.target_ip == ours.addr;

@@ -22,7 +22,7 @@ pub enum Ipv4Error {
     Checksum,
 }
 
-/// A parsed IPv4 datagram: header fields plus slices of the header and payload, trimmed to the
+/// A parsed IPv4 datagram (RFC 791 §3.1): header fields plus slices of the header and payload, trimmed to the
 /// total length (Ethernet padding removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Packet<'a> {
@@ -87,7 +87,8 @@ impl<'a> Ipv4Packet<'a> {
         })
     }
 
-    /// True if this datagram is a fragment (first or later): MF set or a non-zero offset.
+    /// True if this datagram is a fragment (first or later): MF set or a non-zero offset
+    /// (RFC 791 §2.3).
     pub fn is_fragment(&self) -> bool {
         self.more_fragments || self.frag_offset != 0
     }

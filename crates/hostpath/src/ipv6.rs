@@ -19,7 +19,7 @@ pub enum Ipv6Error {
     Version,
 }
 
-/// A parsed IPv6 packet; `payload` is trimmed to the payload length (Ethernet padding removed).
+/// A parsed IPv6 packet (RFC 8200 §3); `payload` is trimmed to the payload length (Ethernet padding removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv6Packet<'a> {
     /// Traffic class.

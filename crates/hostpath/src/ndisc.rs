@@ -17,7 +17,8 @@ pub const OPT_SOURCE_LL: u8 = 1;
 pub const OPT_TARGET_LL: u8 = 2;
 /// Hop limit that every ND message must be sent and received with (RFC 4861 §7.1).
 pub const ND_HOP_LIMIT: u8 = 255;
-/// Length of an NS or NA without options: type, code, checksum, 4 bytes, target (§4.3/§4.4).
+/// Length of an NS or NA without options: type, code, checksum, 4 bytes, target (RFC 4861
+/// §4.3/§4.4).
 pub const MESSAGE_LEN: usize = 24;
 
 /// Neighbor Advertisement flags (RFC 4861 §4.4).

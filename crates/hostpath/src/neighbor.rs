@@ -70,7 +70,8 @@ pub enum NeighborState {
     },
 }
 
-/// One cache entry as reported by [`NeighborCache::snapshot`].
+/// One cache entry as reported by [`NeighborCache::snapshot`] (RFC 4861 §5.1 Neighbor Cache
+/// entry: address, link-layer address, state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborEntry {
     /// Neighbour's IP address.
@@ -83,7 +84,7 @@ pub struct NeighborEntry {
     pub updated: Instant,
 }
 
-/// Result of [`NeighborCache::lookup`].
+/// Result of [`NeighborCache::lookup`] (RFC 4861 §7.2.2 / §7.3.3 sending rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// Reachable: use this MAC.
@@ -104,7 +105,7 @@ pub enum Lookup {
 }
 
 impl Lookup {
-    /// The MAC to use, if any.
+    /// The MAC to use, if any (RFC 4861 §7.3.3: Stale entries are still used).
     pub fn mac(&self) -> Option<MacAddr> {
         match *self {
             Lookup::Hit(m) | Lookup::Stale { mac: m, .. } => Some(m),
@@ -112,7 +113,7 @@ impl Lookup {
         }
     }
 
-    /// True when the caller should send a request now.
+    /// True when the caller should send a request now (RFC 1122 §2.3.2.1 rate limit applied).
     pub fn send_request(&self) -> bool {
         match *self {
             Lookup::Hit(_) => false,
@@ -121,7 +122,7 @@ impl Lookup {
     }
 }
 
-/// What [`NeighborCache::learn`] / [`NeighborCache::merge`] did.
+/// What [`NeighborCache::learn`] / [`NeighborCache::merge`] did (RFC 826 merge outcome).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Learn {
     /// A new entry was created.
@@ -137,7 +138,8 @@ pub enum Learn {
 }
 
 impl Learn {
-    /// True when the MAC to use for this neighbour is new or different (worth publishing).
+    /// True when the MAC to use for this neighbour is new or different (worth publishing;
+    /// RFC 826 merge changed the translation table).
     pub fn is_news(&self) -> bool {
         matches!(self, Learn::Created | Learn::Resolved | Learn::Changed(_))
     }
@@ -166,17 +168,17 @@ impl NeighborCache {
         }
     }
 
-    /// The configuration in force.
+    /// The configuration in force (RFC 4861 §10 style constants).
     pub fn config(&self) -> &NeighborConfig {
         &self.config
     }
 
-    /// Number of entries in any state.
+    /// Number of entries in any RFC 4861 §7.3.2 state.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// True when there are no entries.
+    /// True when there are no entries (RFC 4861 §5.1 Neighbor Cache empty).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -350,7 +352,7 @@ impl NeighborCache {
         outcome
     }
 
-    /// Removes `ip`; returns whether it was present.
+    /// Removes `ip` (RFC 4861 §7.3.3 garbage collection); returns whether it was present.
     pub fn remove(&mut self, ip: IpAddr) -> bool {
         self.entries.remove(&ip).is_some()
     }
@@ -380,7 +382,7 @@ impl NeighborCache {
         before - self.entries.len()
     }
 
-    /// The entry for `ip`, if any.
+    /// The entry for `ip`, if any (RFC 4861 §5.1).
     pub fn get(&self, ip: IpAddr) -> Option<NeighborEntry> {
         self.entries.get(&ip).map(|e| NeighborEntry {
             ip,
@@ -390,7 +392,7 @@ impl NeighborCache {
         })
     }
 
-    /// All entries, ordered by IP address, for `show` commands.
+    /// All entries (RFC 4861 §5.1), ordered by IP address, for `show` commands.
     pub fn snapshot(&self) -> Vec<NeighborEntry> {
         self.entries
             .iter()
@@ -403,7 +405,7 @@ impl NeighborCache {
             .collect()
     }
 
-    /// The usable (Reachable or Stale) IP → MAC pairs, ordered by IP, for publishing a
+    /// The usable (RFC 4861 Reachable or Stale) IP → MAC pairs, ordered by IP, for publishing a
     /// read-only copy to the data plane.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
         self.entries.iter().filter_map(|(ip, e)| match e.state {

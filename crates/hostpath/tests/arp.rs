@@ -53,8 +53,14 @@ fn request_for_our_address_gets_exact_reply() {
         }]
     );
     let mut out2 = HostOutput::default();
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out2), Some(PEER_MAC));
-    assert!(out2.frames.is_empty(), "no request for a reachable neighbour");
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out2),
+        Some(PEER_MAC)
+    );
+    assert!(
+        out2.frames.is_empty(),
+        "no request for a reachable neighbour"
+    );
     assert_eq!(h.counters().arp_replied, 1);
 }
 
@@ -105,7 +111,10 @@ fn request_for_other_address_updates_existing_entry() {
             mac: new_mac
         }]
     );
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out), Some(new_mac));
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out),
+        Some(new_mac)
+    );
 }
 
 #[test]
@@ -113,7 +122,10 @@ fn reply_to_our_request_resolves_and_gratuitous_only_merges() {
     let mut h = host();
     let mut out = HostOutput::default();
     let now = Instant::now();
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out), None);
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out),
+        None
+    );
     assert_eq!(out.frames.len(), 1, "an ARP request is sent");
     out.clear();
     let reply = ep_arp(
@@ -129,7 +141,10 @@ fn reply_to_our_request_resolves_and_gratuitous_only_merges() {
         h.handle_frame(PortRole::Outside, &reply, now, &mut out),
         Handled::Learned
     );
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out), Some(PEER_MAC));
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V4.into(), now, &mut out),
+        Some(PEER_MAC)
+    );
 
     // A gratuitous ARP from an unknown station creates nothing.
     let other = Ipv4Addr::new(192, 0, 2, 77);
@@ -248,7 +263,11 @@ fn builders_parse_with_etherparse() {
             ArpOperation::REQUEST,
             PEER_V4,
         ),
-        (arp::build_gratuitous(OUT_MAC, OUT_V4), ArpOperation::REQUEST, OUT_V4),
+        (
+            arp::build_gratuitous(OUT_MAC, OUT_V4),
+            ArpOperation::REQUEST,
+            OUT_V4,
+        ),
     ] {
         assert_eq!(&frame[0..6], &[0xff; 6]);
         let sp = SlicedPacket::from_ethernet(&frame).unwrap();

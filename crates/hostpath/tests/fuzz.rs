@@ -32,11 +32,26 @@ fn valid_frames() -> Vec<(Vec<u8>, usize)> {
         ),
         (ep_peer_ns(OUT_V6), 0),
         (
-            ep_na(PEER_MAC, OUT_MAC, PEER_V6, OUT_V6, PEER_V6, Some(PEER_MAC), true, true),
+            ep_na(
+                PEER_MAC,
+                OUT_MAC,
+                PEER_V6,
+                OUT_V6,
+                PEER_V6,
+                Some(PEER_MAC),
+                true,
+                true,
+            ),
             0,
         ),
-        (ep_echo_v4(PEER_V4, OUT_V4, OUT_MAC, 9, 9, b"hello world"), 0),
-        (ep_echo_v6(PEER_V6, OUT_V6, OUT_MAC, 9, 9, b"hello world"), 0),
+        (
+            ep_echo_v4(PEER_V4, OUT_V4, OUT_MAC, 9, 9, b"hello world"),
+            0,
+        ),
+        (
+            ep_echo_v6(PEER_V6, OUT_V6, OUT_MAC, 9, 9, b"hello world"),
+            0,
+        ),
     ];
     for (f, len) in &mut v {
         if *len == 0 {
@@ -47,7 +62,11 @@ fn valid_frames() -> Vec<(Vec<u8>, usize)> {
 }
 
 fn port(b: bool) -> PortRole {
-    if b { PortRole::Outside } else { PortRole::Inside }
+    if b {
+        PortRole::Outside
+    } else {
+        PortRole::Inside
+    }
 }
 
 /// Checks every emitted frame; returns a description of the first problem.
@@ -177,10 +196,10 @@ proptest! {
             prop_assert!(p.datagram.len() <= bytes.len());
             prop_assert_eq!(ind_checksum(&[p.header]), 0);
         }
-        if let Ok(ip) = Ipv6Packet::parse(&bytes) {
-            if let Ok(ndisc::NdiscMessage::Solicit(ns)) = ndisc::parse(&ip) {
-                prop_assert!(!ns.target.is_multicast());
-            }
+        if let Ok(ip) = Ipv6Packet::parse(&bytes)
+            && let Ok(ndisc::NdiscMessage::Solicit(ns)) = ndisc::parse(&ip)
+        {
+            prop_assert!(!ns.target.is_multicast());
         }
     }
 

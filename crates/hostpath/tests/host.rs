@@ -56,7 +56,10 @@ fn config_is_validated() {
     );
     let mut c = config();
     c.inside.mac = MacAddr::BROADCAST;
-    assert_eq!(HostStack::new(c).err(), Some(ConfigError::BadMac(PortRole::Inside)));
+    assert_eq!(
+        HostStack::new(c).err(),
+        Some(ConfigError::BadMac(PortRole::Inside))
+    );
 }
 
 fn arp_target(frame: &[u8]) -> ([u8; 6], ArpOperation, [u8; 4]) {
@@ -77,7 +80,10 @@ fn resolve_retries_via_poll_then_gives_up() {
     assert_eq!(h.resolve(PortRole::Outside, gw, t0, &mut out), None);
     assert_eq!(out.frames.len(), 1);
     let (dst, op, tpa) = arp_target(&out.frames[0].frame);
-    assert_eq!((dst, op, tpa), ([0xff; 6], ArpOperation::REQUEST, GW_V4.octets()));
+    assert_eq!(
+        (dst, op, tpa),
+        ([0xff; 6], ArpOperation::REQUEST, GW_V4.octets())
+    );
     // Asking again immediately does not flood.
     assert_eq!(h.resolve(PortRole::Outside, gw, t0, &mut out), None);
     assert_eq!(out.frames.len(), 1);
@@ -88,7 +94,10 @@ fn resolve_retries_via_poll_then_gives_up() {
         sent += out.frames.len();
         out.clear();
     }
-    assert_eq!(sent, 2, "two retransmissions after the first request, then silence");
+    assert_eq!(
+        sent, 2,
+        "two retransmissions after the first request, then silence"
+    );
     assert_eq!(h.counters().arp_requests_sent, 3);
 }
 
@@ -98,14 +107,18 @@ fn resolve_refuses_non_neighbours() {
     let mut out = HostOutput::default();
     let now = Instant::now();
     for ip in [
-        IpAddr::V4(OUT_V4),                          // ourselves
-        IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),   // off-link
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 255)),   // directed broadcast
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)),     // network address
-        IpAddr::V6("ff02::1".parse().unwrap()),      // multicast
+        IpAddr::V4(OUT_V4),                           // ourselves
+        IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),    // off-link
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 255)),    // directed broadcast
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)),      // network address
+        IpAddr::V6("ff02::1".parse().unwrap()),       // multicast
         IpAddr::V6("2001:db8:9::1".parse().unwrap()), // off-link
     ] {
-        assert_eq!(h.resolve(PortRole::Outside, ip, now, &mut out), None, "{ip}");
+        assert_eq!(
+            h.resolve(PortRole::Outside, ip, now, &mut out),
+            None,
+            "{ip}"
+        );
     }
     assert!(out.frames.is_empty());
     assert!(h.neighbors(PortRole::Outside).is_empty());
@@ -126,7 +139,10 @@ fn stale_neighbour_confirmed_by_unicast_request() {
     );
     assert_eq!(out.frames.len(), 1);
     let (dst, op, tpa) = arp_target(&out.frames[0].frame);
-    assert_eq!((dst, op, tpa), (PEER_MAC.0, ArpOperation::REQUEST, PEER_V4.octets()));
+    assert_eq!(
+        (dst, op, tpa),
+        (PEER_MAC.0, ArpOperation::REQUEST, PEER_V4.octets())
+    );
 }
 
 #[test]
@@ -136,7 +152,10 @@ fn announce_sends_garp_and_unsolicited_na() {
     h.announce(PortRole::Outside, &mut out);
     assert_eq!(out.frames.len(), 2);
     let (dst, op, tpa) = arp_target(&out.frames[0].frame);
-    assert_eq!((dst, op, tpa), ([0xff; 6], ArpOperation::REQUEST, OUT_V4.octets()));
+    assert_eq!(
+        (dst, op, tpa),
+        ([0xff; 6], ArpOperation::REQUEST, OUT_V4.octets())
+    );
     let sp = SlicedPacket::from_ethernet(&out.frames[1].frame).unwrap();
     let Some(etherparse::TransportSlice::Icmpv6(icmp)) = sp.transport else {
         panic!("not ICMPv6")

@@ -41,7 +41,11 @@ fn icmpv4_echo_reply_fields_and_checksums() {
     assert_eq!(ih.destination_addr(), PEER_V4);
     assert_eq!(ih.ttl(), 64);
     assert_eq!(ih.header_checksum(), ih.to_header().calc_header_checksum());
-    assert_eq!(ind_checksum(&[ih.slice()]), 0, "independent IPv4 header checksum");
+    assert_eq!(
+        ind_checksum(&[ih.slice()]),
+        0,
+        "independent IPv4 header checksum"
+    );
     let Some(TransportSlice::Icmpv4(icmp)) = &sp.transport else {
         panic!("not ICMP")
     };
@@ -50,8 +54,15 @@ fn icmpv4_echo_reply_fields_and_checksums() {
         Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 7 })
     );
     assert_eq!(icmp.payload(), &data[..]);
-    assert_eq!(icmp.checksum(), icmp.icmp_type().calc_checksum(icmp.payload()));
-    assert_eq!(ind_checksum(&[icmp.slice()]), 0, "independent ICMP checksum");
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    assert_eq!(
+        ind_checksum(&[icmp.slice()]),
+        0,
+        "independent ICMP checksum"
+    );
     assert_eq!(h.counters().icmp_echo_replied, 1);
 }
 
@@ -87,7 +98,10 @@ fn icmpv6_echo_reply_fields_and_checksums() {
     };
     assert_eq!(
         icmp.icmp_type(),
-        Icmpv6Type::EchoReply(IcmpEchoHeader { id: 0xbeef, seq: 42 })
+        Icmpv6Type::EchoReply(IcmpEchoHeader {
+            id: 0xbeef,
+            seq: 42
+        })
     );
     assert_eq!(icmp.payload(), &data[..]);
     assert!(icmp.is_checksum_valid(OUT_V6.octets(), PEER_V6.octets()));
@@ -109,30 +123,51 @@ fn echo_ignore_reasons() {
     let mut bad = ep_echo_v4(PEER_V4, OUT_V4, OUT_MAC, 1, 1, b"x");
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    assert_eq!(echo(&mut h, &bad).0, Handled::Ignored(IgnoreReason::IcmpMalformed));
+    assert_eq!(
+        echo(&mut h, &bad).0,
+        Handled::Ignored(IgnoreReason::IcmpMalformed)
+    );
     // Bad IP header checksum.
     let mut bad = ep_echo_v4(PEER_V4, OUT_V4, OUT_MAC, 1, 1, b"x");
     bad[24] ^= 1;
-    assert_eq!(echo(&mut h, &bad).0, Handled::Ignored(IgnoreReason::Ipv4Malformed));
+    assert_eq!(
+        echo(&mut h, &bad).0,
+        Handled::Ignored(IgnoreReason::Ipv4Malformed)
+    );
     // Not our address / directed broadcast.
     for dst in [Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 255)] {
         let f = ep_echo_v4(PEER_V4, dst, OUT_MAC, 1, 1, b"x");
-        assert_eq!(echo(&mut h, &f).0, Handled::Ignored(IgnoreReason::Ipv4NotForUs));
+        assert_eq!(
+            echo(&mut h, &f).0,
+            Handled::Ignored(IgnoreReason::Ipv4NotForUs)
+        );
     }
     // Our address but another port's.
     let f = ep_echo_v4(PEER_V4, IN_V4, OUT_MAC, 1, 1, b"x");
-    assert_eq!(echo(&mut h, &f).0, Handled::Ignored(IgnoreReason::Ipv4NotForUs));
+    assert_eq!(
+        echo(&mut h, &f).0,
+        Handled::Ignored(IgnoreReason::Ipv4NotForUs)
+    );
     // Unicast to another MAC.
     let f = ep_echo_v4(PEER_V4, OUT_V4, MacAddr([2, 0, 0, 0, 0, 0x55]), 1, 1, b"x");
-    assert_eq!(echo(&mut h, &f).0, Handled::Ignored(IgnoreReason::NotOurMac));
+    assert_eq!(
+        echo(&mut h, &f).0,
+        Handled::Ignored(IgnoreReason::NotOurMac)
+    );
     // Fragment (MF set).
     let mut frag = ep_echo_v4(PEER_V4, OUT_V4, OUT_MAC, 1, 1, b"x");
     frag[20] |= 0x20;
     fix_ipv4_header_checksum(&mut frag);
-    assert_eq!(echo(&mut h, &frag).0, Handled::Ignored(IgnoreReason::Ipv4Fragment));
+    assert_eq!(
+        echo(&mut h, &frag).0,
+        Handled::Ignored(IgnoreReason::Ipv4Fragment)
+    );
     // Broadcast source is never answered.
     let f = ep_echo_v4(Ipv4Addr::BROADCAST, OUT_V4, OUT_MAC, 1, 1, b"x");
-    assert_eq!(echo(&mut h, &f).0, Handled::Ignored(IgnoreReason::BadSource));
+    assert_eq!(
+        echo(&mut h, &f).0,
+        Handled::Ignored(IgnoreReason::BadSource)
+    );
     // Echo reply and UDP to us are not ours to handle.
     let mut v = Vec::new();
     PacketBuilder::ethernet2(PEER_MAC.0, OUT_MAC.0)
@@ -140,7 +175,10 @@ fn echo_ignore_reasons() {
         .icmpv4_echo_reply(1, 1)
         .write(&mut v, b"x")
         .unwrap();
-    assert_eq!(echo(&mut h, &v).0, Handled::Ignored(IgnoreReason::IcmpUnsupportedType));
+    assert_eq!(
+        echo(&mut h, &v).0,
+        Handled::Ignored(IgnoreReason::IcmpUnsupportedType)
+    );
     let mut v = Vec::new();
     PacketBuilder::ethernet2(PEER_MAC.0, OUT_MAC.0)
         .ipv4(PEER_V4.octets(), OUT_V4.octets(), 64)
@@ -153,13 +191,29 @@ fn echo_ignore_reasons() {
     );
     // ICMPv6 echo to all-nodes is not answered; bad checksum is dropped.
     let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
-    let f = ep_echo_v6(PEER_V6, all_nodes, MacAddr([0x33, 0x33, 0, 0, 0, 1]), 1, 1, b"x");
-    assert_eq!(echo(&mut h, &f).0, Handled::Ignored(IgnoreReason::Ipv6NotForUs));
+    let f = ep_echo_v6(
+        PEER_V6,
+        all_nodes,
+        MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+        1,
+        1,
+        b"x",
+    );
+    assert_eq!(
+        echo(&mut h, &f).0,
+        Handled::Ignored(IgnoreReason::Ipv6NotForUs)
+    );
     let mut bad = ep_echo_v6(PEER_V6, OUT_V6, OUT_MAC, 1, 1, b"x");
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    assert_eq!(echo(&mut h, &bad).0, Handled::Ignored(IgnoreReason::IcmpMalformed));
-    assert_eq!(h.counters().icmp_echo_replied + h.counters().icmpv6_echo_replied, 0);
+    assert_eq!(
+        echo(&mut h, &bad).0,
+        Handled::Ignored(IgnoreReason::IcmpMalformed)
+    );
+    assert_eq!(
+        h.counters().icmp_echo_replied + h.counters().icmpv6_echo_replied,
+        0
+    );
     assert_eq!(h.counters().ignored_total(), 12);
 }
 

@@ -170,7 +170,10 @@ fn dad_ns_is_answered_to_all_nodes() {
     let flags = na_header(&nd.icmp_type);
     assert!(!flags.solicited && flags.r#override);
     assert!(nd.checksum_ok && nd.independent_ok);
-    assert!(out.events.is_empty(), "nothing learned from the unspecified address");
+    assert!(
+        out.events.is_empty(),
+        "nothing learned from the unspecified address"
+    );
 }
 
 #[test]
@@ -193,7 +196,10 @@ fn resolve_sends_ns_and_na_completes_it() {
     let mut h = host();
     let mut out = HostOutput::default();
     let now = Instant::now();
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out), None);
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out),
+        None
+    );
     assert_eq!(out.frames.len(), 1);
     let nd = read_nd(&out.frames[0].frame);
     assert_eq!(nd.eth_dst, [0x33, 0x33, 0xff, 0, 0, 0x99]);
@@ -206,7 +212,16 @@ fn resolve_sends_ns_and_na_completes_it() {
     assert!(nd.checksum_ok && nd.independent_ok);
     out.clear();
 
-    let na = ep_na(PEER_MAC, OUT_MAC, PEER_V6, OUT_V6, PEER_V6, Some(PEER_MAC), true, true);
+    let na = ep_na(
+        PEER_MAC,
+        OUT_MAC,
+        PEER_V6,
+        OUT_V6,
+        PEER_V6,
+        Some(PEER_MAC),
+        true,
+        true,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &na, now, &mut out),
         Handled::Learned
@@ -220,7 +235,10 @@ fn resolve_sends_ns_and_na_completes_it() {
         }]
     );
     out.clear();
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out), Some(PEER_MAC));
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out),
+        Some(PEER_MAC)
+    );
     assert!(out.frames.is_empty());
 }
 
@@ -232,7 +250,16 @@ fn unsolicited_and_non_override_na_rules() {
     let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
     let mc = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
     // NA for a neighbour we never asked about: no entry is created (RFC 4861 §7.2.5).
-    let na = ep_na(PEER_MAC, mc, PEER_V6, all_nodes, PEER_V6, Some(PEER_MAC), false, true);
+    let na = ep_na(
+        PEER_MAC,
+        mc,
+        PEER_V6,
+        all_nodes,
+        PEER_V6,
+        Some(PEER_MAC),
+        false,
+        true,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &na, now, &mut out),
         Handled::Ignored(IgnoreReason::NdUnsolicited)
@@ -242,28 +269,70 @@ fn unsolicited_and_non_override_na_rules() {
     // Known neighbour; an NA without Override and with a different MAC does not replace it.
     h.handle_frame(PortRole::Outside, &ep_peer_ns(OUT_V6), now, &mut out);
     let other = MacAddr([0x02, 0, 0, 0, 0, 0x44]);
-    let na = ep_na(other, OUT_MAC, PEER_V6, OUT_V6, PEER_V6, Some(other), true, false);
+    let na = ep_na(
+        other,
+        OUT_MAC,
+        PEER_V6,
+        OUT_V6,
+        PEER_V6,
+        Some(other),
+        true,
+        false,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &na, now, &mut out),
         Handled::Ignored(IgnoreReason::NdUnsolicited)
     );
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out), Some(PEER_MAC));
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out),
+        Some(PEER_MAC)
+    );
     // With Override it does.
-    let na = ep_na(other, OUT_MAC, PEER_V6, OUT_V6, PEER_V6, Some(other), true, true);
+    let na = ep_na(
+        other,
+        OUT_MAC,
+        PEER_V6,
+        OUT_V6,
+        PEER_V6,
+        Some(other),
+        true,
+        true,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &na, now, &mut out),
         Handled::Learned
     );
-    assert_eq!(h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out), Some(other));
+    assert_eq!(
+        h.resolve(PortRole::Outside, PEER_V6.into(), now, &mut out),
+        Some(other)
+    );
 
     // An NA to multicast with the Solicited flag is invalid (§7.1.2).
-    let bad = ep_na(PEER_MAC, mc, PEER_V6, all_nodes, PEER_V6, Some(PEER_MAC), true, true);
+    let bad = ep_na(
+        PEER_MAC,
+        mc,
+        PEER_V6,
+        all_nodes,
+        PEER_V6,
+        Some(PEER_MAC),
+        true,
+        true,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &bad, now, &mut out),
         Handled::Ignored(IgnoreReason::NdInvalid)
     );
     // Someone advertising our own address: conflict.
-    let na = ep_na(other, mc, PEER_V6, all_nodes, OUT_V6, Some(other), false, true);
+    let na = ep_na(
+        other,
+        mc,
+        PEER_V6,
+        all_nodes,
+        OUT_V6,
+        Some(other),
+        false,
+        true,
+    );
     assert_eq!(
         h.handle_frame(PortRole::Outside, &na, now, &mut out),
         Handled::Ignored(IgnoreReason::AddressConflict)

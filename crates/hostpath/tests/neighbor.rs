@@ -22,7 +22,10 @@ impl Clock {
 }
 
 fn cache() -> (NeighborCache, Clock) {
-    (NeighborCache::new(NeighborConfig::default()), Clock(Instant::now()))
+    (
+        NeighborCache::new(NeighborConfig::default()),
+        Clock(Instant::now()),
+    )
 }
 
 const SEND: Lookup = Lookup::Miss { send_request: true };
@@ -49,7 +52,11 @@ fn requests_rate_limited_retried_three_times_then_back_off() {
     for ms in (3_000..23_000).step_by(500) {
         assert_eq!(c.lookup(a, t.at(ms)), WAIT, "at {ms} ms");
     }
-    assert_eq!(c.lookup(a, t.at(23_000)), SEND, "after the back-off, try again");
+    assert_eq!(
+        c.lookup(a, t.at(23_000)),
+        SEND,
+        "after the back-off, try again"
+    );
 }
 
 #[test]
@@ -166,15 +173,28 @@ fn expire_ages_and_removes() {
         c.poll(t.at(s * 1000), &mut due);
     }
     assert_eq!(c.expire(t.at(10_000)), 0);
-    assert!(matches!(c.get(ip(1)).unwrap().state, NeighborState::Reachable { .. }));
-    assert!(matches!(c.get(ip(2)).unwrap().state, NeighborState::Failed { .. }));
+    assert!(matches!(
+        c.get(ip(1)).unwrap().state,
+        NeighborState::Reachable { .. }
+    ));
+    assert!(matches!(
+        c.get(ip(2)).unwrap().state,
+        NeighborState::Failed { .. }
+    ));
     // At 31 s: the reachable entry lapsed to Stale; the failed one's back-off (3 s + 20 s)
     // is over, so it is removed.
     assert_eq!(c.expire(t.at(31_000)), 1);
-    assert!(matches!(c.get(ip(1)).unwrap().state, NeighborState::Stale { .. }));
+    assert!(matches!(
+        c.get(ip(1)).unwrap().state,
+        NeighborState::Stale { .. }
+    ));
     assert!(c.get(ip(2)).is_none());
     assert_eq!(c.expire(t.at(59_999)), 0);
-    assert_eq!(c.expire(t.at(60_000)), 1, "stale entry removed after its lifetime");
+    assert_eq!(
+        c.expire(t.at(60_000)),
+        1,
+        "stale entry removed after its lifetime"
+    );
     assert!(c.is_empty());
 }
 
@@ -185,7 +205,11 @@ fn iteration_and_snapshot() {
     c.learn(ip(1), MAC_A, t.at(0));
     assert_eq!(c.lookup(ip(2), t.at(0)), SEND);
     let usable: Vec<_> = c.iter().collect();
-    assert_eq!(usable, vec![(ip(1), MAC_A), (ip(3), MAC_B)], "Incomplete excluded, sorted");
+    assert_eq!(
+        usable,
+        vec![(ip(1), MAC_A), (ip(3), MAC_B)],
+        "Incomplete excluded, sorted"
+    );
     let snap = c.snapshot();
     assert_eq!(snap.len(), 3);
     assert_eq!(snap[1].ip, ip(2));
@@ -210,10 +234,10 @@ fn zero_capacity_and_huge_durations_do_not_panic() {
     assert_eq!(c.lookup(ip(1), now), WAIT);
     assert_eq!(c.learn(ip(1), MAC_A, now), Learn::NotPresent);
     assert!(c.is_empty());
-    let mut c = NeighborCache::new(NeighborConfig {
-        capacity: 4,
-        ..cfg
-    });
+    let mut c = NeighborCache::new(NeighborConfig { capacity: 4, ..cfg });
     assert_eq!(c.learn(ip(1), MAC_A, now), Learn::Created);
-    assert_eq!(c.lookup(ip(1), now + Duration::from_secs(86_400)), Lookup::Hit(MAC_A));
+    assert_eq!(
+        c.lookup(ip(1), now + Duration::from_secs(86_400)),
+        Lookup::Hit(MAC_A)
+    );
 }

@@ -4,9 +4,7 @@
 
 use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
 use espada_hostpath::{HostConfig, HostStack, MacAddr, NeighborConfig, PortConfig};
-use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder,
-};
+use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const OUT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -141,6 +139,7 @@ pub fn ep_peer_ns(target: Ipv6Addr) -> Vec<u8> {
 }
 
 /// A Neighbor Advertisement built by etherparse.
+#[allow(clippy::too_many_arguments)]
 pub fn ep_na(
     eth_src: MacAddr,
     eth_dst: MacAddr,
@@ -171,7 +170,14 @@ pub fn ep_na(
 }
 
 /// An ICMPv4 echo request built by etherparse.
-pub fn ep_echo_v4(src: Ipv4Addr, dst: Ipv4Addr, eth_dst: MacAddr, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+pub fn ep_echo_v4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    eth_dst: MacAddr,
+    id: u16,
+    seq: u16,
+    data: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(PEER_MAC.0, eth_dst.0)
         .ipv4(src.octets(), dst.octets(), 57)
@@ -182,7 +188,14 @@ pub fn ep_echo_v4(src: Ipv4Addr, dst: Ipv4Addr, eth_dst: MacAddr, id: u16, seq: 
 }
 
 /// An ICMPv6 echo request built by etherparse.
-pub fn ep_echo_v6(src: Ipv6Addr, dst: Ipv6Addr, eth_dst: MacAddr, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+pub fn ep_echo_v6(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    eth_dst: MacAddr,
+    id: u16,
+    seq: u16,
+    data: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(PEER_MAC.0, eth_dst.0)
         .ipv6(src.octets(), dst.octets(), 61)
@@ -198,7 +211,11 @@ pub fn ind_checksum(parts: &[&[u8]]) -> u16 {
     let bytes: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
     let mut s: u32 = 0;
     for (i, b) in bytes.iter().enumerate() {
-        s += if i % 2 == 0 { u32::from(*b) << 8 } else { u32::from(*b) };
+        s += if i % 2 == 0 {
+            u32::from(*b) << 8
+        } else {
+            u32::from(*b)
+        };
     }
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
