@@ -33,11 +33,17 @@ const RING_MBUFS: u32 = 1024;
 
 fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConfig {
     let v4 = p.ipv4.and_then(|x| match x.addr {
-        std::net::IpAddr::V4(a) => Some(Ipv4Cidr { addr: a, prefix_len: x.len }),
+        std::net::IpAddr::V4(a) => Some(Ipv4Cidr {
+            addr: a,
+            prefix_len: x.len,
+        }),
         std::net::IpAddr::V6(_) => None,
     });
     let v6 = p.ipv6.and_then(|x| match x.addr {
-        std::net::IpAddr::V6(a) => Some(Ipv6Cidr { addr: a, prefix_len: x.len }),
+        std::net::IpAddr::V6(a) => Some(Ipv6Cidr {
+            addr: a,
+            prefix_len: x.len,
+        }),
         std::net::IpAddr::V4(_) => None,
     });
     espada_hostpath::PortConfig {
@@ -57,42 +63,69 @@ fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConf
 
 /// Runs the appliance until `stop` is set.
 pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Result<()> {
-    let Plan { eal_args, port_names, queues, mut tables, installs, sas } = plan(cfg, extra_eal)?;
+    let Plan {
+        eal_args,
+        port_names,
+        queues,
+        mut tables,
+        installs,
+        sas,
+    } = plan(cfg, extra_eal)?;
     info!(args = %eal_args.join(" "), "initialising DPDK EAL");
     let eal = Eal::init(&eal_args).context("DPDK EAL initialisation failed")?;
     let nworkers = cfg.cores.workers.len();
-    let pool = Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, 2176).context("mbuf pool")?;
+    let pool =
+        Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, 2176).context("mbuf pool")?;
 
     let mut ports: Vec<Port> = Vec::new();
     for role in PortRole::ALL {
         let name = &port_names[role as usize];
-        let id = eal.port_by_name(name).with_context(|| format!("{} port {name}", role.name()))?;
+        let id = eal
+            .port_by_name(name)
+            .with_context(|| format!("{} port {name}", role.name()))?;
         let q = &queues[role as usize];
-        let pc = PortConfig { rx_queues: q.rx_queues, tx_queues: q.tx_queues, ..Default::default() };
-        let port = Port::configure(&eal, id, &pc, &pool).with_context(|| format!("configuring {} port {name}", role.name()))?;
-        port.start().with_context(|| format!("starting {} port {name}", role.name()))?;
+        let pc = PortConfig {
+            rx_queues: q.rx_queues,
+            tx_queues: q.tx_queues,
+            ..Default::default()
+        };
+        let port = Port::configure(&eal, id, &pc, &pool)
+            .with_context(|| format!("configuring {} port {name}", role.name()))?;
+        port.start()
+            .with_context(|| format!("starting {} port {name}", role.name()))?;
         tables.ports[role as usize].mac = port.mac().0;
         info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), "port up");
         ports.push(port);
     }
 
     // Handoff rings: one pair (inbound, outbound) for every ordered pair of workers.
-    let mut handoff_tx: Vec<Vec<Option<HandoffPair<dpdk::RingProducer>>>> =
-        (0..nworkers).map(|_| (0..nworkers).map(|_| None).collect()).collect();
-    let mut handoff_rx: Vec<Vec<HandoffPair<dpdk::RingConsumer>>> = (0..nworkers).map(|_| Vec::new()).collect();
+    let mut handoff_tx: Vec<Vec<Option<HandoffPair<dpdk::RingProducer>>>> = (0..nworkers)
+        .map(|_| (0..nworkers).map(|_| None).collect())
+        .collect();
+    let mut handoff_rx: Vec<Vec<HandoffPair<dpdk::RingConsumer>>> =
+        (0..nworkers).map(|_| Vec::new()).collect();
     for from in 0..nworkers {
         for to in (0..nworkers).filter(|&t| t != from) {
             let (pi, ci) = MbufRing::new(&eal, &format!("hi{from}_{to}"), RING_MBUFS)?;
             let (po, co) = MbufRing::new(&eal, &format!("ho{from}_{to}"), RING_MBUFS)?;
-            handoff_tx[from][to] = Some(HandoffPair { inbound: pi, outbound: po });
-            handoff_rx[to].push(HandoffPair { inbound: ci, outbound: co });
+            handoff_tx[from][to] = Some(HandoffPair {
+                inbound: pi,
+                outbound: po,
+            });
+            handoff_rx[to].push(HandoffPair {
+                inbound: ci,
+                outbound: co,
+            });
         }
     }
 
-    let (mut publisher, mut links, mut workers) = (Publisher::new(tables.clone()), Vec::new(), Vec::new());
+    let (mut publisher, mut links, mut workers) =
+        (Publisher::new(tables.clone()), Vec::new(), Vec::new());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    for (w, (mut tx_row, (rx_row, cmds))) in
-        handoff_tx.into_iter().zip(handoff_rx.into_iter().zip(installs)).enumerate()
+    for (w, (mut tx_row, (rx_row, cmds))) in handoff_tx
+        .into_iter()
+        .zip(handoff_rx.into_iter().zip(installs))
+        .enumerate()
     {
         let mut rx = Vec::new();
         let mut rx_names = Vec::new();
@@ -115,7 +148,11 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         let q = w as u16;
         workers.push(Worker {
             id: q,
-            inputs: WorkerInputs { rx, handoff: rx_row, commands: cmd_rx },
+            inputs: WorkerInputs {
+                rx,
+                handoff: rx_row,
+                commands: cmd_rx,
+            },
             outputs: WorkerOutputs {
                 tx: [ports[0].tx_queue(q)?, ports[1].tx_queue(q)?],
                 handoff: std::mem::take(&mut tx_row),
@@ -170,11 +207,18 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     let mut running = Vec::new();
     for (w, worker) in workers.into_iter().enumerate() {
         let lcore = cfg.cores.workers[w];
-        running.push(eal.launch(lcore, move || worker.run()).with_context(|| format!("launching worker {w} on lcore {lcore}"))?);
+        running.push(
+            eal.launch(lcore, move || worker.run())
+                .with_context(|| format!("launching worker {w} on lcore {lcore}"))?,
+        );
         info!(worker = w, lcore, "worker started");
     }
     control.prime(Instant::now());
-    info!(tunnels = cfg.tunnels.len(), workers = nworkers, "espada running");
+    info!(
+        tunnels = cfg.tunnels.len(),
+        workers = nworkers,
+        "espada running"
+    );
     control.run(&stop);
 
     info!("stopping: workers first, then ports");

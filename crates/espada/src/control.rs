@@ -105,11 +105,16 @@ fn dp_role(r: espada_hostpath::PortRole) -> PortRole {
 /// True for an IPv4/IPv6 UDP frame to port 500 or 4500 (IKE, RFC 7296 §2; RFC 3948 §2.2).
 fn is_ike(frame: &[u8]) -> bool {
     let udp = match frame.get(12..14) {
-        Some([0x08, 0x00]) if frame.get(23) == Some(&17) => 14 + usize::from(frame.get(14).map_or(5, |b| b & 0x0f)) * 4,
+        Some([0x08, 0x00]) if frame.get(23) == Some(&17) => {
+            14 + usize::from(frame.get(14).map_or(5, |b| b & 0x0f)) * 4
+        }
         Some([0x86, 0xdd]) if frame.get(20) == Some(&17) => 54,
         _ => return false,
     };
-    matches!(frame.get(udp + 2..udp + 4), Some([0x01, 0xf4] | [0x11, 0x94]))
+    matches!(
+        frame.get(udp + 2..udp + 4),
+        Some([0x01, 0xf4] | [0x11, 0x94])
+    )
 }
 
 impl Control {
@@ -181,7 +186,10 @@ impl Control {
         let mut work = self.punts(now);
         work |= self.events(now);
         work |= self.replies();
-        if self.last_host_poll.is_none_or(|t| now.duration_since(t) >= HOST_POLL_EVERY) {
+        if self
+            .last_host_poll
+            .is_none_or(|t| now.duration_since(t) >= HOST_POLL_EVERY)
+        {
             self.host.poll(now, &mut self.out);
             self.last_host_poll = Some(now);
         }
@@ -212,10 +220,14 @@ impl Control {
                 for m in b.drain() {
                     if is_ike(m.data()) {
                         self.ike_frames += 1;
-                        debug!(port = role.name(), "IKE frame received (IKEv2 not implemented yet)");
+                        debug!(
+                            port = role.name(),
+                            "IKE frame received (IKEv2 not implemented yet)"
+                        );
                         continue;
                     }
-                    self.host.handle_frame(host_role(role), m.data(), now, &mut self.out);
+                    self.host
+                        .handle_frame(host_role(role), m.data(), now, &mut self.out);
                 }
             }
         }
@@ -279,13 +291,19 @@ impl Control {
                     warn!("{line}");
                 }
             }
-            Event::SoftExpired { tunnel, spi, inbound } => {
+            Event::SoftExpired {
+                tunnel,
+                spi,
+                inbound,
+            } => {
                 let name = self.tunnel_name(tunnel);
                 info!(tunnel = %name, spi = format!("0x{spi:08x}"), inbound, "SA reached its soft lifetime: rekey due");
             }
             Event::IcmpError { tunnel, kind } => {
                 let name = self.tunnel_name(tunnel);
-                let Some(rt) = self.runtime.get_mut(tunnel as usize) else { return };
+                let Some(rt) = self.runtime.get_mut(tunnel as usize) else {
+                    return;
+                };
                 rt.icmp_errors += 1;
                 let mtu = match kind {
                     IcmpErrorKind::FragmentationNeeded { mtu } if mtu > 0 => Some(u32::from(mtu)),
@@ -320,27 +338,42 @@ impl Control {
     }
 
     fn tunnel_name(&self, id: u32) -> String {
-        self.tables.tunnels.get(id as usize).map(|t| t.name.clone()).unwrap_or_else(|| format!("#{id}"))
+        self.tables
+            .tunnels
+            .get(id as usize)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
     }
 
     /// Answers one admin request.
     pub fn answer(&self, r: Request) -> Result<Response, AdminError> {
         let stats: Vec<&WorkerStats> = self.workers.iter().map(|w| w.stats.as_ref()).collect();
         match r {
-            Request::Ping => Ok(Response::Pong { version: env!("CARGO_PKG_VERSION").into() }),
+            Request::Ping => Ok(Response::Pong {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
             Request::ShowSa { spi } => {
                 let v = views::sas(&self.sas, &self.tables, spi);
                 match (spi, v.is_empty()) {
-                    (Some(s), true) => Err(AdminError::not_found(format!("no SA with SPI 0x{s:08x}"))),
+                    (Some(s), true) => {
+                        Err(AdminError::not_found(format!("no SA with SPI 0x{s:08x}")))
+                    }
                     _ => Ok(Response::Sa(v)),
                 }
             }
-            Request::ShowTunnels => Ok(Response::Tunnels(views::tunnels(&self.sas, &self.tables, &self.runtime))),
+            Request::ShowTunnels => Ok(Response::Tunnels(views::tunnels(
+                &self.sas,
+                &self.tables,
+                &self.runtime,
+            ))),
             Request::ShowDrops => Ok(Response::Drops(views::drops(&stats, self.unknown.recent()))),
             Request::ShowWorkers => {
                 let lcores: Vec<u32> = self.workers.iter().map(|w| w.lcore).collect();
-                let rx: Vec<Vec<String>> = self.workers.iter().map(|w| w.rx_queues.clone()).collect();
-                Ok(Response::Workers(views::workers(&stats, &lcores, &rx, &self.sas)))
+                let rx: Vec<Vec<String>> =
+                    self.workers.iter().map(|w| w.rx_queues.clone()).collect();
+                Ok(Response::Workers(views::workers(
+                    &stats, &lcores, &rx, &self.sas,
+                )))
             }
         }
     }

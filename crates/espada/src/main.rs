@@ -88,7 +88,11 @@ fn main() -> ExitCode {
                 for w in &l.warnings {
                     eprintln!("warning: {w}");
                 }
-                println!("{}: configuration OK ({} tunnels)", config.display(), l.config.tunnels.len());
+                println!(
+                    "{}: configuration OK ({} tunnels)",
+                    config.display(),
+                    l.config.tunnels.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -139,7 +143,12 @@ fn main() -> ExitCode {
                     }
                 },
                 Show::Tunnels => (Request::ShowTunnels, RenderOptions::default()),
-                Show::Drops { all } => (Request::ShowDrops, RenderOptions { all_drop_reasons: all }),
+                Show::Drops { all } => (
+                    Request::ShowDrops,
+                    RenderOptions {
+                        all_drop_reasons: all,
+                    },
+                ),
                 Show::Workers => (Request::ShowWorkers, RenderOptions::default()),
             };
             let resp = AdminClient::connect(&socket)
@@ -147,7 +156,14 @@ fn main() -> ExitCode {
                 .and_then(|mut c| c.call(req).map_err(|e| e.to_string()));
             match resp {
                 Ok(r) => {
-                    print!("{}", if json { render_json(&r) + "\n" } else { render_table_with(&r, &opts) });
+                    print!(
+                        "{}",
+                        if json {
+                            render_json(&r) + "\n"
+                        } else {
+                            render_table_with(&r, &opts)
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -11,7 +11,8 @@ use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
 use espada_esp::{
-    Backend, DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters,
+    Backend, DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig,
+    SaCounters,
 };
 
 /// What `show sa` needs to know about an installed SA (no key material).
@@ -106,11 +107,21 @@ pub fn queue_plan(device: &Device, rx_queues: Option<u16>, workers: u16) -> Queu
     for q in 0..rxq {
         rx_by_worker[(q % pollers) as usize].push(q);
     }
-    QueuePlan { rx_queues: rxq, tx_queues, rx_by_worker }
+    QueuePlan {
+        rx_queues: rxq,
+        tx_queues,
+        rx_by_worker,
+    }
 }
 
 fn iface(p: &espada_config::Port) -> Iface {
-    Iface { mac: [0; 6], ipv4: p.ipv4, ipv6: p.ipv6, gateway4: p.gateway4, gateway6: p.gateway6 }
+    Iface {
+        mac: [0; 6],
+        ipv4: p.ipv4,
+        ipv6: p.ipv6,
+        gateway4: p.gateway4,
+        gateway6: p.gateway6,
+    }
 }
 
 fn limits(l: &espada_config::Lifetime) -> LifetimeLimits {
@@ -122,14 +133,23 @@ fn limits(l: &espada_config::Lifetime) -> LifetimeLimits {
     }
 }
 
+/// The EAL `--lcores` map: lcore *n* runs on CPU *n*; on a machine with fewer CPUs than the
+/// highest lcore id (labs, CI), lcores beyond the last CPU share CPUs round-robin.
+pub fn lcore_map(cfg: &SiteConfig, cpus: usize) -> String {
+    std::iter::once(cfg.cores.control)
+        .chain(cfg.cores.workers.iter().copied())
+        .map(|l| format!("{l}@{}", l as usize % cpus.max(1)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Builds the plan. `extra_eal` is appended to the configuration's `dpdk.args`.
 pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
     let workers = u16::try_from(cfg.cores.workers.len()).context("too many workers")?;
-    let lcores: Vec<String> =
-        std::iter::once(cfg.cores.control).chain(cfg.cores.workers.iter().copied()).map(|c| c.to_string()).collect();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut eal_args = vec![
-        "-l".to_string(),
-        lcores.join(","),
+        "--lcores".to_string(),
+        lcore_map(cfg, cpus),
         "--main-lcore".into(),
         cfg.cores.control.to_string(),
         "--file-prefix".into(),
@@ -148,11 +168,23 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
     eal_args.extend(cfg.dpdk.args.iter().cloned());
     eal_args.extend(extra_eal.iter().cloned());
     let queues = [
-        queue_plan(&cfg.ports.outside.device, cfg.ports.outside.rx_queues, workers),
-        queue_plan(&cfg.ports.inside.device, cfg.ports.inside.rx_queues, workers),
+        queue_plan(
+            &cfg.ports.outside.device,
+            cfg.ports.outside.rx_queues,
+            workers,
+        ),
+        queue_plan(
+            &cfg.ports.inside.device,
+            cfg.ports.inside.rx_queues,
+            workers,
+        ),
     ];
 
-    let mut t = Tables { generation: 1, workers, ..Default::default() };
+    let mut t = Tables {
+        generation: 1,
+        workers,
+        ..Default::default()
+    };
     t.ports = [iface(&cfg.ports.outside), iface(&cfg.ports.inside)];
     let mut installs: Vec<Vec<Command>> = (0..workers).map(|_| Vec::new()).collect();
     let mut next_slot = vec![(0u32, 0u32); workers as usize];
@@ -163,7 +195,12 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             IpAddr::V4(_) => cfg.ports.outside.ipv4.map(|p| p.addr),
             IpAddr::V6(_) => cfg.ports.outside.ipv6.map(|p| p.addr),
         }
-        .with_context(|| format!("tunnel {}: no outside address of the peer's family", tun.name))?;
+        .with_context(|| {
+            format!(
+                "tunnel {}: no outside address of the peer's family",
+                tun.name
+            )
+        })?;
         let udp = tun.encapsulation == Encapsulation::Udp;
         let mut entry = Tunnel {
             name: tun.name.clone(),
@@ -196,15 +233,51 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             let (oc, oalg) = sa_cfg(st.outbound.spi, Direction::Outbound, &st.outbound);
             let outb = OutboundSa::new(oc.clone(), st.outbound.key.expose(), DEFAULT_BACKEND)
                 .with_context(|| format!("tunnel {}: outbound SA", tun.name))?;
-            sas.push(SaInfo { tunnel: id, inbound: true, spi: st.inbound.spi, owner, algorithm: ialg, config: ic, counters: inb.counters().clone(), backend: DEFAULT_BACKEND });
-            sas.push(SaInfo { tunnel: id, inbound: false, spi: st.outbound.spi, owner, algorithm: oalg, config: oc, counters: outb.counters().clone(), backend: DEFAULT_BACKEND });
-            let inb_ref = SaRef { owner, slot: *in_slot };
-            let out_ref = SaRef { owner, slot: *out_slot };
-            installs[owner as usize].push(Command::InstallInbound { slot: *in_slot, sa: Box::new(inb) });
-            installs[owner as usize].push(Command::InstallOutbound { slot: *out_slot, sa: Box::new(outb) });
+            sas.push(SaInfo {
+                tunnel: id,
+                inbound: true,
+                spi: st.inbound.spi,
+                owner,
+                algorithm: ialg,
+                config: ic,
+                counters: inb.counters().clone(),
+                backend: DEFAULT_BACKEND,
+            });
+            sas.push(SaInfo {
+                tunnel: id,
+                inbound: false,
+                spi: st.outbound.spi,
+                owner,
+                algorithm: oalg,
+                config: oc,
+                counters: outb.counters().clone(),
+                backend: DEFAULT_BACKEND,
+            });
+            let inb_ref = SaRef {
+                owner,
+                slot: *in_slot,
+            };
+            let out_ref = SaRef {
+                owner,
+                slot: *out_slot,
+            };
+            installs[owner as usize].push(Command::InstallInbound {
+                slot: *in_slot,
+                sa: Box::new(inb),
+            });
+            installs[owner as usize].push(Command::InstallOutbound {
+                slot: *out_slot,
+                sa: Box::new(outb),
+            });
             *in_slot += 1;
             *out_slot += 1;
-            t.inbound.insert(st.inbound.spi, InboundEntry { tunnel: id, sa: inb_ref });
+            t.inbound.insert(
+                st.inbound.spi,
+                InboundEntry {
+                    tunnel: id,
+                    sa: inb_ref,
+                },
+            );
             t.outbound_spis.insert(st.outbound.spi, id);
             entry.inbound[0] = Some(st.inbound.spi);
             entry.outbound = Some((st.outbound.spi, out_ref));
@@ -215,7 +288,14 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
         t.peers.insert(tun.peer, id);
         t.tunnels.push(entry);
     }
-    Ok(Plan { eal_args, port_names, queues, tables: t, installs, sas })
+    Ok(Plan {
+        eal_args,
+        port_names,
+        queues,
+        tables: t,
+        installs,
+        sas,
+    })
 }
 
 #[cfg(test)]
@@ -228,20 +308,65 @@ mod tests {
             let (k, v) = a.split_once('=').unwrap();
             (k.to_string(), v.to_string())
         });
-        Device::Vdev { name: name.into(), args: args.collect() }
+        Device::Vdev {
+            name: name.into(),
+            args: args.collect(),
+        }
     }
 
     #[test]
     fn queues_are_spread_over_the_polling_workers() {
         let q = queue_plan(&dev("net_ring0"), None, 2);
-        assert_eq!(q, QueuePlan { rx_queues: 2, tx_queues: 3, rx_by_worker: vec![vec![0], vec![1]] });
+        assert_eq!(
+            q,
+            QueuePlan {
+                rx_queues: 2,
+                tx_queues: 3,
+                rx_by_worker: vec![vec![0], vec![1]]
+            }
+        );
         let q = queue_plan(&dev("net_ring0"), Some(1), 2);
-        assert_eq!(q, QueuePlan { rx_queues: 1, tx_queues: 3, rx_by_worker: vec![vec![0], vec![]] });
+        assert_eq!(
+            q,
+            QueuePlan {
+                rx_queues: 1,
+                tx_queues: 3,
+                rx_by_worker: vec![vec![0], vec![]]
+            }
+        );
         // af_packet: every fanout socket must be polled, one worker polls all with rx_queues 1.
         let q = queue_plan(&dev("net_af_packet0,iface=x"), Some(1), 2);
-        assert_eq!(q, QueuePlan { rx_queues: 3, tx_queues: 3, rx_by_worker: vec![vec![0, 1, 2], vec![]] });
+        assert_eq!(
+            q,
+            QueuePlan {
+                rx_queues: 3,
+                tx_queues: 3,
+                rx_by_worker: vec![vec![0, 1, 2], vec![]]
+            }
+        );
         let q = queue_plan(&dev("net_af_packet0,iface=x"), None, 2);
         assert_eq!(q.rx_by_worker, vec![vec![0, 2], vec![1]]);
+    }
+
+    #[test]
+    fn lcores_map_onto_existing_cpus() {
+        let text = "appliance: { name: a }\ncores: { control: 0, workers: [1, 2, 3] }\nports:\n  \
+                    outside: { device: net_null0, ipv4: 198.51.100.1/24 }\n  \
+                    inside: { device: net_null1, ipv4: 192.0.2.1/24 }\n";
+        let cfg = espada_config::parse_str(text, "t.yaml", std::path::Path::new("."))
+            .unwrap()
+            .config;
+        assert_eq!(lcore_map(&cfg, 2), "0@0,1@1,2@0,3@1");
+        assert_eq!(lcore_map(&cfg, 8), "0@0,1@1,2@2,3@3");
+        let p = plan(&cfg, &["--no-huge".into()]).unwrap();
+        assert_eq!(
+            &p.eal_args[2..6],
+            &["--main-lcore", "0", "--file-prefix", "espada-a"]
+        );
+        assert!(
+            p.eal_args
+                .ends_with(&["--no-pci".into(), "--no-huge".into()])
+        );
     }
 
     #[test]

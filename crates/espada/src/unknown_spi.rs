@@ -33,7 +33,11 @@ pub struct UnknownSpiLog {
 impl UnknownSpiLog {
     /// A log with at most one line per `interval` per source.
     pub fn new(interval: Duration) -> Self {
-        UnknownSpiLog { interval, sources: HashMap::new(), recent: VecDeque::new() }
+        UnknownSpiLog {
+            interval,
+            sources: HashMap::new(),
+            recent: VecDeque::new(),
+        }
     }
 
     /// Records one sample; returns the log line to emit, if this source may log now.
@@ -41,7 +45,8 @@ impl UnknownSpiLog {
         self.remember(u);
         if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&u.src) {
             let interval = self.interval;
-            self.sources.retain(|_, s| now.duration_since(s.last_line) < interval);
+            self.sources
+                .retain(|_, s| now.duration_since(s.last_line) < interval);
             if self.sources.len() >= MAX_SOURCES {
                 return None; // too many distinct sources inside one interval: counters still exact
             }
@@ -58,14 +63,24 @@ impl UnknownSpiLog {
                 Some(line)
             }
             None => {
-                self.sources.insert(u.src, Source { last_line: now, suppressed: 0 });
+                self.sources.insert(
+                    u.src,
+                    Source {
+                        last_line: now,
+                        suppressed: 0,
+                    },
+                );
                 Some(format_line(u, 0))
             }
         }
     }
 
     fn remember(&mut self, u: &UnknownSpi) {
-        if let Some(r) = self.recent.iter_mut().find(|r| r.src == u.src && r.spi == u.spi) {
+        if let Some(r) = self
+            .recent
+            .iter_mut()
+            .find(|r| r.src == u.src && r.spi == u.spi)
+        {
             r.count += 1;
             r.seq = u.seq;
             r.at_unix_ms = unix_ms();
@@ -94,7 +109,10 @@ impl UnknownSpiLog {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn format_line(u: &UnknownSpi, suppressed: u64) -> String {
@@ -135,18 +153,35 @@ mod tests {
     fn one_line_per_source_per_interval_however_many_arrive() {
         let mut log = UnknownSpiLog::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        let lines: Vec<String> =
-            (0..10_000).filter_map(|i| log.record(&sample("203.0.113.9", 0xdead), t0 + Duration::from_micros(i))).collect();
+        let lines: Vec<String> = (0..10_000)
+            .filter_map(|i| {
+                log.record(
+                    &sample("203.0.113.9", 0xdead),
+                    t0 + Duration::from_micros(i),
+                )
+            })
+            .collect();
         assert_eq!(lines.len(), 1);
         assert_eq!(
             lines[0],
             "unknown SPI: class=unknown-source src=203.0.113.9 dst=198.51.100.1 spi=0x0000dead seq=0x00000007 len=120 port=outside encap=esp suppressed_since_last=0"
         );
         // Another source logs at once; the first one again only after the interval.
-        assert!(log.record(&sample("203.0.113.10", 0xdead), t0 + Duration::from_secs(1)).is_some());
-        assert!(log.record(&sample("203.0.113.9", 0xdead), t0 + Duration::from_secs(9)).is_none());
-        let again = log.record(&sample("203.0.113.9", 0xbeef), t0 + Duration::from_secs(11)).unwrap();
-        assert!(again.contains("spi=0x0000beef") && again.ends_with("suppressed_since_last=10000"), "{again}");
+        assert!(
+            log.record(&sample("203.0.113.10", 0xdead), t0 + Duration::from_secs(1))
+                .is_some()
+        );
+        assert!(
+            log.record(&sample("203.0.113.9", 0xdead), t0 + Duration::from_secs(9))
+                .is_none()
+        );
+        let again = log
+            .record(&sample("203.0.113.9", 0xbeef), t0 + Duration::from_secs(11))
+            .unwrap();
+        assert!(
+            again.contains("spi=0x0000beef") && again.ends_with("suppressed_since_last=10000"),
+            "{again}"
+        );
         let recent = log.recent();
         assert_eq!(recent.len(), 3);
         assert_eq!(recent[0].count, 10_001);

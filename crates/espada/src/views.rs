@@ -43,12 +43,25 @@ pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
             let hard = c.bytes >= l.hard_bytes || c.packets >= l.hard_packets;
             let soft = c.soft_expired_events > 0;
             SaView {
-                tunnel: t.tunnels.get(s.tunnel as usize).map(|x| x.name.clone()).unwrap_or_default(),
-                direction: if s.inbound { Direction::Inbound } else { Direction::Outbound },
+                tunnel: t
+                    .tunnels
+                    .get(s.tunnel as usize)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default(),
+                direction: if s.inbound {
+                    Direction::Inbound
+                } else {
+                    Direction::Outbound
+                },
                 spi: s.spi,
                 owner_worker: u32::from(s.owner),
                 algorithm: s.algorithm.to_string(),
-                encapsulation: if s.config.natt.is_some() { "udp-4500" } else { "esp" }.into(),
+                encapsulation: if s.config.natt.is_some() {
+                    "udp-4500"
+                } else {
+                    "esp"
+                }
+                .into(),
                 local: s.config.local,
                 remote: s.config.remote,
                 esn: s.config.esn,
@@ -63,7 +76,11 @@ pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
                     soft_packets: opt(l.soft_packets),
                     hard_packets: opt(l.hard_packets),
                 },
-                counters: SaCountersView { packets: c.packets, bytes: c.bytes, drops },
+                counters: SaCountersView {
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    drops,
+                },
                 state: match (hard, soft) {
                     (true, _) => "hard-expired",
                     (false, true) => "soft-expired",
@@ -119,18 +136,36 @@ pub fn drops(workers: &[&WorkerStats], recent: Vec<UnknownSpiView>) -> DropsView
     let mut total = BTreeMap::new();
     let mut descriptions = BTreeMap::new();
     for why in Why::all() {
-        total.insert(why.name().to_string(), workers.iter().map(|w| w.drops(why)).sum());
+        total.insert(
+            why.name().to_string(),
+            workers.iter().map(|w| w.drops(why)).sum(),
+        );
         descriptions.insert(why.name().to_string(), why.description().to_string());
     }
     let per_worker = workers
         .iter()
-        .map(|w| Why::all().filter(|y| w.drops(*y) > 0).map(|y| (y.name().to_string(), w.drops(y))).collect())
+        .map(|w| {
+            Why::all()
+                .filter(|y| w.drops(*y) > 0)
+                .map(|y| (y.name().to_string(), w.drops(y)))
+                .collect()
+        })
         .collect();
-    DropsView { total, descriptions, per_worker, recent_unknown_spi: recent }
+    DropsView {
+        total,
+        descriptions,
+        per_worker,
+        recent_unknown_spi: recent,
+    }
 }
 
 /// `show workers`.
-pub fn workers(stats: &[&WorkerStats], lcores: &[u32], rx: &[Vec<String>], sas: &[SaInfo]) -> Vec<WorkerView> {
+pub fn workers(
+    stats: &[&WorkerStats],
+    lcores: &[u32],
+    rx: &[Vec<String>],
+    sas: &[SaInfo],
+) -> Vec<WorkerView> {
     stats
         .iter()
         .enumerate()
