@@ -47,18 +47,129 @@ impl Default for LabOpts {
     }
 }
 
+/// An espada daemon running in a namespace, with its admin socket and log.
+pub struct Daemon {
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `espada run --config CONFIG` in `ns` and waits until its admin socket answers.
+    pub fn start(ns: &Netns, config: &Path, socket: PathBuf, log: PathBuf) -> Daemon {
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_espada"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            socket,
+            log,
+            child: Some(child),
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|d| d.try_wait()) {
+                panic!("espada exited early ({st}):\n{}", self.log_text());
+            }
+            if let Ok(mut c) = AdminClient::connect(&self.socket) {
+                if matches!(c.call(Request::Ping), Ok(Response::Pong { .. })) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("espada did not come up:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn call(&self, r: Request) -> Response {
+        AdminClient::connect(&self.socket).unwrap().call(r).unwrap()
+    }
+
+    pub fn drops(&self) -> DropsView {
+        match self.call(Request::ShowDrops) {
+            Response::Drops(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn sas(&self) -> Vec<SaView> {
+        match self.call(Request::ShowSa { spi: None }) {
+            Response::Sa(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerView> {
+        match self.call(Request::ShowWorkers) {
+            Response::Workers(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status and log.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        let mut d = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &d.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = d.try_wait().unwrap() {
+                return (st, self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = d.kill();
+                panic!("espada did not stop on SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &d.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- espada log {} ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
 pub struct Lab {
     pub dut: Netns,
     pub lan: Netns,
     pub peer: Netns,
     pub dir: PathBuf,
-    pub socket: PathBuf,
-    pub log: PathBuf,
     pub udp: bool,
-    daemon: Option<Child>,
+    pub daemon: Daemon,
 }
 
-fn random_key() -> String {
+pub fn random_key() -> String {
     let mut b = [0u8; 20];
     let mut r = std::fs::File::open("/dev/urandom").unwrap();
     std::io::Read::read_exact(&mut r, &mut b).unwrap();
@@ -70,6 +181,11 @@ pub fn require_root() {
         espada_testnet::available(),
         "end-to-end tests need root and iproute2 (deploy/test.sh installs them)"
     );
+}
+
+/// Runs `cmd` (split on spaces) in `ns`.
+pub fn sh(ns: &Netns, cmd: &str) {
+    ns.exec(&cmd.split(' ').collect::<Vec<_>>()).unwrap();
 }
 
 impl Lab {
@@ -133,112 +249,44 @@ impl Lab {
             s = socket.display(),
         );
         std::fs::write(dir.join("site.yaml"), yaml).unwrap();
-        let log = dir.join("espada.log");
-        let daemon = dut
-            .command(env!("CARGO_BIN_EXE_espada"))
-            .args(["run", "--config"])
-            .arg(dir.join("site.yaml"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lab = Lab {
+        let daemon = Daemon::start(&dut, &dir.join("site.yaml"), socket, dir.join("espada.log"));
+        Lab {
             dut,
             lan,
             peer,
             dir,
-            socket,
-            log,
             udp: o.udp,
-            daemon: Some(daemon),
-        };
-        lab.wait_ready();
-        lab
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(st))) = self.daemon.as_mut().map(|d| d.try_wait()) {
-                panic!("espada exited early ({st}):\n{}", self.log_text());
-            }
-            if let Ok(mut c) = AdminClient::connect(&self.socket) {
-                if matches!(c.call(Request::Ping), Ok(Response::Pong { .. })) {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            daemon,
         }
-        panic!("espada did not come up:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn call(&self, r: Request) -> Response {
-        AdminClient::connect(&self.socket).unwrap().call(r).unwrap()
+        self.daemon.log_text()
     }
 
     pub fn drops(&self) -> DropsView {
-        match self.call(Request::ShowDrops) {
-            Response::Drops(d) => d,
-            other => panic!("{other:?}"),
-        }
+        self.daemon.drops()
     }
 
     pub fn sas(&self) -> Vec<SaView> {
-        match self.call(Request::ShowSa { spi: None }) {
-            Response::Sa(v) => v,
-            other => panic!("{other:?}"),
-        }
+        self.daemon.sas()
     }
 
     pub fn workers(&self) -> Vec<WorkerView> {
-        match self.call(Request::ShowWorkers) {
-            Response::Workers(v) => v,
-            other => panic!("{other:?}"),
-        }
+        self.daemon.workers()
     }
 
     pub fn key(&self, tunnel: &str, dir: &str) -> PathBuf {
         self.dir.join(format!("{tunnel}-{dir}.hex"))
     }
 
-    /// Stops the daemon with SIGTERM and returns its exit status and log.
     pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
-        let mut d = self.daemon.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &d.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = d.try_wait().unwrap() {
-                return (st, self.log_text());
-            }
-            if Instant::now() > deadline {
-                let _ = d.kill();
-                panic!("espada did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon.stop()
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &d.id().to_string()])
-                .status();
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- espada log ---\n{}", self.log_text());
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,168 @@
+//! Two espada processes back to back (site A ↔ site B) over a veth "WAN", with mirrored static
+//! SAs, carry ping and a TCP stream between two LAN namespaces.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+use espada_testnet::Netns;
+
+const STREAM_TOOL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/lab/tcp_stream.py"
+);
+
+fn site_yaml(
+    name: &str,
+    outside: &str,
+    inside: &str,
+    peer: &str,
+    local: &str,
+    remote: &str,
+    spi_in: u32,
+    spi_out: u32,
+    udp: bool,
+    sock: &str,
+) -> String {
+    format!(
+        "appliance: {{ name: {name}, lab: true }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
+         outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outside} }}\n  \
+         inside: {{ device: \"net_af_packet1,iface=lan0\", ipv4: {inside} }}\n\
+         tunnels:\n  - name: to-{peer_name}\n    peer: {peer}\n    encapsulation: {e}\n    local_ts: [{local}]\n    remote_ts: [{remote}]\n    \
+         static_sa:\n      inbound: {{ spi: {spi_in:#x}, algorithm: aes256gcm16, key: {{ file: {spi_in:x}.hex }} }}\n      \
+         outbound: {{ spi: {spi_out:#x}, algorithm: aes256gcm16, key: {{ file: {spi_out:x}.hex }} }}\n\
+         admin: {{ socket: {sock} }}\ndpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
+        peer_name = if name == "site-a" { "site-b" } else { "site-a" },
+        e = if udp { "udp" } else { "esp" },
+    )
+}
+
+fn key36() -> String {
+    random_key() + &random_key()[..32]
+}
+
+fn site_to_site(tag: &str, udp: bool) {
+    require_root();
+    let lan_a = Netns::new(&format!("{tag}la")).unwrap();
+    let a = Netns::new(&format!("{tag}a")).unwrap();
+    let b = Netns::new(&format!("{tag}b")).unwrap();
+    let lan_b = Netns::new(&format!("{tag}lb")).unwrap();
+    lan_a.veth_to("host0", &a, "lan0").unwrap();
+    a.veth_to("wan0", &b, "wan0").unwrap();
+    b.veth_to("lan0", &lan_b, "host0").unwrap();
+    // Room for the ESP overhead of full-size inner packets on the WAN link.
+    sh(&a, "ip link set wan0 mtu 1600");
+    sh(&b, "ip link set wan0 mtu 1600");
+    sh(&lan_a, "ip addr add 192.0.2.10/24 dev host0");
+    sh(&lan_a, "ip route add default via 192.0.2.1");
+    sh(&lan_b, "ip addr add 203.0.113.10/24 dev host0");
+    sh(&lan_b, "ip route add default via 203.0.113.1");
+
+    let dir = std::env::temp_dir().join(format!("espada-s2s-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A's inbound SA is B's outbound SA and the other way round: same SPI, same key.
+    std::fs::write(dir.join("1000.hex"), key36()).unwrap();
+    std::fs::write(dir.join("2000.hex"), key36()).unwrap();
+    let (sa, sb) = (dir.join("a.sock"), dir.join("b.sock"));
+    std::fs::write(
+        dir.join("a.yaml"),
+        site_yaml(
+            "site-a",
+            "198.51.100.1/24",
+            "192.0.2.1/24",
+            "198.51.100.2",
+            "192.0.2.0/24",
+            "203.0.113.0/24",
+            0x1000,
+            0x2000,
+            udp,
+            sa.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.yaml"),
+        site_yaml(
+            "site-b",
+            "198.51.100.2/24",
+            "203.0.113.1/24",
+            "198.51.100.1",
+            "203.0.113.0/24",
+            "192.0.2.0/24",
+            0x2000,
+            0x1000,
+            udp,
+            sb.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let da = Daemon::start(&a, &dir.join("a.yaml"), sa, dir.join("a.log"));
+    let db = Daemon::start(&b, &dir.join("b.yaml"), sb, dir.join("b.log"));
+
+    // Ping: the first may be lost while the boxes resolve the LAN hosts' MACs.
+    let _ = lan_a.exec(&["ping", "-c", "1", "-W", "2", "203.0.113.10"]);
+    let ping = lan_a
+        .exec(&["ping", "-c", "10", "-i", "0.05", "-W", "2", "203.0.113.10"])
+        .unwrap();
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        out.contains("10 received"),
+        "ping through the tunnel:\n{out}"
+    );
+
+    // A TCP stream of 4 MB, checked end to end by SHA-256.
+    let mut server = lan_b
+        .command("python3")
+        .args([STREAM_TOOL, "server", "5001"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("ready"), "{line}");
+    let client = lan_a
+        .command("python3")
+        .args([STREAM_TOOL, "client", "203.0.113.10", "5001", "4000000"])
+        .output()
+        .unwrap();
+    let _ = server.wait();
+    assert!(
+        client.status.success(),
+        "TCP stream: {}{}",
+        String::from_utf8_lossy(&client.stdout),
+        String::from_utf8_lossy(&client.stderr)
+    );
+
+    for d in [&da, &db] {
+        let sas = d.sas();
+        assert_eq!(sas.len(), 2);
+        // 4 MB is ~2800 full-size packets one way; the other way carries the ACKs.
+        assert!(
+            sas.iter()
+                .all(|s| s.counters.packets > 200 && s.counters.drops.is_empty()),
+            "{sas:?}"
+        );
+        assert!(
+            sas.iter().map(|s| s.counters.bytes).max().unwrap() >= 4_000_000,
+            "{sas:?}"
+        );
+        assert_eq!(d.drops().total["auth_failed"], 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_espadas_carry_ping_and_tcp_between_two_lans_over_raw_esp() {
+    site_to_site("s2s", false);
+}
+
+#[test]
+fn two_espadas_carry_ping_and_tcp_between_two_lans_over_nat_t() {
+    site_to_site("s2u", true);
+}
