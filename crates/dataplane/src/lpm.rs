@@ -121,12 +121,7 @@ mod tests {
             t.insert(p(s), i);
         }
         for a in 0..=u16::MAX {
-            let ip = IpAddr::from([
-                198,
-                18 + (a >> 15) as u8,
-                (a >> 7) as u8 & 0xff,
-                (a as u8) & 0x7f,
-            ]);
+            let ip = IpAddr::from([198, 18 + (a >> 15) as u8, (a >> 7) as u8, (a as u8) & 0x7f]);
             let want = prefixes
                 .iter()
                 .enumerate()

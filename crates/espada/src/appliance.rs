@@ -104,11 +104,11 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         .collect();
     let mut handoff_rx: Vec<Vec<HandoffPair<dpdk::RingConsumer>>> =
         (0..nworkers).map(|_| Vec::new()).collect();
-    for from in 0..nworkers {
+    for (from, row) in handoff_tx.iter_mut().enumerate() {
         for to in (0..nworkers).filter(|&t| t != from) {
-            let (pi, ci) = MbufRing::new(&eal, &format!("hi{from}_{to}"), RING_MBUFS)?;
-            let (po, co) = MbufRing::new(&eal, &format!("ho{from}_{to}"), RING_MBUFS)?;
-            handoff_tx[from][to] = Some(HandoffPair {
+            let (pi, ci) = MbufRing::pair(&eal, &format!("hi{from}_{to}"), RING_MBUFS)?;
+            let (po, co) = MbufRing::pair(&eal, &format!("ho{from}_{to}"), RING_MBUFS)?;
+            row[to] = Some(HandoffPair {
                 inbound: pi,
                 outbound: po,
             });
@@ -135,8 +135,8 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
                 rx_names.push(format!("{}/{q}", role.name()));
             }
         }
-        let (po, co) = MbufRing::new(&eal, &format!("po{w}"), RING_MBUFS)?;
-        let (pi, ci) = MbufRing::new(&eal, &format!("pi{w}"), RING_MBUFS)?;
+        let (po, co) = MbufRing::pair(&eal, &format!("po{w}"), RING_MBUFS)?;
+        let (pi, ci) = MbufRing::pair(&eal, &format!("pi{w}"), RING_MBUFS)?;
         let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
         let (rep_tx, rep_rx) = rtrb::RingBuffer::new(COMMAND_RING);
         let (ev_tx, ev_rx) = rtrb::RingBuffer::new(EVENT_RING);

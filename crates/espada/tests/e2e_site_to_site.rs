@@ -13,6 +13,7 @@ const STREAM_TOOL: &str = concat!(
     "/../../deploy/lab/tcp_stream.py"
 );
 
+#[allow(clippy::too_many_arguments)]
 fn site_yaml(
     name: &str,
     outside: &str,

@@ -222,8 +222,8 @@ impl Port {
         dev_info(self.inner.id)
             .ok()
             .filter(|i| !i.driver_name.is_null())
-            // SAFETY: the driver name is a static NUL-terminated string owned by the driver.
             .map(|i| {
+                // SAFETY: the driver name is a static NUL-terminated string owned by the driver.
                 unsafe { CStr::from_ptr(i.driver_name) }
                     .to_string_lossy()
                     .into_owned()

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::mbuf::Mbuf;
 use crate::mempool::socket_any;
 
-/// Constructor for an SP/SC ring of mbufs; see [`MbufRing::new`].
+/// Constructor for an SP/SC ring of mbufs; see [`MbufRing::pair`].
 pub struct MbufRing;
 
 struct Inner {
@@ -69,11 +69,17 @@ impl MbufRing {
     /// Tests inject frames into a chosen RX queue and collect what each TX queue sent, in
     /// process, deterministically. The rings live as long as the process (the port refers to
     /// them until it is closed, which may be after the ends are dropped).
-    pub fn port(eal: &Eal, name: &str, rx_queues: u16, tx_queues: u16, capacity: u32) -> Result<RingPortEnds> {
+    pub fn port(
+        eal: &Eal,
+        name: &str,
+        rx_queues: u16,
+        tx_queues: u16,
+        capacity: u32,
+    ) -> Result<RingPortEnds> {
         let mut rx_inject = Vec::new();
         let mut rx_raw = Vec::new();
         for _ in 0..rx_queues {
-            let (p, c) = MbufRing::new(eal, "prx", capacity)?;
+            let (p, c) = MbufRing::pair(eal, "prx", capacity)?;
             rx_raw.push(c.inner.raw.as_ptr());
             std::mem::forget(c); // the port's RX queue is this ring's single consumer
             rx_inject.push(p);
@@ -81,12 +87,13 @@ impl MbufRing {
         let mut tx_collect = Vec::new();
         let mut tx_raw = Vec::new();
         for _ in 0..tx_queues {
-            let (p, c) = MbufRing::new(eal, "ptx", capacity)?;
+            let (p, c) = MbufRing::pair(eal, "ptx", capacity)?;
             tx_raw.push(p.inner.raw.as_ptr());
             std::mem::forget(p); // the port's TX queue is this ring's single producer
             tx_collect.push(c);
         }
-        let c = CString::new(name).map_err(|_| Error::InvalidArgument("NUL in port name".into()))?;
+        let c =
+            CString::new(name).map_err(|_| Error::InvalidArgument("NUL in port name".into()))?;
         // SAFETY: arrays of valid rings that are never freed (their handles were forgotten
         // above, keeping a reference alive for the process lifetime).
         let ret = unsafe {
@@ -102,11 +109,15 @@ impl MbufRing {
         if ret < 0 {
             return Err(Error::last("rte_eth_from_rings"));
         }
-        Ok(RingPortEnds { port_id: ret as u16, rx_inject, tx_collect })
+        Ok(RingPortEnds {
+            port_id: ret as u16,
+            rx_inject,
+            tx_collect,
+        })
     }
 
     /// Creates a ring holding exactly `capacity` mbufs and returns its two ends.
-    pub fn new(eal: &Eal, name_hint: &str, capacity: u32) -> Result<(RingProducer, RingConsumer)> {
+    pub fn pair(eal: &Eal, name_hint: &str, capacity: u32) -> Result<(RingProducer, RingConsumer)> {
         let seq = RING_SEQ.fetch_add(1, Ordering::Relaxed);
         // Memzone names are limited to 31 characters.
         let mut name = format!("r{seq}_{name_hint}");

@@ -14,8 +14,19 @@ fn eal() -> &'static Eal {
     EAL.get_or_init(|| {
         let prefix = format!("espada-lcore-{}", std::process::id());
         // Two lcores mapped onto CPU 0, so this works on any machine.
-        Eal::init(["--lcores", "0@0,1@0", "--no-huge", "-m", "128", "--no-pci", "--no-shconf",
-            "--file-prefix", &prefix, "--log-level", "error"])
+        Eal::init([
+            "--lcores",
+            "0@0,1@0",
+            "--no-huge",
+            "-m",
+            "128",
+            "--no-pci",
+            "--no-shconf",
+            "--file-prefix",
+            &prefix,
+            "--log-level",
+            "error",
+        ])
         .expect("EAL init")
     })
 }
@@ -26,7 +37,7 @@ fn mbufs_cross_an_spsc_ring_to_a_launched_lcore() {
     let eal = eal();
     assert_eq!(eal.worker_lcores(), vec![1]);
     let pool = Mempool::new(eal, "handoff_pool", 2047, 0, 2176).unwrap();
-    let (mut prod, mut cons) = MbufRing::new(eal, "handoff", 1024).unwrap();
+    let (mut prod, mut cons) = MbufRing::pair(eal, "handoff", 1024).unwrap();
     const N: u32 = 10_000;
     let worker = eal
         .launch(1, move || {
@@ -64,7 +75,9 @@ fn mbufs_cross_an_spsc_ring_to_a_launched_lcore() {
 #[test]
 fn a_panicking_lcore_job_reports_failure_instead_of_unwinding_into_c() {
     let _lcore = LCORE1.lock().unwrap_or_else(|e| e.into_inner());
-    let h = eal().launch(1, || panic!("job failed (expected by this test)")).unwrap();
+    let h = eal()
+        .launch(1, || panic!("job failed (expected by this test)"))
+        .unwrap();
     assert_eq!(h.join(), -1);
     // The lcore is usable again afterwards.
     assert_eq!(eal().launch(1, || 7).unwrap().join(), 7);
@@ -74,10 +87,14 @@ fn a_panicking_lcore_job_reports_failure_instead_of_unwinding_into_c() {
 fn ring_takes_exactly_its_capacity_and_frees_leftovers() {
     let eal = eal();
     let pool = Mempool::new(eal, "st_pool", 255, 0, 2176).unwrap();
-    let (mut prod, mut cons) = MbufRing::new(eal, "st", 8).unwrap();
+    let (mut prod, mut cons) = MbufRing::pair(eal, "st", 8).unwrap();
     let mut b: Burst = Burst::new();
     assert!(pool.alloc_bulk(&mut b, 10));
-    assert_eq!(prod.enqueue_burst(&mut b), 8, "exactly the ring's capacity is taken");
+    assert_eq!(
+        prod.enqueue_burst(&mut b),
+        8,
+        "exactly the ring's capacity is taken"
+    );
     assert_eq!(b.len(), 2, "the rest stays with the producer");
     b.clear();
     assert_eq!(prod.count(), 8);
@@ -94,7 +111,7 @@ fn ring_takes_exactly_its_capacity_and_frees_leftovers() {
 fn ring_hands_a_burst_over_on_one_thread() {
     let eal = eal();
     let pool = Mempool::new(eal, "st2_pool", 255, 0, 2176).unwrap();
-    let (mut prod, mut cons) = MbufRing::new(eal, "st2", 64).unwrap();
+    let (mut prod, mut cons) = MbufRing::pair(eal, "st2", 64).unwrap();
     let mut b: Burst = Burst::new();
     assert!(pool.alloc_bulk(&mut b, 10));
     assert_eq!(prod.enqueue_burst(&mut b), 10);
@@ -109,7 +126,11 @@ fn a_ring_backed_port_delivers_per_queue() {
     let eal = eal();
     let pool = Mempool::new(eal, "rp_pool", 511, 0, 2176).unwrap();
     let mut ends = MbufRing::port(eal, "net_ring_rp0", 1, 3, 64).unwrap();
-    let cfg = PortConfig { rx_queues: 1, tx_queues: 3, ..Default::default() };
+    let cfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: 3,
+        ..Default::default()
+    };
     let port = Port::configure(eal, ends.port_id, &cfg, &pool).unwrap();
     port.start().unwrap();
     let mut b: Burst = Burst::new();
@@ -124,5 +145,8 @@ fn a_ring_backed_port_delivers_per_queue() {
     assert_eq!(tx2.tx_burst(&mut b), 5);
     assert_eq!(ends.tx_collect[0].count(), 0);
     assert_eq!(ends.tx_collect[2].dequeue_burst(&mut b), 5);
-    assert_eq!(b.as_slice().iter().map(|m| m.data()[0]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        b.as_slice().iter().map(|m| m.data()[0]).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
 }

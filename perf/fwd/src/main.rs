@@ -35,9 +35,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--" => eal.extend(it.by_ref()),
             "-h" | "--help" => {
-                return Err("usage: espada-fwd [--seconds N] -- <EAL args with --vdev ports>".into());
+                return Err(
+                    "usage: espada-fwd [--seconds N] -- <EAL args with --vdev ports>".into(),
+                );
             }
-            other => return Err(format!("unknown argument {other:?} (EAL arguments go after --)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (EAL arguments go after --)"
+                ));
+            }
         }
     }
     Ok(Args { seconds, eal })
@@ -80,8 +86,10 @@ fn main() {
     });
     let workers = eal.worker_lcores();
     let nports = eal.port_count();
-    if workers.is_empty() || nports < 2 || nports % 2 != 0 {
-        eprintln!("need at least one worker lcore (-l 0,1) and an even number of ports (got {nports})");
+    if workers.is_empty() || nports < 2 || !nports.is_multiple_of(2) {
+        eprintln!(
+            "need at least one worker lcore (-l 0,1) and an even number of ports (got {nports})"
+        );
         std::process::exit(2);
     }
     let pool = Mempool::new(&eal, "fwd_pool", 16383, 256, 2176).expect("mempool");
@@ -95,12 +103,13 @@ fn main() {
 
     // Spread the directions of every pair over the workers.
     let mut per_worker: Vec<Vec<Lane>> = workers.iter().map(|_| Vec::new()).collect();
-    let mut w = 0;
-    for pair in ports.chunks(2) {
+    for (w, pair) in ports.chunks(2).enumerate() {
         for (a, b) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
-            per_worker[w % workers.len()].push(Lane { rx: a.rx_queue(0).unwrap(), tx: b.tx_queue(0).unwrap() });
+            per_worker[w % workers.len()].push(Lane {
+                rx: a.rx_queue(0).unwrap(),
+                tx: b.tx_queue(0).unwrap(),
+            });
         }
-        w += 1;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
@@ -137,6 +146,12 @@ fn main() {
     );
     for p in &ports {
         let s = p.stats().unwrap_or_default();
-        println!("port {}: rx {} tx {} missed {}", p.id(), s.rx_packets, s.tx_packets, s.rx_missed);
+        println!(
+            "port {}: rx {} tx {} missed {}",
+            p.id(),
+            s.rx_packets,
+            s.tx_packets,
+            s.rx_missed
+        );
     }
 }

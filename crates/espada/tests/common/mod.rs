@@ -81,10 +81,10 @@ impl Daemon {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|d| d.try_wait()) {
                 panic!("espada exited early ({st}):\n{}", self.log_text());
             }
-            if let Ok(mut c) = AdminClient::connect(&self.socket) {
-                if matches!(c.call(Request::Ping), Ok(Response::Pong { .. })) {
-                    return;
-                }
+            if let Ok(mut c) = AdminClient::connect(&self.socket)
+                && matches!(c.call(Request::Ping), Ok(Response::Pong { .. }))
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
