@@ -1,15 +1,9 @@
-//! The little of Ethernet II the fast path needs (IEEE 802.3 §3.2.6).
+//! The little of Ethernet II the fast path needs (IEEE 802.3 §3.2.6), inline and without
+//! validation: the host stack's `ether` module owns the constants and the full parser.
 
-/// Ethernet header length.
-pub const HEADER_LEN: usize = 14;
-/// EtherType IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// EtherType IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-/// EtherType ARP.
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-/// EtherType 802.1Q VLAN tag (not supported on these ports).
-pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub use espada_hostpath::ether::{
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, HEADER_LEN,
+};
 
 /// A MAC address.
 pub type Mac = [u8; 6];

@@ -24,27 +24,8 @@ pub mod stats;
 pub mod tables;
 pub mod worker;
 
-/// The role of a port (design brief §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PortRole {
-    /// Faces the peers: ESP, IKE, ARP/ND.
-    Outside = 0,
-    /// Faces the protected networks: cleartext.
-    Inside = 1,
-}
-
-impl PortRole {
-    /// Both roles, indexable by `as usize`.
-    pub const ALL: [PortRole; 2] = [PortRole::Outside, PortRole::Inside];
-
-    /// `"outside"` or `"inside"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PortRole::Outside => "outside",
-            PortRole::Inside => "inside",
-        }
-    }
-}
+/// The role of a port (design brief §1): the host stack's type, shared by the data plane.
+pub use espada_hostpath::PortRole;
 
 /// Which worker owns an inbound SPI: the SPI names its owner (RFC 4303 §2.1 lets the receiver
 /// choose its SPIs; espada allocates them so that this holds, and static SAs follow it too).

@@ -88,20 +88,6 @@ pub struct Control {
     dirty: bool,
 }
 
-fn host_role(r: PortRole) -> espada_hostpath::PortRole {
-    match r {
-        PortRole::Outside => espada_hostpath::PortRole::Outside,
-        PortRole::Inside => espada_hostpath::PortRole::Inside,
-    }
-}
-
-fn dp_role(r: espada_hostpath::PortRole) -> PortRole {
-    match r {
-        espada_hostpath::PortRole::Outside => PortRole::Outside,
-        espada_hostpath::PortRole::Inside => PortRole::Inside,
-    }
-}
-
 /// True for an IPv4/IPv6 UDP frame to port 500 or 4500 (IKE, RFC 7296 §2; RFC 3948 §2.2).
 fn is_ike(frame: &[u8]) -> bool {
     let udp = match frame.get(12..14) {
@@ -164,10 +150,10 @@ impl Control {
             hops.extend(p.gateway4.iter().chain(p.gateway6.iter()).map(|g| (r, *g)));
         }
         for (r, ip) in hops {
-            self.host.resolve(host_role(r), ip, now, &mut self.out);
+            self.host.resolve(r, ip, now, &mut self.out);
         }
         for r in PortRole::ALL {
-            self.host.announce(host_role(r), &mut self.out);
+            self.host.announce(r, &mut self.out);
         }
         self.flush_host_output();
     }
@@ -226,8 +212,7 @@ impl Control {
                         );
                         continue;
                     }
-                    self.host
-                        .handle_frame(host_role(role), m.data(), now, &mut self.out);
+                    self.host.handle_frame(role, m.data(), now, &mut self.out);
                 }
             }
         }
@@ -239,7 +224,7 @@ impl Control {
             match e {
                 HostEvent::NeighborLearned { port, ip, mac } => {
                     let MacAddr(mac) = mac;
-                    let map = &mut self.tables.neighbors[dp_role(port) as usize];
+                    let map = &mut self.tables.neighbors[port as usize];
                     if map.insert(ip, mac) != Some(mac) {
                         info!(port = %port, %ip, mac = %MacAddr(mac), "neighbour learned");
                         self.dirty = true;
@@ -252,7 +237,7 @@ impl Control {
         }
         let mut bursts: [Burst; 2] = [Burst::new(), Burst::new()];
         for f in self.out.frames.drain(..) {
-            let role = dp_role(f.port);
+            let role = f.port;
             let Some(mut m) = self.pool.alloc() else {
                 warn!("mbuf pool empty: control frame not sent");
                 continue;
@@ -320,7 +305,7 @@ impl Control {
                 }
             }
             Event::NeighborMiss { port, ip } => {
-                self.host.resolve(host_role(port), ip, now, &mut self.out);
+                self.host.resolve(port, ip, now, &mut self.out);
             }
         }
     }

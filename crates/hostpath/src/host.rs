@@ -22,9 +22,9 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PortRole {
     /// Peer-facing port (IKE, ESP).
-    Outside,
+    Outside = 0,
     /// Cleartext-facing port.
-    Inside,
+    Inside = 1,
 }
 
 impl PortRole {
@@ -32,19 +32,21 @@ impl PortRole {
     pub const ALL: [PortRole; 2] = [PortRole::Outside, PortRole::Inside];
 
     fn index(self) -> usize {
+        self as usize
+    }
+
+    /// `"outside"` or `"inside"`.
+    pub fn name(self) -> &'static str {
         match self {
-            PortRole::Outside => 0,
-            PortRole::Inside => 1,
+            PortRole::Outside => "outside",
+            PortRole::Inside => "inside",
         }
     }
 }
 
 impl fmt::Display for PortRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PortRole::Outside => "outside",
-            PortRole::Inside => "inside",
-        })
+        f.write_str(self.name())
     }
 }
 
