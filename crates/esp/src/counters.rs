@@ -16,6 +16,7 @@ use crate::drop::DropReason;
 #[derive(Debug)]
 pub struct SaCounters {
     seq: AtomicU64,
+    replay_recent: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
     soft_expired_events: AtomicU64,
@@ -28,6 +29,8 @@ pub struct CountersSnapshot {
     /// Outbound: the last sequence number sent. Inbound: the highest sequence number accepted
     /// (the right edge of the replay window, RFC 4303 §3.4.3).
     pub seq: u64,
+    /// Inbound: [`crate::ReplayWindow::recent`] after the last accepted packet (0 outbound).
+    pub replay_recent: u64,
     /// Packets processed successfully.
     pub packets: u64,
     /// Inner bytes processed successfully.
@@ -66,6 +69,7 @@ impl SaCounters {
     pub fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
+            replay_recent: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             soft_expired_events: AtomicU64::new(0),
@@ -89,6 +93,11 @@ impl SaCounters {
     pub fn set_seq(&self, seq: u64) {
         self.seq.store(seq, Relaxed);
     }
+    /// Records the recent replay bitmap shown by `show sa` (owner worker only).
+    #[inline]
+    pub fn set_replay_recent(&self, bits: u64) {
+        self.replay_recent.store(bits, Relaxed);
+    }
     /// Counts one drop (owner worker only).
     #[inline]
     pub fn count_drop(&self, r: DropReason) {
@@ -107,6 +116,7 @@ impl SaCounters {
         }
         CountersSnapshot {
             seq: self.seq.load(Relaxed),
+            replay_recent: self.replay_recent.load(Relaxed),
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             soft_expired_events: self.soft_expired_events.load(Relaxed),

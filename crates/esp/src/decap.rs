@@ -247,6 +247,7 @@ impl InboundSa {
         let soft = self.lifetime.account(ilen);
         self.counters.count_packet(ilen);
         self.counters.set_seq(self.replay.highest());
+        self.counters.set_replay_recent(self.replay.recent());
         if soft {
             self.counters.count_soft_expired();
         }

@@ -110,6 +110,30 @@ impl ReplayWindow {
         }
     }
 
+    /// The 64 most recent positions of the window as a bitmap: bit *i* is set when sequence
+    /// number `highest - i` has been received (Cisco's "replay bitmap" in `show crypto ipsec
+    /// sa`). Two blocks and a shift: cheap enough to publish after every packet.
+    pub fn recent(&self) -> u64 {
+        if self.top == 0 {
+            return 0;
+        }
+        let block = self.top >> 6;
+        let w0 = self.bitmap[(block & self.mask) as usize];
+        let w1 = if block == 0 {
+            0
+        } else {
+            self.bitmap[((block - 1) & self.mask) as usize]
+        };
+        let v = (u128::from(w0) << 64) | u128::from(w1);
+        let bits = ((v >> ((self.top & 63) + 1)) as u64).reverse_bits();
+        // Positions before sequence number 1 do not exist.
+        if self.top < 64 {
+            bits & ((1u64 << self.top) - 1)
+        } else {
+            bits
+        }
+    }
+
     /// Highest sequence number received (0 = none).
     pub fn highest(&self) -> u64 {
         self.top
@@ -202,6 +226,32 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_bitmap_shows_the_last_64_positions() {
+        let mut w = ReplayWindow::new(1024, false).unwrap();
+        assert_eq!(w.recent(), 0);
+        for seq in (1..=10).filter(|&s| s != 5) {
+            let c = w.check(seq).unwrap();
+            w.commit(c);
+        }
+        // highest 10; 5 (bit 10 - 5 = 5) missing.
+        assert_eq!(w.recent(), 0b11_1101_1111);
+        for seq in 11..=200u32 {
+            if seq != 190 {
+                let c = w.check(seq).unwrap();
+                w.commit(c);
+            }
+        }
+        assert_eq!(w.recent(), !(1u64 << 10), "only 190 (= 200 - 10) missing");
+        // Across a block boundary: top 128 at bit 0 of a fresh block.
+        let mut w = ReplayWindow::new(64, false).unwrap();
+        for seq in [127u32, 128] {
+            let c = w.check(seq).unwrap();
+            w.commit(c);
+        }
+        assert_eq!(w.recent(), 0b11);
+    }
 
     fn recv(w: &mut ReplayWindow, seq: u32) -> Result<u64, DropReason> {
         let c = w.check(seq)?;

@@ -67,7 +67,7 @@ pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
                 esn: s.config.esn,
                 seq: c.seq,
                 replay_window: if s.inbound { s.config.replay_window } else { 0 },
-                replay_bitmap: None,
+                replay_bitmap: s.inbound.then(|| format!("{:016x}", c.replay_recent)),
                 lifetime: LifetimeView {
                     bytes: c.bytes,
                     packets: c.packets,

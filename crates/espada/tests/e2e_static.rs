@@ -254,6 +254,11 @@ fn replayed_tampered_and_unknown_spi_packets_are_dropped_counted_and_logged_once
     assert_eq!(inb.counters.drops.get("replayed"), Some(&1));
     assert_eq!(inb.counters.drops.get("auth_failed"), Some(&1));
     assert_eq!(inb.counters.packets, 3);
+    // Sequence numbers 1, 2, 3 accepted; the replay and the forged 10 changed nothing.
+    assert_eq!(
+        (inb.seq, inb.replay_bitmap.as_deref()),
+        (3, Some("0000000000000007"))
+    );
     let recent = &d.recent_unknown_spi;
     assert!(
         recent
