@@ -34,6 +34,7 @@ fn main() {
     println!("cargo::rerun-if-changed=wrapper.h");
     println!("cargo::rerun-if-changed=shim.c");
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo::rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
     // Raw cflags, not the pkg-config crate's probe: they carry `-include rte_config.h` and
     // `-march=corei7`, which DPDK's headers need.

@@ -137,3 +137,32 @@ fn queues_are_taken_once_and_mbuf_room_is_reported() {
     assert!(m.prepend(head + 1).is_none());
     assert_eq!(m.len(), 50, "a refused prepend changes nothing");
 }
+
+#[test]
+fn link_mac_and_extended_stats_are_reported() {
+    let eal = eal();
+    let pool = Mempool::new(eal, "xs_pool", 1023, 0, 2176).unwrap();
+    let id = eal.probe("net_null_xs0").unwrap();
+    let port = Port::configure(eal, id, &PortConfig::default(), &pool).unwrap();
+    port.start().unwrap();
+    assert_eq!(port.driver_name(), "net_null");
+    assert!(port.link().up, "a started null port reports link up");
+    assert_ne!(
+        port.mac(),
+        dpdk::MacAddr::default(),
+        "net_null has a random MAC"
+    );
+    // net_null generates packets on every RX poll: the counters must show them.
+    let mut rx = port.rx_queue(0).unwrap();
+    let mut b: Burst = Burst::new();
+    let n = rx.rx_burst(&mut b);
+    assert!(n > 0);
+    b.clear();
+    let x = port.xstats().unwrap();
+    let get = |name: &str| x.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(get("rx_good_packets"), Some(n as u64), "{x:?}");
+    assert_eq!(port.stats().unwrap().rx_packets, n as u64);
+    drop(rx);
+    port.stop().unwrap();
+    assert_eq!(pool.in_use(), 0);
+}
