@@ -115,7 +115,7 @@ pub struct TunnelView {
     pub local: IpAddr,
     /// `"udp-4500"` or `"esp"`.
     pub encapsulation: String,
-    /// Local traffic selectors, e.g. `10.1.0.0/16`.
+    /// Local traffic selectors, e.g. `192.0.2.0/24`.
     pub local_ts: Vec<String>,
     /// Remote traffic selectors.
     pub remote_ts: Vec<String>,

@@ -45,11 +45,11 @@ def payload(n, seed):
 
 def inner_packet(version, length_seed, plen, tos, df):
     if version == 4:
-        p = IP(src="10.1.0.1", dst="10.2.0.%d" % (1 + length_seed % 200), ttl=63, tos=tos,
+        p = IP(src="198.18.0.1", dst="198.19.0.%d" % (1 + length_seed % 200), ttl=63, tos=tos,
                id=length_seed & 0xFFFF, flags="DF" if df else 0)
         p = p / UDP(sport=1000 + length_seed, dport=53) / Raw(payload(plen, length_seed))
     else:
-        p = IPv6(src="fd00:1::1", dst="fd00:2::%x" % (1 + length_seed), hlim=63, tc=tos,
+        p = IPv6(src="2001:db8:1::1", dst="2001:db8:2::%x" % (1 + length_seed), hlim=63, tc=tos,
                  fl=length_seed & 0xFFFFF)
         if length_seed % 2:
             p = p / ICMPv6EchoRequest(id=length_seed, seq=1, data=payload(plen, length_seed))
