@@ -177,7 +177,23 @@ pub fn outside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
             _ => drop_dp(DpDrop::NotForUs),
         },
         _ if !ours => drop_dp(DpDrop::NotForUs),
-        Class::Esp { .. } => esp_in(m, cx, false),
+        Class::Esp {
+            spi,
+            seq,
+            udp_encap,
+            ..
+        } => esp_classified(
+            m,
+            cx,
+            false,
+            EspFacts {
+                src,
+                dst,
+                spi,
+                seq,
+                udp_encap,
+            },
+        ),
         Class::NatKeepalive => {
             cx.stats.add(Counter::NattKeepalives, 1);
             Verdict::Consumed
@@ -211,22 +227,60 @@ fn icmp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, _src: IpAddr) -> Verdict {
     }
 }
 
-/// An ESP packet (data at the outer IP header): decapsulate it if this worker owns its SA,
-/// hand it to the owner otherwise, classify it when no SA has its SPI.
+/// What classification learned of an ESP packet.
+#[derive(Clone, Copy)]
+struct EspFacts {
+    src: IpAddr,
+    dst: IpAddr,
+    spi: u32,
+    seq: u32,
+    udp_encap: bool,
+}
+
+/// An ESP packet (data at the outer IP header) handed over by another worker: classify it,
+/// then [`esp_classified`].
 pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
     let Some((src, dst)) = ip_addrs(m.data()) else {
         return drop_esp(DropReason::BadOuterHeader);
     };
-    let (spi, seq, udp_encap) = match classify(m.data()) {
+    match classify(m.data()) {
         Ok(Class::Esp {
             spi,
             seq,
             udp_encap,
             ..
-        }) => (spi, seq, udp_encap),
-        Ok(_) => return drop_esp(DropReason::NotEsp),
-        Err(r) => return drop_esp(r),
-    };
+        }) => esp_classified(
+            m,
+            cx,
+            handed_off,
+            EspFacts {
+                src,
+                dst,
+                spi,
+                seq,
+                udp_encap,
+            },
+        ),
+        Ok(_) => drop_esp(DropReason::NotEsp),
+        Err(r) => drop_esp(r),
+    }
+}
+
+/// A classified ESP packet: decapsulate it if this worker owns its SA, hand it to the owner
+/// otherwise, classify the SPI when no SA has it.
+fn esp_classified<B: PacketBuf>(
+    m: &mut B,
+    cx: &mut Ctx<'_>,
+    handed_off: bool,
+    f: EspFacts,
+) -> Verdict {
+    let EspFacts {
+        src,
+        dst,
+        spi,
+        seq,
+        udp_encap,
+    } = f;
     let Some(entry) = cx.t.inbound.get(&spi).copied() else {
         return unknown_spi(
             cx,
