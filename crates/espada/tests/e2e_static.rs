@@ -18,9 +18,9 @@ fn lan_to_peer(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize) {
         "--key",
         path_str(&key),
         "--src",
-        "198.51.100.1",
+        lab.box_outer,
         "--dst",
-        "198.51.100.2",
+        lab.peer_outer,
         "--timeout",
         "10",
     ];
@@ -81,9 +81,9 @@ fn peer_to_lan(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize, seq_st
         "--key",
         path_str(&key),
         "--src",
-        "198.51.100.2",
+        lab.peer_outer,
         "--dst",
-        "198.51.100.1",
+        lab.box_outer,
         "--inner-src",
         inner_src,
         "--inner-dst",
@@ -107,11 +107,12 @@ fn peer_to_lan(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize, seq_st
     );
 }
 
-fn both_ways(tag: &str, udp: bool) {
+fn both_ways(tag: &str, udp: bool, v6_outer: bool) {
     let mut lab = Lab::start(
         tag,
         LabOpts {
             udp,
+            v6_outer,
             ..Default::default()
         },
     );
@@ -146,12 +147,12 @@ fn both_ways(tag: &str, udp: bool) {
 
 #[test]
 fn raw_esp_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("raw", false);
+    both_ways("raw", false, false);
 }
 
 #[test]
 fn nat_t_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("natt", true);
+    both_ways("natt", true, false);
 }
 
 #[test]
@@ -293,4 +294,14 @@ fn replayed_tampered_and_unknown_spi_packets_are_dropped_counted_and_logged_once
                 && l.contains("spi=0xdead0002")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn raw_esp_over_ipv6_carries_ipv4_and_ipv6_both_ways_byte_exact() {
+    both_ways("raw6", false, true);
+}
+
+#[test]
+fn nat_t_over_ipv6_carries_ipv4_and_ipv6_both_ways_byte_exact() {
+    both_ways("natt6", true, true);
 }

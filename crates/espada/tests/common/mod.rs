@@ -26,6 +26,8 @@ pub struct TunnelSpec {
 
 pub struct LabOpts {
     pub udp: bool,
+    /// Tunnel over IPv6 (box 2001:db8:1::1, peer 2001:db8:1::2) instead of IPv4.
+    pub v6_outer: bool,
     pub workers: &'static [u32],
     pub rx_queues: Option<u16>,
     pub tunnels: Vec<TunnelSpec>,
@@ -35,6 +37,7 @@ impl Default for LabOpts {
     fn default() -> Self {
         LabOpts {
             udp: false,
+            v6_outer: false,
             workers: &[1],
             rx_queues: None,
             tunnels: vec![TunnelSpec {
@@ -166,6 +169,10 @@ pub struct Lab {
     pub peer: Netns,
     pub dir: PathBuf,
     pub udp: bool,
+    /// The box's outer address.
+    pub box_outer: &'static str,
+    /// The peer's outer address.
+    pub peer_outer: &'static str,
     pub daemon: Daemon,
 }
 
@@ -213,18 +220,38 @@ impl Lab {
             // The peer's kernel has no ESP: keep it from answering our ESP with ICMP.
             "iptables -A INPUT -p esp -j DROP",
             "iptables -A INPUT -p udp --dport 4500 -j DROP",
+            "ip6tables -A INPUT -p esp -j DROP",
+            "ip6tables -A INPUT -p udp --dport 4500 -j DROP",
         ] {
             peer.exec(&c.split(' ').collect::<Vec<_>>()).unwrap();
         }
         let dir = std::env::temp_dir().join(format!("espada-lab-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let (box_outer, peer_outer) = if o.v6_outer {
+            ("2001:db8:1::1", "2001:db8:1::2")
+        } else {
+            ("198.51.100.1", "198.51.100.2")
+        };
+        if o.v6_outer {
+            for c in [
+                "sysctl -qw net.ipv6.conf.peer0.disable_ipv6=0",
+                "ip addr add 2001:db8:1::2/64 dev peer0 nodad",
+            ] {
+                peer.exec(&c.split(' ').collect::<Vec<_>>()).unwrap();
+            }
+        }
+        let v6out = if o.v6_outer {
+            ", ipv6: 2001:db8:1::1/64"
+        } else {
+            ""
+        };
         let mut tunnels = String::new();
         for t in &o.tunnels {
             std::fs::write(dir.join(format!("{}-in.hex", t.name)), random_key()).unwrap();
             std::fs::write(dir.join(format!("{}-out.hex", t.name)), random_key()).unwrap();
             tunnels += &format!(
-                "  - name: {n}\n    peer: 198.51.100.2\n    encapsulation: {e}\n    local_ts: [192.0.2.0/24, 2001:db8:a::/64]\n    \
+                "  - name: {n}\n    peer: {peer_outer}\n    encapsulation: {e}\n    local_ts: [192.0.2.0/24, 2001:db8:a::/64]\n    \
                  remote_ts: [{r}]\n    static_sa:\n      inbound: {{ spi: {i:#x}, algorithm: aes128gcm16, key: {{ file: {n}-in.hex }} }}\n      \
                  outbound: {{ spi: {x:#x}, algorithm: aes128gcm16, key: {{ file: {n}-out.hex }} }}\n",
                 n = t.name,
@@ -232,6 +259,7 @@ impl Lab {
                 r = t.remote_ts.join(", "),
                 i = t.spi_in,
                 x = t.spi_out,
+                peer_outer = peer_outer,
             );
         }
         let rxq = o
@@ -241,7 +269,7 @@ impl Lab {
         let socket = dir.join("admin.sock");
         let yaml = format!(
             "appliance: {{ name: {tag}, lab: true }}\ncores: {{ control: 0, workers: {w:?} }}\nports:\n  \
-             outside: {{ device: \"net_af_packet0,iface=out0\", ipv4: 198.51.100.1/24{rxq} }}\n  \
+             outside: {{ device: \"net_af_packet0,iface=out0\", ipv4: 198.51.100.1/24{v6out}{rxq} }}\n  \
              inside: {{ device: \"net_af_packet1,iface=in0\", ipv4: 192.0.2.1/24, ipv6: 2001:db8:a::1/64{rxq} }}\n\
              tunnels:\n{tunnels}admin: {{ socket: {s} }}\n\
              dpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
@@ -256,6 +284,8 @@ impl Lab {
             peer,
             dir,
             udp: o.udp,
+            box_outer,
+            peer_outer,
             daemon,
         }
     }
