@@ -358,3 +358,51 @@ fn garbage_frames_never_panic_and_are_always_dropped_or_punted() {
         }
     }
 }
+
+#[test]
+fn soft_lifetime_reaches_the_control_thread_once_and_hard_lifetime_stops_the_sa() {
+    let limits = espada_esp::LifetimeLimits {
+        soft_packets: 3,
+        hard_packets: 5,
+        ..espada_esp::LifetimeLimits::UNLIMITED
+    };
+    let mut s = site_with_lifetime(1, false, limits);
+    let mut verdicts = Vec::new();
+    for i in 0..7u8 {
+        let mut m = from_peer(&mut s, &remote_to_lan(&[i; 20]));
+        verdicts.push(pipeline::outside_frame(&mut m, &mut s.ctx(0)));
+    }
+    let tx = Verdict::Tx(PortRole::Inside);
+    let expired = Verdict::Drop(Why::Esp(DropReason::LifetimeExpired));
+    assert_eq!(
+        verdicts,
+        vec![tx, tx, tx, tx, tx, expired, expired],
+        "exactly the hard limit is processed"
+    );
+    let ev = s.drain_events();
+    assert_eq!(
+        ev,
+        vec![Event::SoftExpired {
+            tunnel: 0,
+            spi: SPI_IN,
+            inbound: true
+        }],
+        "one soft-expiry event, at the third packet, for the inbound SA"
+    );
+    // The outbound SA has its own lifetime: the same happens on the encap side.
+    for _ in 0..3 {
+        let mut c = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &lan_to_remote(b"out")));
+        assert_eq!(
+            pipeline::inside_frame(&mut c, &mut s.ctx(0)),
+            Verdict::Tx(PortRole::Outside)
+        );
+    }
+    assert_eq!(
+        s.drain_events(),
+        vec![Event::SoftExpired {
+            tunnel: 0,
+            spi: SPI_OUT,
+            inbound: false
+        }]
+    );
+}

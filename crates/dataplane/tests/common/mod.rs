@@ -15,7 +15,7 @@ use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
-use espada_esp::{Backend, Direction, InboundSa, OutboundSa, SaConfig};
+use espada_esp::{Backend, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
 
 pub const BOX_OUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 pub const BOX_IN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -51,28 +51,21 @@ fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaC
 
 /// A site with `workers` workers; the tunnel's SAs live on `owner_of_spi(SPI_IN)`.
 pub fn site(workers: u16, udp: bool) -> Site {
+    site_with_lifetime(workers, udp, LifetimeLimits::UNLIMITED)
+}
+
+/// [`site`] whose box SAs (both directions) have the lifetime `limits`.
+pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Site {
+    let box_sa = |spi, dir| {
+        let mut c = sa_cfg(spi, dir, "198.51.100.1", "198.51.100.2", udp);
+        c.lifetime = limits;
+        c
+    };
     let owner = owner_of_spi(SPI_IN, workers);
     let mut slabs: Vec<Slab> = (0..workers).map(|_| Slab::default()).collect();
-    let inb = InboundSa::new(
-        sa_cfg(
-            SPI_IN,
-            Direction::Inbound,
-            "198.51.100.1",
-            "198.51.100.2",
-            udp,
-        ),
-        &KEY_IN,
-        Backend::Ring,
-    )
-    .unwrap();
+    let inb = InboundSa::new(box_sa(SPI_IN, Direction::Inbound), &KEY_IN, Backend::Ring).unwrap();
     let outb = OutboundSa::new(
-        sa_cfg(
-            SPI_OUT,
-            Direction::Outbound,
-            "198.51.100.1",
-            "198.51.100.2",
-            udp,
-        ),
+        box_sa(SPI_OUT, Direction::Outbound),
         &KEY_OUT,
         Backend::Ring,
     )
