@@ -100,15 +100,4 @@ impl Slab {
     pub fn outbound(&mut self, slot: u32) -> Option<&mut OutboundSa> {
         self.outbound.get_mut(slot as usize)?.as_deref_mut()
     }
-
-    /// Number of SAs held (both directions).
-    pub fn len(&self) -> usize {
-        self.inbound.iter().filter(|s| s.is_some()).count()
-            + self.outbound.iter().filter(|s| s.is_some()).count()
-    }
-
-    /// True when no SA is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

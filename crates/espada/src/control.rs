@@ -3,7 +3,8 @@
 //! Each turn of its loop it
 //! 1. takes punted frames from every worker and gives them to the host stack (ARP, IPv6
 //!    neighbour discovery, ICMP echo to the box), sending the answers on its own TX queue of
-//!    each port; IKE frames are counted (the IKEv2 daemon comes with the IKEv2 issue);
+//!    each port; IKE frames are dropped with a debug log line (the IKEv2 issue handles them; the
+//!    workers' `punted` counter counts them);
 //! 2. drains every worker's events: unknown-SPI samples go to the rate-limited log, soft
 //!    expiries are logged for the rekey scheduler, ICMP errors are accounted to their tunnel
 //!    (path MTU), neighbour misses start ARP/ND resolution;
@@ -81,8 +82,6 @@ pub struct Control {
     pub unknown: UnknownSpiLog,
     /// The admin socket.
     pub admin: Option<AdminServer>,
-    /// IKE frames received (not yet handled: the IKEv2 issue).
-    pub ike_frames: u64,
     out: HostOutput,
     last_host_poll: Option<Instant>,
     dirty: bool,
@@ -129,7 +128,6 @@ impl Control {
             runtime,
             unknown,
             admin,
-            ike_frames: 0,
             out: HostOutput::default(),
             last_host_poll: None,
             dirty: false,
@@ -205,7 +203,6 @@ impl Control {
                 work = true;
                 for m in b.drain() {
                     if is_ike(m.data()) {
-                        self.ike_frames += 1;
                         debug!(
                             port = role.name(),
                             "IKE frame received (IKEv2 not implemented yet)"

@@ -11,8 +11,7 @@ use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
 use espada_esp::{
-    Backend, DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig,
-    SaCounters,
+    DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters,
 };
 
 /// What `show sa` needs to know about an installed SA (no key material).
@@ -32,8 +31,6 @@ pub struct SaInfo {
     pub config: SaConfig,
     /// The SA's live counters (written by the owner).
     pub counters: Arc<SaCounters>,
-    /// Crypto backend.
-    pub backend: Backend,
 }
 
 /// The queue layout of one port.
@@ -67,6 +64,20 @@ fn is_af_packet(d: &Device) -> bool {
     matches!(d, Device::Vdev { name, .. } if name.starts_with("net_af_packet"))
 }
 
+/// The queue pairs of an af_packet device (its `qpairs` argument, else one per worker plus
+/// one for the control thread); `None` for other devices.
+fn af_packet_qpairs(d: &Device, workers: u16) -> Option<u16> {
+    match d {
+        Device::Vdev { args, .. } if is_af_packet(d) => Some(
+            args.iter()
+                .find(|(k, _)| k == "qpairs")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(workers + 1),
+        ),
+        _ => None,
+    }
+}
+
 /// The EAL `--vdev` / `-a` argument of a device and the name its port is found by.
 fn device_args(d: &Device, workers: u16) -> (Vec<String>, String) {
     match d {
@@ -91,18 +102,7 @@ fn device_args(d: &Device, workers: u16) -> (Vec<String>, String) {
 pub fn queue_plan(device: &Device, rx_queues: Option<u16>, workers: u16) -> QueuePlan {
     let pollers = rx_queues.unwrap_or(workers).clamp(1, workers);
     let tx_queues = workers + 1;
-    let rxq = if is_af_packet(device) {
-        match device {
-            Device::Vdev { args, .. } => args
-                .iter()
-                .find(|(k, _)| k == "qpairs")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(tx_queues),
-            Device::Pci { .. } => tx_queues,
-        }
-    } else {
-        pollers
-    };
+    let rxq = af_packet_qpairs(device, workers).unwrap_or(pollers);
     let mut rx_by_worker = vec![Vec::new(); workers as usize];
     for q in 0..rxq {
         rx_by_worker[(q % pollers) as usize].push(q);
@@ -241,7 +241,6 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 algorithm: ialg,
                 config: ic,
                 counters: inb.counters().clone(),
-                backend: DEFAULT_BACKEND,
             });
             sas.push(SaInfo {
                 tunnel: id,
@@ -251,7 +250,6 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 algorithm: oalg,
                 config: oc,
                 counters: outb.counters().clone(),
-                backend: DEFAULT_BACKEND,
             });
             let inb_ref = SaRef {
                 owner,
