@@ -1,0 +1,1 @@
+//! The IKEv2 wire format (RFC 7296 §3).
