@@ -5,13 +5,15 @@
 //! emitted as zero): [`header`], [`sa`], [`ke`], [`id`], [`auth`], [`nonce`], [`notify`],
 //! [`delete`], [`vendor`], [`ts`], [`sk`]; the generic payload header and chains in
 //! [`payload`]; whole messages in [`message`]. [`enums`] holds the IANA registries and
-//! [`codec`] the bounded reader and writer.
+//! [`codec`] the bounded reader and writer. [`protect`] encrypts and decrypts messages (the
+//! SK payload, RFC 5282) and [`fragment`] splits and reassembles them (RFC 7383).
 
 pub mod auth;
 pub mod codec;
 pub mod delete;
 pub mod enums;
 pub mod error;
+pub mod fragment;
 pub mod header;
 pub mod id;
 pub mod ke;
@@ -19,6 +21,7 @@ pub mod message;
 pub mod nonce;
 pub mod notify;
 pub mod payload;
+pub mod protect;
 pub mod sa;
 pub mod sk;
 pub mod ts;
@@ -31,6 +34,7 @@ pub use enums::{
     PrfId, ProtocolId, TransformType, TsType,
 };
 pub use error::ParseError;
+pub use fragment::{Reassembler, ReassemblyStats, seal_fragments};
 pub use header::Header;
 pub use id::Identification;
 pub use ke::KePayload;
@@ -38,6 +42,7 @@ pub use message::Message;
 pub use nonce::Nonce;
 pub use notify::Notify;
 pub use payload::{Payload, emit_payloads, parse_payloads};
+pub use protect::{ProtectError, open, seal};
 pub use sa::{Attribute, AttributeValue, Proposal, SaPayload, Transform};
 pub use sk::{Encrypted, EncryptedFragment};
 pub use ts::{TrafficSelector, TrafficSelectors};
