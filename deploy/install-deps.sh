@@ -9,6 +9,7 @@ APT_PACKAGES=(
   iproute2 ethtool iputils-ping iptables
   python3 python3-pip
   tcpdump
+  charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins # deploy/lab/ike
 )
 
 missing=()
