@@ -22,6 +22,7 @@ pub mod nonce;
 pub mod notify;
 pub mod payload;
 pub mod protect;
+pub mod rules;
 pub mod sa;
 pub mod sk;
 pub mod ts;
