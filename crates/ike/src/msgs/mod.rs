@@ -14,6 +14,7 @@ pub mod delete;
 pub mod enums;
 pub mod error;
 pub mod fragment;
+pub mod fuzz_check;
 pub mod header;
 pub mod id;
 pub mod ke;
