@@ -10,7 +10,19 @@
 //!   groups 14, 19, 20 and 31, AES-GCM-16 for the SK payload, PSK authentication (§2.15).
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
+pub mod cookie;
 pub mod crypto;
+pub mod exchange;
 pub mod msgs;
+pub mod nat;
+pub mod proposal;
 pub mod rng;
 pub mod secret;
+pub mod ts;
+
+/// UDP port of IKE (RFC 7296 §2).
+pub const IKE_PORT: u16 = 500;
+/// UDP port of IKE and ESP after NAT detection (RFC 3948, RFC 7296 §2.23).
+pub const NATT_PORT: u16 = 4500;
