@@ -276,7 +276,21 @@ fn mutate(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
     b
 }
 
+/// 1024 cases by default (they are cheap); PROPTEST_CASES overrides.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
+    #![proptest_config(config())]
+
     #[test]
     fn generated_messages_round_trip(m in message()) {
         let bytes = m.emit();

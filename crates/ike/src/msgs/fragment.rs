@@ -80,8 +80,9 @@ pub fn seal_fragments(
     let total = u16::try_from(pieces.len()).unwrap_or(u16::MAX);
     pieces
         .iter()
-        .zip(1u16..)
-        .map(|(chunk, number)| {
+        .enumerate()
+        .map(|(i, chunk)| {
+            let number = u16::try_from(i + 1).unwrap_or(u16::MAX);
             let next = if number == 1 {
                 first
             } else {

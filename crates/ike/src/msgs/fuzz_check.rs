@@ -21,11 +21,20 @@ use super::protect;
 /// themselves must never panic.
 pub fn message_round_trip(data: &[u8]) -> bool {
     let body = data.get(28..).unwrap_or(&[]);
-    for first in [PayloadType::SA, PayloadType::NOTIFY, PayloadType::SK, PayloadType(200)] {
+    for first in [
+        PayloadType::SA,
+        PayloadType::NOTIFY,
+        PayloadType::SK,
+        PayloadType(200),
+    ] {
         if let Ok(payloads) = parse_payloads(first, body) {
             let mut out = Vec::new();
             emit_payloads(&payloads, &mut out);
-            assert_eq!(parse_payloads(first, &out).as_ref(), Ok(&payloads), "chain round trip");
+            assert_eq!(
+                parse_payloads(first, &out).as_ref(),
+                Ok(&payloads),
+                "chain round trip"
+            );
         }
     }
     let Ok(msg) = Message::parse(data) else {

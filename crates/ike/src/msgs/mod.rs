@@ -7,6 +7,8 @@
 //! [`payload`]; whole messages in [`message`]. [`enums`] holds the IANA registries and
 //! [`codec`] the bounded reader and writer. [`protect`] encrypts and decrypts messages (the
 //! SK payload, RFC 5282) and [`fragment`] splits and reassembles them (RFC 7383).
+//! [`rules`] says which payloads each exchange's messages may carry; [`fuzz_check`] holds
+//! the properties the fuzz targets check.
 
 pub mod auth;
 pub mod codec;
