@@ -11,6 +11,7 @@ fi
 deploy/install-deps.sh
 
 export ESPADA_REQUIRE_SCAPY=1 # the scapy interop tests fail instead of skipping
+export ESPADA_REQUIRE_STRONGSWAN=1 # so do the strongSwan (charon) interop tests of espada-ike
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
