@@ -65,6 +65,8 @@ pub struct ChildSa {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's side.
     pub remote_ts: Vec<TrafficSelector>,
+    /// The outbound SA is in the data plane (a redundant SA has only its inbound one).
+    pub outbound_installed: bool,
     /// The tunnel sends on this SA.
     pub outbound_active: bool,
     /// Our rekey of it is outstanding.
@@ -166,10 +168,12 @@ fn install(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut c: ChildSa, keys: ChildSaKeys,
     match how {
         Install::Active => {
             ctx.out.action(Action::InstallOutbound(params(sa, &c, c.spi_out, k_out, false)));
+            c.outbound_installed = true;
             switch_to(sa, ctx.out, &mut c);
         }
         Install::Standby => {
             ctx.out.action(Action::InstallOutbound(params(sa, &c, c.spi_out, k_out, false)));
+            c.outbound_installed = true;
         }
         Install::InboundOnly => c.redundant = true,
     }
@@ -203,6 +207,7 @@ fn child_base(sa: &IkeSa, id: ChildId, spi_in: u32, chosen: &ChosenEsp, local_ts
         pfs: chosen.dh,
         local_ts,
         remote_ts,
+        outbound_installed: false,
         outbound_active: false,
         rekeying: false,
         peer_rekey: None,
@@ -413,13 +418,14 @@ fn send_child_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, cfg: &PeerConfig, mut r
     sa.send_request(ctx, ExchangeType::CREATE_CHILD_SA, payloads, InFlight::Child(req));
 }
 
-/// Rekeys the current SA of tunnel `id` (nothing to do if it is already being replaced).
+/// Rekeys the SA tunnel `id` sends on. Nothing to do when there is none, or when it is
+/// already being replaced (a standby successor is not rekeyed before it is in use: the peer
+/// may not even have our response that created it).
 pub(crate) fn start_rekey(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId) {
     let candidate = sa
         .children
         .iter()
-        .filter(|c| c.id == id && c.is_current() && !c.rekeying && c.peer_rekey.is_none())
-        .max_by_key(|c| c.outbound_active)
+        .find(|c| c.id == id && c.outbound_active && c.is_current() && !c.rekeying && c.peer_rekey.is_none())
         .map(|c| c.spi_in);
     if let Some(spi) = candidate {
         start_create(sa, ctx, id, Some(spi));
@@ -459,6 +465,17 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
         }
         ctx.spis.release(req.spi_in);
         ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: ty, by_peer: true });
+        if let Some(i) = old_idx
+            && sa.children[i].peer_rekey.is_some()
+        {
+            // We answered the peer's rekey of this SA: its SA is the successor, and the peer
+            // deletes the old one (§2.25.1).
+            let o = &mut sa.children[i];
+            o.replaced = true;
+            o.peer_deletes = true;
+            o.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+            return;
+        }
         match (ty, old_idx) {
             (NotifyType::TEMPORARY_FAILURE, Some(i)) => {
                 // Retry unless the peer's own rekey is replacing the SA (§2.25.1).
@@ -760,7 +777,9 @@ pub(crate) fn remove_child(sa: &mut IkeSa, out: &mut Outputs, spis: &mut dyn Spi
         }
     }
     out.action(Action::RetireInbound { child: c.id, spi: c.spi_in });
-    out.action(Action::RemoveOutbound { child: c.id, spi: c.spi_out });
+    if c.outbound_installed {
+        out.action(Action::RemoveOutbound { child: c.id, spi: c.spi_out });
+    }
     spis.release(c.spi_in);
     if !sa.children.iter().any(|o| o.id == c.id) {
         let reason = if c.replaced || c.redundant { DeleteReason::Rekeyed } else { reason };

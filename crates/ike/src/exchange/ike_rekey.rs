@@ -21,6 +21,11 @@ pub(crate) struct IkeRekeyRequest {
     collision: Option<(IkeSaId, [Vec<u8>; 2])>,
 }
 
+/// The peer's new IKE SA, if we answered its rekey while this request was outstanding.
+pub(crate) fn collided_with(req: &IkeRekeyRequest) -> Option<IkeSaId> {
+    req.collision.as_ref().map(|(id, _)| *id)
+}
+
 fn notify(ty: NotifyType) -> Vec<Payload> {
     vec![Payload::Notify(Notify::new(ty, Vec::new()))]
 }
@@ -78,7 +83,7 @@ fn hand_over(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: &mut IkeSa) {
     to.adopt_tasks(tasks);
     sa.state = State::Rekeyed;
     sa.expires = Some(ctx.now + ctx.config.delete_timeout);
-    ctx.out.event(Event::IkeRekeyed { old: sa.id, new: to.id(), spis: to.spis() });
+    ctx.out.event(Event::IkeRekeyed { old: sa.id, new: to.id() });
 }
 
 /// The answer to our IKE SA rekey.
@@ -103,7 +108,16 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: IkeRekeyRe
             ctx.out.stats.temporary_failure_received += 1;
         }
         ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: ty, by_peer: true });
-        if ty == NotifyType::TEMPORARY_FAILURE && req.collision.is_none() && sa.is_established() {
+        if let Some((winner, _)) = req.collision {
+            // We answered the peer's rekey of this IKE SA: with ours failed, the peer's new
+            // IKE SA is the successor (§2.25.2).
+            ctx.adopt_by = Some(winner);
+            sa.state = State::Rekeyed;
+            sa.expires = Some(ctx.now + ctx.config.delete_timeout);
+            ctx.out.event(Event::IkeRekeyed { old: sa.id, new: winner });
+            return;
+        }
+        if ty == NotifyType::TEMPORARY_FAILURE && sa.is_established() {
             let base = ctx.config.temporary_failure_retry;
             let jitter = base.mul_f64(f64::from(ctx.rng.next_u32()) / f64::from(u32::MAX));
             sa.queue_task(ctx, ctx.now + base + jitter, Task::RekeyIke);

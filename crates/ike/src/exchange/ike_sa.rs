@@ -15,7 +15,9 @@ use crate::crypto::aead::SkAead;
 use crate::crypto::prf::PrfAlg;
 use crate::msgs::fragment::{Reassembler, seal_fragments};
 use crate::msgs::protect::{self, ProtectError};
-use crate::msgs::{ExchangeType, Header, Message, Notify, NotifyType, Payload, PayloadType};
+use crate::msgs::{
+    ExchangeType, Header, Message, Notify, NotifyType, ParseError, Payload, PayloadType,
+};
 use crate::proposal::Cipher;
 use crate::secret::Secret;
 
@@ -265,10 +267,11 @@ impl IkeSa {
 
     /// The earliest time this SA wants [`super::Endpoint::handle_timeout`].
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let queued = if self.pending.is_none() && matches!(self.state, State::Established | State::Rekeyed) {
-            self.queue.iter().map(|(t, _)| *t).min()
-        } else {
-            None
+        let queued = match self.state {
+            _ if self.pending.is_some() => None,
+            State::Established => self.queue.iter().map(|(t, _)| *t).min(),
+            State::Rekeyed => self.queue.iter().find(|(_, t)| *t == Task::DeleteIke).map(|(t, _)| *t),
+            _ => None,
         };
         [
             self.pending.as_ref().map(|p| p.deadline),
@@ -524,29 +527,43 @@ impl IkeSa {
         self.kick(ctx);
     }
 
-    fn decrypt(&mut self, ctx: &mut Ctx<'_>, data: &[u8], header: &Header, response: bool) -> Option<Message> {
-        let keys = self.keys.as_ref()?;
+    /// Opens an encrypted message (reassembling fragments). `Err(Some(e))`: it is authentic
+    /// but malformed inside, the peer's own error, answered with `e`'s notify when it is a
+    /// request (§2.21.2); `Err(None)`: drop it (forged, corrupted or incomplete).
+    fn decrypt(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        data: &[u8],
+        header: &Header,
+        response: bool,
+    ) -> Result<Message, Option<ParseError>> {
+        let Some(keys) = self.keys.as_ref() else { return Err(None) };
         let result = if header.next_payload == PayloadType::SKF {
             let r = if response { &mut self.reasm_responses } else { &mut self.reasm_requests };
-            r.add(data, &keys.enc_in).transpose()?
+            match r.add(data, &keys.enc_in) {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => return Err(None),
+                Err(e) => Err(e),
+            }
         } else {
             protect::open(data, &keys.enc_in)
         };
-        match result {
-            Ok(m) => Some(m),
-            Err(ProtectError::IntegrityCheckFailed) => {
-                ctx.out.stats.integrity_failed += 1;
-                None
+        result.map_err(|e| {
+            let s = &mut ctx.out.stats;
+            match e {
+                ProtectError::IntegrityCheckFailed => s.integrity_failed += 1,
+                ProtectError::Inner(p) | ProtectError::Parse(p)
+                    if p.notify() == NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD =>
+                {
+                    s.unsupported_critical += 1
+                }
+                _ => s.invalid_syntax += 1,
             }
-            Err(ProtectError::Parse(e)) if e.notify() == NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD => {
-                ctx.out.stats.unsupported_critical += 1;
-                None
+            match e {
+                ProtectError::Inner(p) => Some(p),
+                _ => None,
             }
-            Err(_) => {
-                ctx.out.stats.invalid_syntax += 1;
-                None
-            }
-        }
+        })
     }
 
     fn handle_response(
@@ -569,7 +586,7 @@ impl IkeSa {
             }
             return;
         }
-        let Some(msg) = self.decrypt(ctx, data, header, true) else { return };
+        let Ok(msg) = self.decrypt(ctx, data, header, true) else { return };
         let Some(p) = self.pending.take() else { return };
         match p.task {
             InFlight::SaInit => {
@@ -614,7 +631,25 @@ impl IkeSa {
             ctx.out.stats.out_of_window += 1;
             return;
         }
-        let Some(msg) = self.decrypt(ctx, data, header, false) else { return };
+        let msg = match self.decrypt(ctx, data, header, false) {
+            Ok(m) => m,
+            Err(None) => return,
+            Err(Some(e)) => {
+                self.peer_next_mid = mid.wrapping_add(1);
+                let n = Notify::new(e.notify(), e.notify_data());
+                self.respond(ctx, header.exchange, mid, vec![Payload::Notify(n)]);
+                return;
+            }
+        };
+        // Authenticated: a NAT may have moved the peer (§2.23); the response goes where the
+        // request came from.
+        if local.port() == crate::NATT_PORT {
+            self.natt = true;
+        }
+        if self.natt && (self.remote != remote || self.local != local) {
+            self.remote = remote;
+            self.local = local;
+        }
         if let Err(e) = crate::msgs::rules::check(header.exchange, false, &msg.payloads) {
             ctx.out.stats.invalid_syntax += 1;
             if !matches!(self.state, State::HalfOpen(_)) {
@@ -625,7 +660,6 @@ impl IkeSa {
             return;
         }
         self.peer_next_mid = mid.wrapping_add(1);
-        let _ = (local, remote);
         super::child::on_peer_request(self, ctx);
         let response = match (&self.state, header.exchange) {
             (State::HalfOpen(_), ExchangeType::IKE_AUTH) => super::auth::respond(self, ctx, &msg),
@@ -639,7 +673,23 @@ impl IkeSa {
         };
         self.respond(ctx, header.exchange, mid, response);
         if self.closing {
-            let reason = if matches!(self.state, State::Rekeyed) { DeleteReason::Rekeyed } else { DeleteReason::Peer };
+            // Deleted while our rekey of it was outstanding and after we answered the peer's:
+            // the peer's rekey won, its new IKE SA takes the CHILD_SAs (§2.8.2, §2.25.2).
+            if let Some(InFlight::IkeRekey(req)) = self.pending.as_ref().map(|p| &p.task)
+                && let Some(winner) = super::ike_rekey::collided_with(req)
+            {
+                ctx.adopt_by = Some(winner);
+                ctx.out.event(Event::IkeRekeyed { old: self.id, new: winner });
+            }
+            if ctx.adopt_by.is_some() {
+                // The endpoint moves the CHILD_SAs once this call returns.
+                ctx.out.event(Event::IkeDeleted { ike: self.id, reason: DeleteReason::Rekeyed });
+                self.state = State::Gone;
+                self.pending = None;
+                return;
+            }
+            let reason =
+                if matches!(self.state, State::Rekeyed) { DeleteReason::Rekeyed } else { DeleteReason::Peer };
             self.discard(reason, ctx.out, ctx.spis);
             return;
         }

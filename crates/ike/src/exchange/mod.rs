@@ -239,8 +239,9 @@ impl Endpoint {
         }
         let remote_id = initial_contact.then(|| sa.remote_identity().cloned()).flatten();
         if let Some(target) = adopt_by.and_then(|t| self.sas.get_mut(&t)) {
-            let children = sa.take_children();
+            let (children, tasks) = sa.take_children_and_tasks();
             target.adopt_children(children);
+            target.adopt_tasks(tasks);
         }
         if sa.is_gone() {
             self.by_local_spi.retain(|_, v| *v != id);

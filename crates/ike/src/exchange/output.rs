@@ -125,8 +125,6 @@ pub enum Event {
         old: IkeSaId,
         /// The new one.
         new: IkeSaId,
-        /// Its SPIi, SPIr.
-        spis: (u64, u64),
     },
     /// An IKE SA is gone.
     IkeDeleted {

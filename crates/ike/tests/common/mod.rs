@@ -219,7 +219,10 @@ impl Pair {
             self.apply(side, a);
         }
         while let Some(t) = self.ep[side.idx()].poll_transmit() {
-            self.log(format!("{side:?} sends {} bytes to {}", t.payload.len(), t.remote));
+            let body = if t.local.port() == 4500 { &t.payload[4..] } else { &t.payload[..] };
+            let h = espada_ike::msgs::Header::parse(body).ok();
+            let what = h.map(|h| format!("{:?} mid {} {} spi_i {:016x}", h.exchange, h.message_id, if h.is_response() { "response" } else { "request" }, h.spi_i)).unwrap_or_default();
+            self.log(format!("{side:?} sends {what}"));
             self.send(side.other(), Wire::Ike(t), true);
         }
         while let Some(e) = self.ep[side.idx()].poll_event() {
@@ -323,7 +326,19 @@ impl Pair {
 
     /// Advances time to `until`, delivering datagrams and firing timers in order.
     pub fn run_until(&mut self, until: Instant) {
+        let mut spins = 0u32;
+        let mut last = self.now;
         loop {
+            if self.now == last {
+                spins += 1;
+                if spins > 100_000 {
+                    self.violation(format!("no progress at {:?}: a timer fires without effect", self.now - self.start));
+                    return;
+                }
+            } else {
+                spins = 0;
+                last = self.now;
+            }
             let next_net = self.net.iter().map(|(t, s, _, _)| (*t, *s)).min();
             let next_timer = [self.ep[0].poll_timeout(), self.ep[1].poll_timeout()].into_iter().flatten().min();
             let next = match (next_net, next_timer) {
