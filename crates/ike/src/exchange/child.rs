@@ -591,7 +591,7 @@ fn complete_create(
 /// A CREATE_CHILD_SA request from the peer: an IKE SA rekey, a CHILD_SA rekey or a new one.
 pub(crate) fn dispatch_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Payload> {
     let ike_rekey = msg.first_sa().is_some_and(|s| s.proposals.iter().any(|p| p.protocol == ProtocolId::IKE));
-    if !sa.is_established() {
+    if !sa.is_established() || sa.awaiting_children {
         ctx.out.stats.temporary_failure_sent += 1;
         return notify(NotifyType::TEMPORARY_FAILURE);
     }

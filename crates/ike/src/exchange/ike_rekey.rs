@@ -213,6 +213,7 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
             ctx.out.stats.rekey_collisions += 1;
             req.collision = Some((theirs.id(), [ni, nr.clone()]));
             theirs.expires = Some(ctx.now + ctx.config.delete_timeout);
+            theirs.awaiting_children = true;
         }
         _ => hand_over(sa, ctx, &mut theirs),
     }

@@ -98,6 +98,12 @@ pub struct IkeSa {
     pub(crate) peer_fragmentation: bool,
     /// The peer deleted this IKE SA; it goes once the response is sent.
     pub(crate) closing: bool,
+    /// Born from the peer's rekey in a collision that is not decided yet: if it wins, the
+    /// CHILD_SAs come over from the old IKE SA. Until then CHILD_SA requests get
+    /// TEMPORARY_FAILURE and DELETEs of CHILD_SAs wait in `deferred_deletes`.
+    pub(crate) awaiting_children: bool,
+    /// ESP SPIs (our outbound) the peer deleted while `awaiting_children`.
+    pub(crate) deferred_deletes: Vec<u32>,
     pub(crate) state: State,
     pub(crate) keys: Option<SaKeys>,
     pub(crate) remote_identity: Option<Identity>,
@@ -153,6 +159,8 @@ impl IkeSa {
             nat_detected: false,
             peer_fragmentation: false,
             closing: false,
+            awaiting_children: false,
+            deferred_deletes: Vec::new(),
             state,
             keys: None,
             remote_identity: None,
@@ -176,9 +184,10 @@ impl IkeSa {
 
     pub(crate) fn adopt_children(&mut self, children: Vec<ChildSa>) {
         let id = self.id;
-        if !children.is_empty() {
+        if self.awaiting_children {
             // It won a rekey collision: it is no longer expected to be deleted.
             self.expires = None;
+            self.awaiting_children = false;
         }
         self.children.extend(children.into_iter().map(|mut c| {
             c.ike = id;
@@ -724,7 +733,8 @@ impl IkeSa {
                     DeleteReason::HalfOpenTimeout
                 }
                 State::Rekeyed => DeleteReason::Rekeyed,
-                _ => DeleteReason::PeerDead,
+                // A new IKE SA that lost a rekey collision and was not deleted by the peer.
+                _ => DeleteReason::Redundant,
             };
             self.discard(reason, ctx.out, ctx.spis);
             return;
@@ -733,15 +743,19 @@ impl IkeSa {
         self.kick(ctx);
     }
 
-    /// Moves CHILD_SAs out (to the IKE SA that replaces this one, §2.8.2).
-    pub(crate) fn take_children(&mut self) -> Vec<ChildSa> {
-        std::mem::take(&mut self.children)
-    }
-
     /// Moves CHILD_SAs and queued CHILD_SA requests out (the IKE SA was rekeyed).
     pub(crate) fn take_children_and_tasks(&mut self) -> (Vec<ChildSa>, Vec<(Instant, Task)>) {
         let tasks = self.queue.drain(..).filter(|(_, t)| !matches!(t, Task::DeleteIke | Task::RekeyIke)).collect();
         (std::mem::take(&mut self.children), tasks)
+    }
+
+    /// Carries out DELETEs of CHILD_SAs that arrived before the CHILD_SAs did.
+    pub(crate) fn apply_deferred_deletes(&mut self, out: &mut Outputs, spis: &mut dyn SpiAllocator) {
+        for spi in std::mem::take(&mut self.deferred_deletes) {
+            if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
+                super::child::remove_child(self, out, spis, i, DeleteReason::Peer);
+            }
+        }
     }
 
     /// Takes over queued requests from the IKE SA this one replaces.

@@ -53,6 +53,8 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
                     if let Some(i) = sa.children.iter().position(|c| c.spi_out == spi) {
                         ours.push(sa.children[i].spi_in);
                         remove_child(sa, ctx.out, ctx.spis, i, DeleteReason::Peer);
+                    } else if sa.awaiting_children {
+                        sa.deferred_deletes.push(spi);
                     }
                 }
             }

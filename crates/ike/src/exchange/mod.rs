@@ -242,6 +242,7 @@ impl Endpoint {
             let (children, tasks) = sa.take_children_and_tasks();
             target.adopt_children(children);
             target.adopt_tasks(tasks);
+            target.apply_deferred_deletes(&mut self.out, self.spis.as_mut());
         }
         if sa.is_gone() {
             self.by_local_spi.retain(|_, v| *v != id);
