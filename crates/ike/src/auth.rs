@@ -46,9 +46,16 @@ impl Authenticator {
         match self {
             Authenticator::Psk(psk) => AuthPayload {
                 method: AuthMethod::SHARED_KEY_MIC,
-                data: psk_auth(prf, psk.expose(), o.real_message, o.peer_nonce, o.sk_p, o.id_body)
-                    .expose()
-                    .to_vec(),
+                data: psk_auth(
+                    prf,
+                    psk.expose(),
+                    o.real_message,
+                    o.peer_nonce,
+                    o.sk_p,
+                    o.id_body,
+                )
+                .expose()
+                .to_vec(),
             },
         }
     }

@@ -24,7 +24,9 @@ pub struct CookieJar {
 
 impl core::fmt::Debug for CookieJar {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CookieJar").field("version", &self.current.0).finish_non_exhaustive()
+        f.debug_struct("CookieJar")
+            .field("version", &self.current.0)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,11 @@ fn compute(version: u8, secret: &[u8], ni: &[u8], ip: IpAddr, spi_i: u64) -> Vec
 impl CookieJar {
     /// A jar with a first secret drawn from `rng`.
     pub fn new(rng: &mut dyn Random) -> Self {
-        CookieJar { current: (0, fresh(rng)), previous: None, rotated_at: None }
+        CookieJar {
+            current: (0, fresh(rng)),
+            previous: None,
+            rotated_at: None,
+        }
     }
 
     /// Changes the secret when `period` has passed since the last change.
@@ -74,7 +80,9 @@ impl CookieJar {
 
     /// Whether `cookie` was made by this jar (current or previous secret) for this initiator.
     pub fn check(&self, cookie: &[u8], ni: &[u8], ip: IpAddr, spi_i: u64) -> bool {
-        let Some(&version) = cookie.first() else { return false };
+        let Some(&version) = cookie.first() else {
+            return false;
+        };
         [Some(&self.current), self.previous.as_ref()]
             .into_iter()
             .flatten()
@@ -102,15 +110,29 @@ mod tests {
         let c = jar.make(b"nonce-nonce-nonce", ip, 77);
         assert!(jar.check(&c, b"nonce-nonce-nonce", ip, 77));
         assert!(!jar.check(&c, b"nonce-nonce-noncf", ip, 77));
-        assert!(!jar.check(&c, b"nonce-nonce-nonce", "198.51.100.4".parse().unwrap(), 77));
+        assert!(!jar.check(
+            &c,
+            b"nonce-nonce-nonce",
+            "198.51.100.4".parse().unwrap(),
+            77
+        ));
         assert!(!jar.check(&c, b"nonce-nonce-nonce", ip, 78));
         jar.rotate(t0 + Duration::from_secs(30), p, &mut rng);
-        assert!(jar.check(&c, b"nonce-nonce-nonce", ip, 77), "no rotation before the period");
+        assert!(
+            jar.check(&c, b"nonce-nonce-nonce", ip, 77),
+            "no rotation before the period"
+        );
         jar.rotate(t0 + p, p, &mut rng);
-        assert!(jar.check(&c, b"nonce-nonce-nonce", ip, 77), "previous secret still valid");
+        assert!(
+            jar.check(&c, b"nonce-nonce-nonce", ip, 77),
+            "previous secret still valid"
+        );
         assert_ne!(jar.make(b"nonce-nonce-nonce", ip, 77), c);
         jar.rotate(t0 + p * 2, p, &mut rng);
-        assert!(!jar.check(&c, b"nonce-nonce-nonce", ip, 77), "two rotations later");
+        assert!(
+            !jar.check(&c, b"nonce-nonce-nonce", ip, 77),
+            "two rotations later"
+        );
         assert!(!jar.check(&[], b"x", ip, 77));
     }
 }

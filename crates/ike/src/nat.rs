@@ -45,7 +45,7 @@ pub fn evaluate(
     let expect_src = detection_hash(spi_i, spi_r, remote);
     NatResult {
         supported: true,
-        remote_behind_nat: !source_hashes.iter().any(|h| *h == expect_src.as_slice()),
+        remote_behind_nat: !source_hashes.contains(&expect_src.as_slice()),
         local_behind_nat: dst != detection_hash(spi_i, spi_r, local).as_slice(),
     }
 }
@@ -68,17 +68,46 @@ mod tests {
 
     #[test]
     fn evaluation_cases() {
-        let (l, r): (SocketAddr, SocketAddr) =
-            ("192.0.2.1:500".parse().unwrap(), "198.51.100.7:500".parse().unwrap());
+        let (l, r): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:500".parse().unwrap(),
+            "198.51.100.7:500".parse().unwrap(),
+        );
         let nat_r: SocketAddr = "203.0.113.9:4711".parse().unwrap();
         let src = detection_hash(5, 6, r);
         let dst = detection_hash(5, 6, l);
         let other = detection_hash(5, 6, nat_r);
         // (sources, destination, remote seen, expected)
-        let cases: &[(&[&[u8]], Option<&[u8]>, SocketAddr, NatResult)] = &[
-            (&[&src], Some(&dst), r, NatResult { supported: true, ..Default::default() }),
-            (&[&src], Some(&dst), nat_r, NatResult { supported: true, remote_behind_nat: true, local_behind_nat: false }),
-            (&[&other, &src], Some(&other), r, NatResult { supported: true, remote_behind_nat: false, local_behind_nat: true }),
+        type Case<'a> = (&'a [&'a [u8]], Option<&'a [u8]>, SocketAddr, NatResult);
+        let cases: &[Case<'_>] = &[
+            (
+                &[&src],
+                Some(&dst),
+                r,
+                NatResult {
+                    supported: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                &[&src],
+                Some(&dst),
+                nat_r,
+                NatResult {
+                    supported: true,
+                    remote_behind_nat: true,
+                    local_behind_nat: false,
+                },
+            ),
+            (
+                &[&other, &src],
+                Some(&other),
+                r,
+                NatResult {
+                    supported: true,
+                    remote_behind_nat: false,
+                    local_behind_nat: true,
+                },
+            ),
             (&[], Some(&dst), r, NatResult::default()),
             (&[&src], None, r, NatResult::default()),
         ];

@@ -9,8 +9,7 @@ use core::fmt;
 use crate::crypto::dh::DhAlg;
 use crate::crypto::prf::PrfAlg;
 use crate::msgs::{
-    DhGroup, EncrId, EsnId, IntegId, Proposal, ProtocolId, SaPayload, Transform,
-    TransformType,
+    DhGroup, EncrId, EsnId, IntegId, Proposal, ProtocolId, SaPayload, Transform, TransformType,
 };
 
 /// AES-GCM-16 key sizes espada negotiates.
@@ -198,8 +197,17 @@ impl IkeProposal {
             self.cipher.transform(),
             Transform::new(TransformType::PRF, self.prf.id()),
         ];
-        transforms.extend(self.dh.iter().map(|g| Transform::new(TransformType::DH, g.id())));
-        Proposal { number, protocol: ProtocolId::IKE, spi, transforms }
+        transforms.extend(
+            self.dh
+                .iter()
+                .map(|g| Transform::new(TransformType::DH, g.id())),
+        );
+        Proposal {
+            number,
+            protocol: ProtocolId::IKE,
+            spi,
+            transforms,
+        }
     }
 }
 
@@ -236,29 +244,45 @@ impl EspProposal {
     pub fn to_wire(&self, number: u8, spi: u32, with_dh: bool) -> Proposal {
         let mut transforms = vec![self.cipher.transform()];
         if with_dh {
-            transforms.extend(self.dh.iter().map(|g| Transform::new(TransformType::DH, g.id())));
+            transforms.extend(
+                self.dh
+                    .iter()
+                    .map(|g| Transform::new(TransformType::DH, g.id())),
+            );
         }
-        transforms.extend(
-            self.esn
-                .iter()
-                .map(|&e| Transform::new(TransformType::ESN, if e { EsnId::ESN.0 } else { EsnId::NO_ESN.0 })),
-        );
-        Proposal { number, protocol: ProtocolId::ESP, spi: spi.to_be_bytes().to_vec(), transforms }
+        transforms.extend(self.esn.iter().map(|&e| {
+            Transform::new(
+                TransformType::ESN,
+                if e { EsnId::ESN.0 } else { EsnId::NO_ESN.0 },
+            )
+        }));
+        Proposal {
+            number,
+            protocol: ProtocolId::ESP,
+            spi: spi.to_be_bytes().to_vec(),
+            transforms,
+        }
     }
 }
 
 impl fmt::Display for IkeProposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", cipher_name(self.cipher), prf_name(self.prf))?;
-        self.dh.iter().try_for_each(|g| write!(f, "-{}", dh_name(*g)))
+        self.dh
+            .iter()
+            .try_for_each(|g| write!(f, "-{}", dh_name(*g)))
     }
 }
 
 impl fmt::Display for EspProposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", cipher_name(self.cipher))?;
-        self.dh.iter().try_for_each(|g| write!(f, "-{}", dh_name(*g)))?;
-        self.esn.iter().try_for_each(|e| write!(f, "-{}", if *e { "esn" } else { "noesn" }))
+        self.dh
+            .iter()
+            .try_for_each(|g| write!(f, "-{}", dh_name(*g)))?;
+        self.esn
+            .iter()
+            .try_for_each(|e| write!(f, "-{}", if *e { "esn" } else { "noesn" }))
     }
 }
 
@@ -276,7 +300,11 @@ pub fn ike_sa_payload(ours: &[IkeProposal], spi: &[u8]) -> SaPayload {
 /// Builds the ESP SA payload for our proposals with our inbound `spi`.
 pub fn esp_sa_payload(ours: &[EspProposal], spi: u32, with_dh: bool) -> SaPayload {
     SaPayload {
-        proposals: ours.iter().zip(1u8..).map(|(p, n)| p.to_wire(n, spi, with_dh)).collect(),
+        proposals: ours
+            .iter()
+            .zip(1u8..)
+            .map(|(p, n)| p.to_wire(n, spi, with_dh))
+            .collect(),
     }
 }
 
@@ -330,14 +358,23 @@ fn offered(p: &Proposal) -> Offered {
 /// the first peer proposal that contains a complete match wins.
 pub fn select_ike(ours: &[IkeProposal], theirs: &SaPayload) -> Option<ChosenIke> {
     ours.iter().find_map(|mine| {
-        theirs.proposals.iter().filter(|p| p.protocol == ProtocolId::IKE).find_map(|p| {
-            let o = offered(p);
-            if o.unusable || !o.ciphers.contains(&mine.cipher) || !o.prfs.contains(&mine.prf) {
-                return None;
-            }
-            let dh = mine.dh.iter().find(|g| o.dh.contains(&Some(**g)))?;
-            Some(ChosenIke { number: p.number, cipher: mine.cipher, prf: mine.prf, dh: *dh })
-        })
+        theirs
+            .proposals
+            .iter()
+            .filter(|p| p.protocol == ProtocolId::IKE)
+            .find_map(|p| {
+                let o = offered(p);
+                if o.unusable || !o.ciphers.contains(&mine.cipher) || !o.prfs.contains(&mine.prf) {
+                    return None;
+                }
+                let dh = mine.dh.iter().find(|g| o.dh.contains(&Some(**g)))?;
+                Some(ChosenIke {
+                    number: p.number,
+                    cipher: mine.cipher,
+                    prf: mine.prf,
+                    dh: *dh,
+                })
+            })
     })
 }
 
@@ -351,24 +388,36 @@ pub fn select_esp(
     pfs_group: Option<DhAlg>,
 ) -> Option<ChosenEsp> {
     ours.iter().find_map(|mine| {
-        theirs.proposals.iter().filter(|p| p.protocol == ProtocolId::ESP).find_map(|p| {
-            let peer_spi = u32::from_be_bytes(p.spi.as_slice().try_into().ok()?);
-            let o = offered(p);
-            if o.unusable || !o.ciphers.contains(&mine.cipher) || !o.prfs.is_empty() {
-                return None;
-            }
-            let esn = *mine.esn.iter().find(|e| o.esn.contains(e))?;
-            let dh = match (in_ike_auth, pfs_group) {
-                (true, _) => None,
-                (false, None) if mine.dh.is_empty() && (o.dh.is_empty() || o.dh.contains(&None)) => {
-                    None
+        theirs
+            .proposals
+            .iter()
+            .filter(|p| p.protocol == ProtocolId::ESP)
+            .find_map(|p| {
+                let peer_spi = u32::from_be_bytes(p.spi.as_slice().try_into().ok()?);
+                let o = offered(p);
+                if o.unusable || !o.ciphers.contains(&mine.cipher) || !o.prfs.is_empty() {
+                    return None;
                 }
-                (false, None) => return None,
-                (false, Some(g)) if mine.dh.contains(&g) && o.dh.contains(&Some(g)) => Some(g),
-                (false, Some(_)) => return None,
-            };
-            Some(ChosenEsp { number: p.number, cipher: mine.cipher, dh, esn, peer_spi })
-        })
+                let esn = *mine.esn.iter().find(|e| o.esn.contains(e))?;
+                let dh = match (in_ike_auth, pfs_group) {
+                    (true, _) => None,
+                    (false, None)
+                        if mine.dh.is_empty() && (o.dh.is_empty() || o.dh.contains(&None)) =>
+                    {
+                        None
+                    }
+                    (false, None) => return None,
+                    (false, Some(g)) if mine.dh.contains(&g) && o.dh.contains(&Some(g)) => Some(g),
+                    (false, Some(_)) => return None,
+                };
+                Some(ChosenEsp {
+                    number: p.number,
+                    cipher: mine.cipher,
+                    dh,
+                    esn,
+                    peer_spi,
+                })
+            })
     })
 }
 
@@ -376,19 +425,34 @@ pub fn select_esp(
 /// (§3.3.1: one proposal, one transform of each type).
 pub fn ike_answer(c: &ChosenIke, spi: Vec<u8>) -> SaPayload {
     SaPayload {
-        proposals: vec![IkeProposal { cipher: c.cipher, prf: c.prf, dh: vec![c.dh] }.to_wire(c.number, spi)],
+        proposals: vec![
+            IkeProposal {
+                cipher: c.cipher,
+                prf: c.prf,
+                dh: vec![c.dh],
+            }
+            .to_wire(c.number, spi),
+        ],
     }
 }
 
 /// The responder's answer for ESP with our inbound `spi`.
 pub fn esp_answer(c: &ChosenEsp, spi: u32) -> SaPayload {
-    let p = EspProposal { cipher: c.cipher, dh: c.dh.into_iter().collect(), esn: vec![c.esn] };
-    SaPayload { proposals: vec![p.to_wire(c.number, spi, c.dh.is_some())] }
+    let p = EspProposal {
+        cipher: c.cipher,
+        dh: c.dh.into_iter().collect(),
+        esn: vec![c.esn],
+    };
+    SaPayload {
+        proposals: vec![p.to_wire(c.number, spi, c.dh.is_some())],
+    }
 }
 
 /// Checks the responder's IKE answer against what we offered: one proposal, one of ours.
 pub fn accept_ike_answer(ours: &[IkeProposal], answer: &SaPayload) -> Option<ChosenIke> {
-    let [p] = answer.proposals.as_slice() else { return None };
+    let [p] = answer.proposals.as_slice() else {
+        return None;
+    };
     let chosen = select_ike(ours, answer)?;
     let o = offered(p);
     // Exactly one transform of each type (§3.3.1 "the responder MUST choose a single
@@ -403,7 +467,9 @@ pub fn accept_esp_answer(
     in_ike_auth: bool,
     pfs_group: Option<DhAlg>,
 ) -> Option<ChosenEsp> {
-    let [p] = answer.proposals.as_slice() else { return None };
+    let [p] = answer.proposals.as_slice() else {
+        return None;
+    };
     let chosen = select_esp(ours, answer, in_ike_auth, pfs_group)?;
     let o = offered(p);
     (o.ciphers.len() == 1 && o.esn.len() == 1).then_some(chosen)
@@ -429,7 +495,11 @@ pub fn describe(theirs: &SaPayload) -> String {
                         .map(|g| dh_name(g).to_string())
                         .unwrap_or_else(|| format!("dh{}", t.id)),
                     TransformType::ESN => {
-                        if t.id == EsnId::ESN.0 { "esn".into() } else { "noesn".into() }
+                        if t.id == EsnId::ESN.0 {
+                            "esn".into()
+                        } else {
+                            "noesn".into()
+                        }
                     }
                     ty => format!("{}:{}", ty.0, t.id),
                 })

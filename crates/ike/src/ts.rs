@@ -9,11 +9,26 @@ use crate::msgs::{TrafficSelector, TsType};
 /// A selector covering every address of one family, every protocol and port.
 pub fn any(v6: bool) -> TrafficSelector {
     let (ts_type, start_addr, end_addr) = if v6 {
-        (TsType::TS_IPV6_ADDR_RANGE, IpAddr::from([0u8; 16]), IpAddr::from([0xffu8; 16]))
+        (
+            TsType::TS_IPV6_ADDR_RANGE,
+            IpAddr::from([0u8; 16]),
+            IpAddr::from([0xffu8; 16]),
+        )
     } else {
-        (TsType::TS_IPV4_ADDR_RANGE, IpAddr::from([0u8; 4]), IpAddr::from([0xffu8; 4]))
+        (
+            TsType::TS_IPV4_ADDR_RANGE,
+            IpAddr::from([0u8; 4]),
+            IpAddr::from([0xffu8; 4]),
+        )
     };
-    TrafficSelector { ts_type, ip_protocol: 0, start_port: 0, end_port: 0xffff, start_addr, end_addr }
+    TrafficSelector {
+        ts_type,
+        ip_protocol: 0,
+        start_port: 0,
+        end_port: 0xffff,
+        start_addr,
+        end_addr,
+    }
 }
 
 /// The selector for one prefix, all protocols and ports.
@@ -21,7 +36,11 @@ pub fn prefix(addr: IpAddr, len: u8) -> TrafficSelector {
     let (ts_type, start_addr, end_addr) = match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
             (
                 TsType::TS_IPV4_ADDR_RANGE,
                 IpAddr::from((bits & mask).to_be_bytes()),
@@ -30,7 +49,11 @@ pub fn prefix(addr: IpAddr, len: u8) -> TrafficSelector {
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
             (
                 TsType::TS_IPV6_ADDR_RANGE,
                 IpAddr::from((bits & mask).to_be_bytes()),
@@ -38,7 +61,14 @@ pub fn prefix(addr: IpAddr, len: u8) -> TrafficSelector {
             )
         }
     };
-    TrafficSelector { ts_type, ip_protocol: 0, start_port: 0, end_port: 0xffff, start_addr, end_addr }
+    TrafficSelector {
+        ts_type,
+        ip_protocol: 0,
+        start_port: 0,
+        end_port: 0xffff,
+        start_addr,
+        end_addr,
+    }
 }
 
 fn addr_key(a: IpAddr) -> (u8, u128) {
@@ -105,7 +135,10 @@ pub fn contains(outer: &TrafficSelector, inner: &TrafficSelector) -> bool {
 
 /// Whether every selector of the responder's answer lies within one we proposed.
 pub fn is_subset(answer: &[TrafficSelector], proposed: &[TrafficSelector]) -> bool {
-    !answer.is_empty() && answer.iter().all(|a| proposed.iter().any(|p| contains(p, a)))
+    !answer.is_empty()
+        && answer
+            .iter()
+            .all(|a| proposed.iter().any(|p| contains(p, a)))
 }
 
 #[cfg(test)]
@@ -120,14 +153,30 @@ mod tests {
     fn narrowing_cases() {
         // (proposed, policy, expected)
         let cases: &[(&[TrafficSelector], &[TrafficSelector], &[TrafficSelector])] = &[
-            (&[v4("198.18.0.0", 16)], &[v4("198.18.5.0", 24)], &[v4("198.18.5.0", 24)]),
-            (&[v4("198.18.5.0", 24)], &[v4("198.18.0.0", 16)], &[v4("198.18.5.0", 24)]),
+            (
+                &[v4("198.18.0.0", 16)],
+                &[v4("198.18.5.0", 24)],
+                &[v4("198.18.5.0", 24)],
+            ),
+            (
+                &[v4("198.18.5.0", 24)],
+                &[v4("198.18.0.0", 16)],
+                &[v4("198.18.5.0", 24)],
+            ),
             (&[v4("198.18.5.0", 24)], &[v4("198.19.0.0", 16)], &[]),
-            (&[any(false)], &[v4("192.0.2.0", 24), v4("198.51.100.0", 24)], &[v4("192.0.2.0", 24), v4("198.51.100.0", 24)]),
+            (
+                &[any(false)],
+                &[v4("192.0.2.0", 24), v4("198.51.100.0", 24)],
+                &[v4("192.0.2.0", 24), v4("198.51.100.0", 24)],
+            ),
             (&[any(true)], &[v4("192.0.2.0", 24)], &[]),
         ];
         for (proposed, policy, expected) in cases {
-            assert_eq!(narrow(proposed, policy), *expected, "{proposed:?} ∩ {policy:?}");
+            assert_eq!(
+                narrow(proposed, policy),
+                *expected,
+                "{proposed:?} ∩ {policy:?}"
+            );
         }
     }
 
@@ -137,9 +186,9 @@ mod tests {
         tcp.ip_protocol = 6;
         tcp.start_port = 80;
         tcp.end_port = 443;
-        let mut udp = tcp.clone();
+        let mut udp = tcp;
         udp.ip_protocol = 17;
-        assert_eq!(intersect(&tcp, &v4("192.0.2.0", 24)), Some(tcp.clone()));
+        assert_eq!(intersect(&tcp, &v4("192.0.2.0", 24)), Some(tcp));
         assert_eq!(intersect(&tcp, &udp), None);
         let mut high = v4("192.0.2.0", 24);
         high.start_port = 1000;
@@ -157,7 +206,12 @@ mod tests {
     fn prefixes() {
         let t = prefix("2001:db8::1".parse().unwrap(), 32);
         assert_eq!(t.start_addr, "2001:db8::".parse::<IpAddr>().unwrap());
-        assert_eq!(t.end_addr, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.end_addr,
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse::<IpAddr>()
+                .unwrap()
+        );
         assert_eq!(prefix("198.18.7.9".parse().unwrap(), 0), any(false));
     }
 }

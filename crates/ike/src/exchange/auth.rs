@@ -37,10 +37,16 @@ pub(crate) struct ResponderAuth {
 
 /// Sends IKE_AUTH with our AUTH and the first CHILD_SA.
 pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: InitData) {
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
     let Some(keys) = sa.keys.as_ref() else { return };
     let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: NotifyType::NO_ADDITIONAL_SAS, by_peer: false });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: NotifyType::NO_ADDITIONAL_SAS,
+            by_peer: false,
+        });
         return sa.discard(DeleteReason::Failed, ctx.out, ctx.spis);
     };
     let child = ctx.child_id();
@@ -54,25 +60,48 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: InitData) {
             id_body: &idi.body(),
         },
     );
-    let mut payloads = vec![Payload::IdI(idi), Payload::IdR(cfg.remote_id.to_wire()), Payload::Auth(auth)];
+    let mut payloads = vec![
+        Payload::IdI(idi),
+        Payload::IdR(cfg.remote_id.to_wire()),
+        Payload::Auth(auth),
+    ];
     if init.first_contact {
-        payloads.push(Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())));
+        payloads.push(Payload::Notify(Notify::new(
+            NotifyType::INITIAL_CONTACT,
+            Vec::new(),
+        )));
     }
-    payloads.push(Payload::Sa(proposal::esp_sa_payload(&cfg.esp_proposals, spi_in, false)));
+    payloads.push(Payload::Sa(proposal::esp_sa_payload(
+        &cfg.esp_proposals,
+        spi_in,
+        false,
+    )));
     payloads.push(Payload::TsI(TrafficSelectors(cfg.local_ts.clone())));
     payloads.push(Payload::TsR(TrafficSelectors(cfg.remote_ts.clone())));
     sa.set_next_mid(1);
-    sa.state = State::AuthSent(InitiatorAuth { init, child, spi_in });
+    sa.state = State::AuthSent(InitiatorAuth {
+        init,
+        child,
+        spi_in,
+    });
     sa.send_request(ctx, ExchangeType::IKE_AUTH, payloads, InFlight::Auth);
 }
 
 /// The responder's IKE_AUTH response.
 pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) {
-    let State::AuthSent(st) = std::mem::replace(&mut sa.state, State::Established) else { return };
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
+    let State::AuthSent(st) = std::mem::replace(&mut sa.state, State::Established) else {
+        return;
+    };
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
     let fail = |sa: &mut IkeSa, ctx: &mut Ctx<'_>, by_peer: bool| {
         ctx.out.stats.authentication_failed += 1;
-        ctx.out.event(Event::AuthenticationFailed { ike: sa.id, remote: sa.remote, by_peer });
+        ctx.out.event(Event::AuthenticationFailed {
+            ike: sa.id,
+            remote: sa.remote,
+            by_peer,
+        });
         ctx.spis.release(st.spi_in);
         sa.state = State::Gone;
         sa.discard(DeleteReason::Failed, ctx.out, ctx.spis);
@@ -81,8 +110,14 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) {
         return fail(sa, ctx, true);
     }
     let (Some(idr), Some(auth)) = (msg.id_r(), msg.auth()) else {
-        let notify = msg.error_notify().map_or(NotifyType::INVALID_SYNTAX, |n| n.ty);
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify, by_peer: true });
+        let notify = msg
+            .error_notify()
+            .map_or(NotifyType::INVALID_SYNTAX, |n| n.ty);
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify,
+            by_peer: true,
+        });
         ctx.spis.release(st.spi_in);
         return sa.discard(DeleteReason::Failed, ctx.out, ctx.spis);
     };
@@ -116,32 +151,51 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) {
 /// first CHILD_SA. An unproven initiator gets AUTHENTICATION_FAILED and the half-open SA
 /// goes (the caller discards it after the response is sent).
 pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Payload> {
-    let State::HalfOpen(st) = &sa.state else { return Vec::new() };
+    let State::HalfOpen(st) = &sa.state else {
+        return Vec::new();
+    };
     let refuse = |sa: &IkeSa, ctx: &mut Ctx<'_>| {
         ctx.out.stats.authentication_failed += 1;
-        ctx.out.event(Event::AuthenticationFailed { ike: sa.id, remote: sa.remote, by_peer: false });
-        vec![Payload::Notify(Notify::new(NotifyType::AUTHENTICATION_FAILED, Vec::new()))]
+        ctx.out.event(Event::AuthenticationFailed {
+            ike: sa.id,
+            remote: sa.remote,
+            by_peer: false,
+        });
+        vec![Payload::Notify(Notify::new(
+            NotifyType::AUTHENTICATION_FAILED,
+            Vec::new(),
+        ))]
     };
     let (Some(idi), Some(auth), Some(keys)) = (msg.id_i(), msg.auth(), sa.keys.as_ref()) else {
         return refuse(sa, ctx);
     };
-    let Some(claimed) = Identity::from_wire(idi) else { return refuse(sa, ctx) };
+    let Some(claimed) = Identity::from_wire(idi) else {
+        return refuse(sa, ctx);
+    };
     let wanted_local = msg.id_r().and_then(Identity::from_wire);
     // A configuration for this initiator identity whose IKE algorithms are those chosen in
     // IKE_SA_INIT; one that also has the IDr the initiator asked for comes first.
     let matching = |p: &usize| {
         let c = &ctx.peers[*p];
         c.remote_id == claimed
-            && c.ike_proposals.iter().any(|q| q.cipher == keys.cipher && q.prf == keys.prf)
+            && c.ike_proposals
+                .iter()
+                .any(|q| q.cipher == keys.cipher && q.prf == keys.prf)
     };
     let pick = st
         .candidates
         .iter()
         .copied()
         .filter(matching)
-        .find(|p| wanted_local.as_ref().is_none_or(|w| *w == ctx.peers[*p].local_id))
+        .find(|p| {
+            wanted_local
+                .as_ref()
+                .is_none_or(|w| *w == ctx.peers[*p].local_id)
+        })
         .or_else(|| st.candidates.iter().copied().find(matching));
-    let Some(peer) = pick else { return refuse(sa, ctx) };
+    let Some(peer) = pick else {
+        return refuse(sa, ctx);
+    };
     let cfg = &ctx.peers[peer];
     let verified = cfg.auth.verify(
         keys.prf,
@@ -184,6 +238,12 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
         nat: sa.natt,
     });
     let mut response = vec![Payload::IdR(idr), Payload::Auth(our_auth)];
-    response.extend(super::child::respond_in_auth(sa, ctx, msg, &st.init.ni, &st.init.nr));
+    response.extend(super::child::respond_in_auth(
+        sa,
+        ctx,
+        msg,
+        &st.init.ni,
+        &st.init.nr,
+    ));
     response
 }

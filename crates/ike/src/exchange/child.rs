@@ -89,7 +89,10 @@ pub struct ChildSa {
 
 impl ChildSa {
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        [self.activate_at, self.delete_by].into_iter().flatten().min()
+        [self.activate_at, self.delete_by]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Neither replaced, redundant nor being deleted: the SA its tunnel should use.
@@ -130,7 +133,13 @@ fn we_lose(ours: [&[u8]; 2], theirs: [&[u8]; 2]) -> bool {
     lowest_ours < lowest_theirs
 }
 
-fn params(sa: &IkeSa, c: &ChildSa, spi: u32, keys: crate::secret::Secret, report: bool) -> ChildSaParams {
+fn params(
+    sa: &IkeSa,
+    c: &ChildSa,
+    spi: u32,
+    keys: crate::secret::Secret,
+    report: bool,
+) -> ChildSaParams {
     ChildSaParams {
         ike: sa.id,
         child: c.id,
@@ -158,21 +167,44 @@ enum Install {
     InboundOnly,
 }
 
-fn install(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut c: ChildSa, keys: ChildSaKeys, we_initiated: bool, how: Install) {
+fn install(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    mut c: ChildSa,
+    keys: ChildSaKeys,
+    we_initiated: bool,
+    how: Install,
+) {
     let (k_in, k_out) = if we_initiated {
-        (keys.responder_to_initiator.clone(), keys.initiator_to_responder.clone())
+        (
+            keys.responder_to_initiator.clone(),
+            keys.initiator_to_responder.clone(),
+        )
     } else {
-        (keys.initiator_to_responder.clone(), keys.responder_to_initiator.clone())
+        (
+            keys.initiator_to_responder.clone(),
+            keys.responder_to_initiator.clone(),
+        )
     };
-    ctx.out.action(Action::InstallInbound(params(sa, &c, c.spi_in, k_in, how == Install::Standby)));
+    ctx.out.action(Action::InstallInbound(params(
+        sa,
+        &c,
+        c.spi_in,
+        k_in,
+        how == Install::Standby,
+    )));
     match how {
         Install::Active => {
-            ctx.out.action(Action::InstallOutbound(params(sa, &c, c.spi_out, k_out, false)));
+            ctx.out.action(Action::InstallOutbound(params(
+                sa, &c, c.spi_out, k_out, false,
+            )));
             c.outbound_installed = true;
             switch_to(sa, ctx.out, &mut c);
         }
         Install::Standby => {
-            ctx.out.action(Action::InstallOutbound(params(sa, &c, c.spi_out, k_out, false)));
+            ctx.out.action(Action::InstallOutbound(params(
+                sa, &c, c.spi_out, k_out, false,
+            )));
             c.outbound_installed = true;
         }
         Install::InboundOnly => c.redundant = true,
@@ -187,7 +219,10 @@ fn switch_to(sa: &mut IkeSa, out: &mut Outputs, c: &mut ChildSa) {
     }
     c.outbound_active = true;
     c.activate_at = None;
-    out.action(Action::SwitchOutbound { child: c.id, spi: c.spi_out });
+    out.action(Action::SwitchOutbound {
+        child: c.id,
+        spi: c.spi_out,
+    });
 }
 
 fn activate(sa: &mut IkeSa, out: &mut Outputs, idx: usize) {
@@ -196,7 +231,14 @@ fn activate(sa: &mut IkeSa, out: &mut Outputs, idx: usize) {
     sa.children.insert(idx, c);
 }
 
-fn child_base(sa: &IkeSa, id: ChildId, spi_in: u32, chosen: &ChosenEsp, local_ts: Vec<TrafficSelector>, remote_ts: Vec<TrafficSelector>) -> ChildSa {
+fn child_base(
+    sa: &IkeSa,
+    id: ChildId,
+    spi_in: u32,
+    chosen: &ChosenEsp,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+) -> ChildSa {
     ChildSa {
         ike: sa.id,
         id,
@@ -233,7 +275,11 @@ pub(crate) fn complete_in_auth(
     let Some(cfg) = cfg(sa, ctx) else { return };
     let fail = |sa: &IkeSa, ctx: &mut Ctx<'_>, notify: NotifyType, by_peer: bool| {
         ctx.spis.release(spi_in);
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify, by_peer });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify,
+            by_peer,
+        });
     };
     if let Some(e) = msg.error_notify() {
         count_error(ctx, e.ty);
@@ -249,11 +295,22 @@ pub(crate) fn complete_in_auth(
         return fail(sa, ctx, NotifyType::TS_UNACCEPTABLE, false);
     };
     let Some(k) = sa.keys.as_ref() else { return };
-    let Ok(keys) = ChildSaKeys::derive(k.prf, k.sk_d.expose(), None, ni, nr, chosen.cipher.keymat_len()) else {
+    let Ok(keys) = ChildSaKeys::derive(
+        k.prf,
+        k.sk_d.expose(),
+        None,
+        ni,
+        nr,
+        chosen.cipher.keymat_len(),
+    ) else {
         return;
     };
     let c = child_base(sa, id, spi_in, &chosen, tsi, tsr);
-    ctx.out.event(Event::ChildEstablished { ike: sa.id, child: id, spis: (spi_in, chosen.peer_spi) });
+    ctx.out.event(Event::ChildEstablished {
+        ike: sa.id,
+        child: id,
+        spis: (spi_in, chosen.peer_spi),
+    });
     install(sa, ctx, c, keys, true, Install::Active);
 }
 
@@ -284,12 +341,11 @@ fn accept_request(
     msg: &Message,
     in_ike_auth: bool,
 ) -> Result<Accepted, Vec<Payload>> {
-    let offered = msg.first_sa().ok_or_else(|| notify(NotifyType::INVALID_SYNTAX))?;
+    let offered = msg
+        .first_sa()
+        .ok_or_else(|| notify(NotifyType::INVALID_SYNTAX))?;
     let ke = if in_ike_auth { None } else { msg.ke() };
-    let group = match ke {
-        Some(k) => Some(DhAlg::from_id(k.group.0).ok_or(())),
-        None => None,
-    };
+    let group = ke.map(|k| DhAlg::from_id(k.group.0).ok_or(()));
     let chosen = match group {
         Some(Ok(g)) => proposal::select_esp(&cfg.esp_proposals, offered, in_ike_auth, Some(g)),
         Some(Err(())) => None,
@@ -299,9 +355,13 @@ fn accept_request(
         // A KE of a group we would not take, but a proposal we would take with another one:
         // ask for that group (§1.3).
         if ke.is_some()
-            && let Some(g) = cfg.esp_proposals.iter().flat_map(|p| p.dh.iter()).find(|g| {
-                proposal::select_esp(&cfg.esp_proposals, offered, false, Some(**g)).is_some()
-            })
+            && let Some(g) = cfg
+                .esp_proposals
+                .iter()
+                .flat_map(|p| p.dh.iter())
+                .find(|g| {
+                    proposal::select_esp(&cfg.esp_proposals, offered, false, Some(**g)).is_some()
+                })
         {
             ctx.out.stats.invalid_ke_sent += 1;
             return Err(vec![Payload::Notify(Notify::new(
@@ -322,7 +382,10 @@ fn accept_request(
     let ni = if in_ike_auth {
         Vec::new()
     } else {
-        msg.nonce().ok_or_else(|| notify(NotifyType::INVALID_SYNTAX))?.0.clone()
+        msg.nonce()
+            .ok_or_else(|| notify(NotifyType::INVALID_SYNTAX))?
+            .0
+            .clone()
     };
     let (Some(tsi_p), Some(tsr_p)) = (msg.ts_i(), msg.ts_r()) else {
         return Err(notify(NotifyType::INVALID_SYNTAX));
@@ -332,29 +395,62 @@ fn accept_request(
     let tsr = ts::narrow(&tsr_p.0, &cfg.local_ts);
     if tsi.is_empty() || tsr.is_empty() {
         ctx.out.stats.ts_unacceptable += 1;
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: NotifyType::TS_UNACCEPTABLE, by_peer: false });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: NotifyType::TS_UNACCEPTABLE,
+            by_peer: false,
+        });
         return Err(notify(NotifyType::TS_UNACCEPTABLE));
     }
-    Ok(Accepted { chosen, ni, tsi, tsr, peer_ke: ke.map(|k| k.data.clone()) })
+    Ok(Accepted {
+        chosen,
+        ni,
+        tsi,
+        tsr,
+        peer_ke: ke.map(|k| k.data.clone()),
+    })
 }
 
 /// The first CHILD_SA as responder of IKE_AUTH: the SA, TSi, TSr payloads of our answer, or
 /// the error notify (the IKE SA is established either way, §1.2).
-pub(crate) fn respond_in_auth(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, ni: &[u8], nr: &[u8]) -> Vec<Payload> {
-    let Some(cfg) = cfg(sa, ctx) else { return Vec::new() };
+pub(crate) fn respond_in_auth(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    msg: &Message,
+    ni: &[u8],
+    nr: &[u8],
+) -> Vec<Payload> {
+    let Some(cfg) = cfg(sa, ctx) else {
+        return Vec::new();
+    };
     let a = match accept_request(sa, ctx, cfg, msg, true) {
         Ok(a) => a,
         Err(p) => return p,
     };
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else { return notify(NotifyType::NO_ADDITIONAL_SAS) };
-    let Some(k) = sa.keys.as_ref() else { return Vec::new() };
-    let Ok(keys) = ChildSaKeys::derive(k.prf, k.sk_d.expose(), None, ni, nr, a.chosen.cipher.keymat_len()) else {
+    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+        return notify(NotifyType::NO_ADDITIONAL_SAS);
+    };
+    let Some(k) = sa.keys.as_ref() else {
+        return Vec::new();
+    };
+    let Ok(keys) = ChildSaKeys::derive(
+        k.prf,
+        k.sk_d.expose(),
+        None,
+        ni,
+        nr,
+        a.chosen.cipher.keymat_len(),
+    ) else {
         return notify(NotifyType::NO_PROPOSAL_CHOSEN);
     };
     let id = ctx.child_id();
     let mut c = child_base(sa, id, spi_in, &a.chosen, a.tsr.clone(), a.tsi.clone());
     c.activate_at = Some(ctx.now + ctx.config.initial_child_activation);
-    ctx.out.event(Event::ChildEstablished { ike: sa.id, child: id, spis: (spi_in, a.chosen.peer_spi) });
+    ctx.out.event(Event::ChildEstablished {
+        ike: sa.id,
+        child: id,
+        spis: (spi_in, a.chosen.peer_spi),
+    });
     install(sa, ctx, c, keys, false, Install::Standby);
     vec![
         Payload::Sa(proposal::esp_answer(&a.chosen, spi_in)),
@@ -374,11 +470,17 @@ pub(crate) fn start_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId, rekey
     };
     // PFS with the group the SA was rekeyed with before, else the configured one (the
     // first CHILD_SA has none: IKE_AUTH carries no KE).
-    let group = old
-        .and_then(|o| o.pfs)
-        .or_else(|| cfg.esp_proposals.first().and_then(|p| p.dh.first().copied()));
+    let group = old.and_then(|o| o.pfs).or_else(|| {
+        cfg.esp_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied())
+    });
     let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: NotifyType::NO_ADDITIONAL_SAS, by_peer: false });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: NotifyType::NO_ADDITIONAL_SAS,
+            by_peer: false,
+        });
         return;
     };
     let dh = group.and_then(|g| g.generate(ctx.rng).ok());
@@ -401,21 +503,43 @@ pub(crate) fn start_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId, rekey
     send_child_request(sa, ctx, cfg, req, dh);
 }
 
-fn send_child_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, cfg: &PeerConfig, mut req: ChildRequest, dh: Option<(DhPrivate, Vec<u8>)>) {
+fn send_child_request(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    cfg: &PeerConfig,
+    mut req: ChildRequest,
+    dh: Option<(DhPrivate, Vec<u8>)>,
+) {
     let mut payloads = Vec::new();
     if let Some(old) = req.rekey_of {
         // REKEY_SA names the SA being rekeyed by the SPI we expect inbound (§1.3.3).
-        payloads.push(Payload::Notify(Notify::for_child(NotifyType::REKEY_SA, old, Vec::new())));
+        payloads.push(Payload::Notify(Notify::for_child(
+            NotifyType::REKEY_SA,
+            old,
+            Vec::new(),
+        )));
     }
-    payloads.push(Payload::Sa(proposal::esp_sa_payload(&cfg.esp_proposals, req.spi_in, true)));
+    payloads.push(Payload::Sa(proposal::esp_sa_payload(
+        &cfg.esp_proposals,
+        req.spi_in,
+        true,
+    )));
     payloads.push(Payload::Nonce(Nonce(req.ni.clone())));
     if let Some((d, public)) = dh {
-        payloads.push(Payload::Ke(KePayload { group: DhGroup(d.alg().id()), data: public }));
+        payloads.push(Payload::Ke(KePayload {
+            group: DhGroup(d.alg().id()),
+            data: public,
+        }));
         req.dh = Some(d);
     }
     payloads.push(Payload::TsI(TrafficSelectors(req.local_ts.clone())));
     payloads.push(Payload::TsR(TrafficSelectors(req.remote_ts.clone())));
-    sa.send_request(ctx, ExchangeType::CREATE_CHILD_SA, payloads, InFlight::Child(req));
+    sa.send_request(
+        ctx,
+        ExchangeType::CREATE_CHILD_SA,
+        payloads,
+        InFlight::Child(req),
+    );
 }
 
 /// Rekeys the SA tunnel `id` sends on. Nothing to do when there is none, or when it is
@@ -425,7 +549,13 @@ pub(crate) fn start_rekey(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId) {
     let candidate = sa
         .children
         .iter()
-        .find(|c| c.id == id && c.outbound_active && c.is_current() && !c.rekeying && c.peer_rekey.is_none())
+        .find(|c| {
+            c.id == id
+                && c.outbound_active
+                && c.is_current()
+                && !c.rekeying
+                && c.peer_rekey.is_none()
+        })
         .map(|c| c.spi_in);
     if let Some(spi) = candidate {
         start_create(sa, ctx, id, Some(spi));
@@ -441,7 +571,9 @@ fn retry_later(sa: &mut IkeSa, ctx: &mut Ctx<'_>, task: Task) {
 /// The answer to our CREATE_CHILD_SA.
 pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildRequest, msg: &Message) {
     let Some(cfg) = cfg(sa, ctx) else { return };
-    let old_idx = req.rekey_of.and_then(|s| sa.children.iter().position(|c| c.spi_in == s));
+    let old_idx = req
+        .rekey_of
+        .and_then(|s| sa.children.iter().position(|c| c.spi_in == s));
     if let Some(i) = old_idx {
         sa.children[i].rekeying = false;
     }
@@ -464,7 +596,11 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
             }
         }
         ctx.spis.release(req.spi_in);
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: ty, by_peer: true });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: ty,
+            by_peer: true,
+        });
         if let Some(i) = old_idx
             && sa.children[i].peer_rekey.is_some()
         {
@@ -484,12 +620,14 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
                     retry_later(sa, ctx, Task::RekeyChild(req.id));
                 }
             }
-            (NotifyType::TEMPORARY_FAILURE, None) if req.rekey_of.is_none() => {
-                if !sa.children.iter().any(|c| c.id == req.id) {
-                    retry_later(sa, ctx, Task::CreateChild(req.id));
-                }
+            (NotifyType::TEMPORARY_FAILURE, None)
+                if req.rekey_of.is_none() && !sa.children.iter().any(|c| c.id == req.id) =>
+            {
+                retry_later(sa, ctx, Task::CreateChild(req.id));
             }
-            (NotifyType::CHILD_SA_NOT_FOUND, Some(i)) => remove_child(sa, ctx.out, ctx.spis, i, DeleteReason::Peer),
+            (NotifyType::CHILD_SA_NOT_FOUND, Some(i)) => {
+                remove_child(sa, ctx.out, ctx.spis, i, DeleteReason::Peer)
+            }
             _ => {}
         }
         return;
@@ -497,14 +635,17 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
     let Some(k) = sa.keys.as_ref() else { return };
     let accepted = (|| {
         let group = req.dh.as_ref().map(DhPrivate::alg);
-        let chosen = proposal::accept_esp_answer(&cfg.esp_proposals, msg.first_sa()?, false, group)?;
+        let chosen =
+            proposal::accept_esp_answer(&cfg.esp_proposals, msg.first_sa()?, false, group)?;
         let nr = msg.nonce()?.0.clone();
         let (tsi, tsr) = (msg.ts_i()?.0.clone(), msg.ts_r()?.0.clone());
         if !(ts::is_subset(&tsi, &req.local_ts) && ts::is_subset(&tsr, &req.remote_ts)) {
             return None;
         }
         let g_ir = match (req.dh.take(), msg.ke()) {
-            (Some(d), Some(ke)) if ke.group == DhGroup(d.alg().id()) => Some(d.agree(&ke.data).ok()?),
+            (Some(d), Some(ke)) if ke.group == DhGroup(d.alg().id()) => {
+                Some(d.agree(&ke.data).ok()?)
+            }
             (None, None) => None,
             _ => return None,
         };
@@ -523,7 +664,11 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
         // The peer created an SA we cannot use: it must go (we never install it).
         ctx.out.stats.invalid_syntax += 1;
         ctx.spis.release(req.spi_in);
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: NotifyType::INVALID_SYNTAX, by_peer: false });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: NotifyType::INVALID_SYNTAX,
+            by_peer: false,
+        });
         return;
     };
     let new = child_base(sa, req.id, req.spi_in, &chosen, tsi, tsr);
@@ -552,7 +697,12 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
             sa.children[i].replaced = true;
             let new_spis = (new.spi_in, new.spi_out);
             install(sa, ctx, new, keys, true, Install::Active);
-            ctx.out.event(Event::ChildRekeyed { ike: sa.id, child: req.id, old, new: new_spis });
+            ctx.out.event(Event::ChildRekeyed {
+                ike: sa.id,
+                child: req.id,
+                old,
+                new: new_spis,
+            });
             sa.queue_task_first(ctx, Task::DeleteChild(vec![old.0]));
         }
     }
@@ -584,13 +734,19 @@ fn complete_create(
             y.delete_by = Some(ctx.now + ctx.config.delete_timeout);
         }
     }
-    ctx.out.event(Event::ChildEstablished { ike: sa.id, child: new.id, spis: (new.spi_in, new.spi_out) });
+    ctx.out.event(Event::ChildEstablished {
+        ike: sa.id,
+        child: new.id,
+        spis: (new.spi_in, new.spi_out),
+    });
     install(sa, ctx, new, keys, true, Install::Active);
 }
 
 /// A CREATE_CHILD_SA request from the peer: an IKE SA rekey, a CHILD_SA rekey or a new one.
 pub(crate) fn dispatch_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Payload> {
-    let ike_rekey = msg.first_sa().is_some_and(|s| s.proposals.iter().any(|p| p.protocol == ProtocolId::IKE));
+    let ike_rekey = msg
+        .first_sa()
+        .is_some_and(|s| s.proposals.iter().any(|p| p.protocol == ProtocolId::IKE));
     if !sa.is_established() || sa.awaiting_children {
         ctx.out.stats.temporary_failure_sent += 1;
         return notify(NotifyType::TEMPORARY_FAILURE);
@@ -598,7 +754,10 @@ pub(crate) fn dispatch_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
     if ike_rekey {
         return super::ike_rekey::respond(sa, ctx, msg);
     }
-    if matches!(sa.pending.as_ref().map(|p| &p.task), Some(InFlight::IkeRekey(_))) {
+    if matches!(
+        sa.pending.as_ref().map(|p| &p.task),
+        Some(InFlight::IkeRekey(_))
+    ) {
         // Our IKE SA rekey is outstanding: CHILD_SAs are about to move (§2.25.2).
         ctx.out.stats.temporary_failure_sent += 1;
         return notify(NotifyType::TEMPORARY_FAILURE);
@@ -607,7 +766,9 @@ pub(crate) fn dispatch_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
 }
 
 fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Payload> {
-    let Some(cfg) = cfg(sa, ctx) else { return Vec::new() };
+    let Some(cfg) = cfg(sa, ctx) else {
+        return Vec::new();
+    };
     let rekey = msg.notify(NotifyType::REKEY_SA).map(|n| n.spi_u32());
     let old_idx = match rekey {
         None => None,
@@ -616,7 +777,11 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
             // The REKEY_SA SPI is the one the peer expects inbound: our outbound SPI.
             let Some(i) = sa.children.iter().position(|c| c.spi_out == spi) else {
                 ctx.out.stats.child_sa_not_found_sent += 1;
-                return vec![Payload::Notify(Notify::for_child(NotifyType::CHILD_SA_NOT_FOUND, spi, Vec::new()))];
+                return vec![Payload::Notify(Notify::for_child(
+                    NotifyType::CHILD_SA_NOT_FOUND,
+                    spi,
+                    Vec::new(),
+                ))];
             };
             let o = &sa.children[i];
             if !o.is_current() || o.peer_rekey.is_some() {
@@ -632,18 +797,30 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
     };
     let (our_ke, g_ir) = match (a.chosen.dh, &a.peer_ke) {
         (Some(g), Some(peer)) => {
-            let Ok((d, public)) = g.generate(ctx.rng) else { return notify(NotifyType::NO_PROPOSAL_CHOSEN) };
+            let Ok((d, public)) = g.generate(ctx.rng) else {
+                return notify(NotifyType::NO_PROPOSAL_CHOSEN);
+            };
             let Ok(s) = d.agree(peer) else {
                 ctx.out.stats.invalid_syntax += 1;
                 return notify(NotifyType::INVALID_SYNTAX);
             };
-            (Some(KePayload { group: DhGroup(g.id()), data: public }), Some(s))
+            (
+                Some(KePayload {
+                    group: DhGroup(g.id()),
+                    data: public,
+                }),
+                Some(s),
+            )
         }
         _ => (None, None),
     };
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else { return notify(NotifyType::NO_ADDITIONAL_SAS) };
+    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+        return notify(NotifyType::NO_ADDITIONAL_SAS);
+    };
     let nr = super::init::nonce(ctx);
-    let Some(k) = sa.keys.as_ref() else { return Vec::new() };
+    let Some(k) = sa.keys.as_ref() else {
+        return Vec::new();
+    };
     let Ok(keys) = ChildSaKeys::derive(
         k.prf,
         k.sk_d.expose(),
@@ -667,20 +844,37 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
                 o.peer_deletes = true;
                 o.delete_by = Some(ctx.now + ctx.config.delete_timeout);
             }
-            o.peer_rekey = Some(PeerRekey { new_spi_in: spi_in, nonces: nonces.clone(), collided });
+            o.peer_rekey = Some(PeerRekey {
+                new_spi_in: spi_in,
+                nonces: nonces.clone(),
+                collided,
+            });
             let (id, old) = (o.id, (o.spi_in, o.spi_out));
-            ctx.out.event(Event::ChildRekeyed { ike: sa.id, child: id, old, new: (spi_in, a.chosen.peer_spi) });
+            ctx.out.event(Event::ChildRekeyed {
+                ike: sa.id,
+                child: id,
+                old,
+                new: (spi_in, a.chosen.peer_spi),
+            });
             id
         }
-        None => create_collision_id(sa, ctx, &a.tsi, &a.tsr, spi_in, &nonces).unwrap_or_else(|| ctx.child_id()),
+        None => create_collision_id(sa, ctx, &a.tsi, &a.tsr, spi_in, &nonces)
+            .unwrap_or_else(|| ctx.child_id()),
     };
     let mut c = child_base(sa, id, spi_in, &a.chosen, a.tsr.clone(), a.tsi.clone());
     if old_idx.is_none() {
         c.activate_at = Some(ctx.now + ctx.config.initial_child_activation);
-        ctx.out.event(Event::ChildEstablished { ike: sa.id, child: id, spis: (spi_in, a.chosen.peer_spi) });
+        ctx.out.event(Event::ChildEstablished {
+            ike: sa.id,
+            child: id,
+            spis: (spi_in, a.chosen.peer_spi),
+        });
     }
     install(sa, ctx, c, keys, false, Install::Standby);
-    let mut out = vec![Payload::Sa(proposal::esp_answer(&a.chosen, spi_in)), Payload::Nonce(Nonce(nr))];
+    let mut out = vec![
+        Payload::Sa(proposal::esp_answer(&a.chosen, spi_in)),
+        Payload::Nonce(Nonce(nr)),
+    ];
     out.extend(our_ke.map(Payload::Ke));
     out.push(Payload::TsI(TrafficSelectors(a.tsi)));
     out.push(Payload::TsR(TrafficSelectors(a.tsr)));
@@ -698,9 +892,13 @@ fn create_collision_id(
     spi_in: u32,
     nonces: &[Vec<u8>; 2],
 ) -> Option<ChildId> {
-    let Some(InFlight::Child(req)) = sa.pending.as_mut().map(|p| &mut p.task) else { return None };
+    let Some(InFlight::Child(req)) = sa.pending.as_mut().map(|p| &mut p.task) else {
+        return None;
+    };
     // Our TSi is the peer's TSr (§2.9).
-    let same = req.rekey_of.is_none() && ts::is_subset(tsr, &req.local_ts) && ts::is_subset(tsi, &req.remote_ts);
+    let same = req.rekey_of.is_none()
+        && ts::is_subset(tsr, &req.local_ts)
+        && ts::is_subset(tsi, &req.remote_ts);
     if !same {
         return None;
     }
@@ -726,7 +924,11 @@ pub(crate) fn on_peer_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 
 /// The first packet on a new inbound SA arrived: the peer sends on it, so it installed it.
 pub(crate) fn on_inbound_traffic(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: u32) {
-    if let Some(i) = sa.children.iter().position(|c| c.spi_in == spi && !c.outbound_active && c.is_current()) {
+    if let Some(i) = sa
+        .children
+        .iter()
+        .position(|c| c.spi_in == spi && !c.outbound_active && c.is_current())
+    {
         activate(sa, ctx.out, i);
     }
 }
@@ -763,7 +965,13 @@ pub(crate) fn handle_timeout(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 
 /// Removes child `idx` from the data plane: switches its tunnel to a successor first if it
 /// was the active SA.
-pub(crate) fn remove_child(sa: &mut IkeSa, out: &mut Outputs, spis: &mut dyn SpiAllocator, idx: usize, reason: DeleteReason) {
+pub(crate) fn remove_child(
+    sa: &mut IkeSa,
+    out: &mut Outputs,
+    spis: &mut dyn SpiAllocator,
+    idx: usize,
+    reason: DeleteReason,
+) {
     let c = sa.children.remove(idx);
     if c.outbound_active {
         let preferred = c.peer_rekey.as_ref().map(|p| p.new_spi_in);
@@ -771,24 +979,48 @@ pub(crate) fn remove_child(sa: &mut IkeSa, out: &mut Outputs, spis: &mut dyn Spi
             .children
             .iter()
             .position(|o| o.id == c.id && o.is_current() && Some(o.spi_in) == preferred)
-            .or_else(|| sa.children.iter().position(|o| o.id == c.id && o.is_current()));
+            .or_else(|| {
+                sa.children
+                    .iter()
+                    .position(|o| o.id == c.id && o.is_current())
+            });
         if let Some(s) = successor {
             activate(sa, out, s);
         }
     }
-    out.action(Action::RetireInbound { child: c.id, spi: c.spi_in });
+    out.action(Action::RetireInbound {
+        child: c.id,
+        spi: c.spi_in,
+    });
     if c.outbound_installed {
-        out.action(Action::RemoveOutbound { child: c.id, spi: c.spi_out });
+        out.action(Action::RemoveOutbound {
+            child: c.id,
+            spi: c.spi_out,
+        });
     }
     spis.release(c.spi_in);
     if !sa.children.iter().any(|o| o.id == c.id) {
-        let reason = if c.replaced || c.redundant { DeleteReason::Rekeyed } else { reason };
-        out.event(Event::ChildDeleted { ike: sa.id, child: c.id, spis: (c.spi_in, c.spi_out), reason });
+        let reason = if c.replaced || c.redundant {
+            DeleteReason::Rekeyed
+        } else {
+            reason
+        };
+        out.event(Event::ChildDeleted {
+            ike: sa.id,
+            child: c.id,
+            spis: (c.spi_in, c.spi_out),
+            reason,
+        });
     }
 }
 
 /// Every CHILD_SA leaves the data plane (the IKE SA is gone).
-pub(crate) fn discard_all(sa: &mut IkeSa, reason: DeleteReason, out: &mut Outputs, spis: &mut dyn SpiAllocator) {
+pub(crate) fn discard_all(
+    sa: &mut IkeSa,
+    reason: DeleteReason,
+    out: &mut Outputs,
+    spis: &mut dyn SpiAllocator,
+) {
     while !sa.children.is_empty() {
         let last = sa.children.len() - 1;
         sa.children[last].outbound_active = false;

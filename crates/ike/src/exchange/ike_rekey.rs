@@ -32,22 +32,48 @@ fn notify(ty: NotifyType) -> Vec<Payload> {
 
 /// Sends CREATE_CHILD_SA rekeying this IKE SA.
 pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    let Some(group) = sa.peer.and_then(|p| ctx.peers.get(p)).and_then(|c| c.ike_proposals.first()).and_then(|p| p.dh.first().copied()) else {
+    let Some(group) = sa
+        .peer
+        .and_then(|p| ctx.peers.get(p))
+        .and_then(|c| c.ike_proposals.first())
+        .and_then(|p| p.dh.first().copied())
+    else {
         return;
     };
-    let Ok((dh, public)) = group.generate(ctx.rng) else { return };
-    let req = IkeRekeyRequest { new_spi: ctx.ike_spi(), ni: super::init::nonce(ctx), dh, restarts: 0, collision: None };
+    let Ok((dh, public)) = group.generate(ctx.rng) else {
+        return;
+    };
+    let req = IkeRekeyRequest {
+        new_spi: ctx.ike_spi(),
+        ni: super::init::nonce(ctx),
+        dh,
+        restarts: 0,
+        collision: None,
+    };
     send(sa, ctx, req, public);
 }
 
 fn send(sa: &mut IkeSa, ctx: &mut Ctx<'_>, req: IkeRekeyRequest, public: Vec<u8>) {
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
     let payloads = vec![
-        Payload::Sa(proposal::ike_sa_payload(&cfg.ike_proposals, &req.new_spi.to_be_bytes())),
+        Payload::Sa(proposal::ike_sa_payload(
+            &cfg.ike_proposals,
+            &req.new_spi.to_be_bytes(),
+        )),
         Payload::Nonce(Nonce(req.ni.clone())),
-        Payload::Ke(KePayload { group: DhGroup(req.dh.alg().id()), data: public }),
+        Payload::Ke(KePayload {
+            group: DhGroup(req.dh.alg().id()),
+            data: public,
+        }),
     ];
-    sa.send_request(ctx, ExchangeType::CREATE_CHILD_SA, payloads, InFlight::IkeRekey(req));
+    sa.send_request(
+        ctx,
+        ExchangeType::CREATE_CHILD_SA,
+        payloads,
+        InFlight::IkeRekey(req),
+    );
 }
 
 /// The new IKE SA, successor of `sa`; `initiator`: we initiated the rekey.
@@ -64,10 +90,31 @@ fn successor(
     initiator: bool,
 ) -> Option<IkeSa> {
     let old = sa.keys.as_ref()?;
-    let k = IkeSaKeys::derive_rekeyed(old.prf, old.sk_d.expose(), chosen.prf, chosen.cipher.keymat_len(), g_ir, ni, nr, spi_i, spi_r).ok()?;
+    let k = IkeSaKeys::derive_rekeyed(
+        old.prf,
+        old.sk_d.expose(),
+        chosen.prf,
+        chosen.cipher.keymat_len(),
+        g_ir,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+    )
+    .ok()?;
     let keys = super::init::sa_keys(chosen, k, initiator)?;
     let id = ctx.ike_id();
-    let mut n = IkeSa::new(id, sa.peer, initiator, spi_i, spi_r, sa.local, sa.remote, State::Established, ctx);
+    let mut n = IkeSa::new(
+        id,
+        sa.peer,
+        initiator,
+        spi_i,
+        spi_r,
+        sa.local,
+        sa.remote,
+        State::Established,
+        ctx,
+    );
     n.keys = Some(keys);
     n.natt = sa.natt;
     n.nat_detected = sa.nat_detected;
@@ -83,12 +130,22 @@ fn hand_over(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: &mut IkeSa) {
     to.adopt_tasks(tasks);
     sa.state = State::Rekeyed;
     sa.expires = Some(ctx.now + ctx.config.delete_timeout);
-    ctx.out.event(Event::IkeRekeyed { old: sa.id, new: to.id() });
+    ctx.out.event(Event::IkeRekeyed {
+        old: sa.id,
+        new: to.id(),
+    });
 }
 
 /// The answer to our IKE SA rekey.
-pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: IkeRekeyRequest, msg: &Message) {
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
+pub(crate) fn on_response(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    mut req: IkeRekeyRequest,
+    msg: &Message,
+) {
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
     if let Some(e) = msg.error_notify() {
         let ty = e.ty;
         if ty == NotifyType::INVALID_KE_PAYLOAD {
@@ -107,14 +164,21 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: IkeRekeyRe
         if ty == NotifyType::TEMPORARY_FAILURE {
             ctx.out.stats.temporary_failure_received += 1;
         }
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: ty, by_peer: true });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: ty,
+            by_peer: true,
+        });
         if let Some((winner, _)) = req.collision {
             // We answered the peer's rekey of this IKE SA: with ours failed, the peer's new
             // IKE SA is the successor (§2.25.2).
             ctx.adopt_by = Some(winner);
             sa.state = State::Rekeyed;
             sa.expires = Some(ctx.now + ctx.config.delete_timeout);
-            ctx.out.event(Event::IkeRekeyed { old: sa.id, new: winner });
+            ctx.out.event(Event::IkeRekeyed {
+                old: sa.id,
+                new: winner,
+            });
             return;
         }
         if ty == NotifyType::TEMPORARY_FAILURE && sa.is_established() {
@@ -129,16 +193,34 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: IkeRekeyRe
         let chosen = proposal::accept_ike_answer(&cfg.ike_proposals, offered)?;
         let peer_spi = offered.proposals.first()?.spi_u64()?;
         let nr = msg.nonce()?.0.clone();
-        let ke = msg.ke().filter(|k| k.group == DhGroup(req.dh.alg().id()) && chosen.dh == req.dh.alg())?;
+        let ke = msg
+            .ke()
+            .filter(|k| k.group == DhGroup(req.dh.alg().id()) && chosen.dh == req.dh.alg())?;
         Some((chosen, peer_spi, nr, ke.data.clone()))
     })();
     let Some((chosen, peer_spi, nr, peer_public)) = accepted else {
         ctx.out.stats.invalid_syntax += 1;
-        ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify: NotifyType::INVALID_SYNTAX, by_peer: false });
+        ctx.out.event(Event::ExchangeFailed {
+            ike: sa.id,
+            notify: NotifyType::INVALID_SYNTAX,
+            by_peer: false,
+        });
         return;
     };
-    let Ok(g_ir) = req.dh.agree(&peer_public) else { return };
-    let Some(mut ours) = successor(sa, ctx, &chosen, g_ir.expose(), &req.ni, &nr, req.new_spi, peer_spi, true) else {
+    let Ok(g_ir) = req.dh.agree(&peer_public) else {
+        return;
+    };
+    let Some(mut ours) = successor(
+        sa,
+        ctx,
+        &chosen,
+        g_ir.expose(),
+        &req.ni,
+        &nr,
+        req.new_spi,
+        peer_spi,
+        true,
+    ) else {
         return;
     };
     let lost = match &req.collision {
@@ -168,14 +250,27 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: IkeRekeyRe
 
 /// The peer rekeys this IKE SA.
 pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Payload> {
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return Vec::new() };
-    let ours_outstanding = matches!(sa.pending.as_ref().map(|p| &p.task), Some(InFlight::IkeRekey(_)));
-    if sa.pending.is_some() && !ours_outstanding && !matches!(sa.pending.as_ref().map(|p| &p.task), Some(InFlight::Liveness)) {
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return Vec::new();
+    };
+    let ours_outstanding = matches!(
+        sa.pending.as_ref().map(|p| &p.task),
+        Some(InFlight::IkeRekey(_))
+    );
+    if sa.pending.is_some()
+        && !ours_outstanding
+        && !matches!(
+            sa.pending.as_ref().map(|p| &p.task),
+            Some(InFlight::Liveness)
+        )
+    {
         // A CHILD_SA or DELETE exchange of ours is outstanding (§2.25.2).
         ctx.out.stats.temporary_failure_sent += 1;
         return notify(NotifyType::TEMPORARY_FAILURE);
     }
-    let Some(offered) = msg.first_sa() else { return notify(NotifyType::INVALID_SYNTAX) };
+    let Some(offered) = msg.first_sa() else {
+        return notify(NotifyType::INVALID_SYNTAX);
+    };
     let Some(chosen) = proposal::select_ike(&cfg.ike_proposals, offered) else {
         ctx.out.stats.no_proposal_chosen += 1;
         let ours: Vec<String> = cfg.ike_proposals.iter().map(|p| p.to_string()).collect();
@@ -187,15 +282,27 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
         });
         return notify(NotifyType::NO_PROPOSAL_CHOSEN);
     };
-    let Some(peer_spi) = offered.proposals.iter().find(|p| p.number == chosen.number).and_then(|p| p.spi_u64()) else {
+    let Some(peer_spi) = offered
+        .proposals
+        .iter()
+        .find(|p| p.number == chosen.number)
+        .and_then(|p| p.spi_u64())
+    else {
         return notify(NotifyType::INVALID_SYNTAX);
     };
-    let (Some(ke), Some(ni)) = (msg.ke(), msg.nonce()) else { return notify(NotifyType::INVALID_SYNTAX) };
+    let (Some(ke), Some(ni)) = (msg.ke(), msg.nonce()) else {
+        return notify(NotifyType::INVALID_SYNTAX);
+    };
     if ke.group != DhGroup(chosen.dh.id()) {
         ctx.out.stats.invalid_ke_sent += 1;
-        return vec![Payload::Notify(Notify::new(NotifyType::INVALID_KE_PAYLOAD, chosen.dh.id().to_be_bytes().to_vec()))];
+        return vec![Payload::Notify(Notify::new(
+            NotifyType::INVALID_KE_PAYLOAD,
+            chosen.dh.id().to_be_bytes().to_vec(),
+        ))];
     }
-    let Ok((dh, public)) = chosen.dh.generate(ctx.rng) else { return notify(NotifyType::NO_PROPOSAL_CHOSEN) };
+    let Ok((dh, public)) = chosen.dh.generate(ctx.rng) else {
+        return notify(NotifyType::NO_PROPOSAL_CHOSEN);
+    };
     let Ok(g_ir) = dh.agree(&ke.data) else {
         ctx.out.stats.invalid_syntax += 1;
         return notify(NotifyType::INVALID_SYNTAX);
@@ -203,7 +310,17 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
     let nr = super::init::nonce(ctx);
     let new_spi = ctx.ike_spi();
     let ni = ni.0.clone();
-    let Some(mut theirs) = successor(sa, ctx, &chosen, g_ir.expose(), &ni, &nr, peer_spi, new_spi, false) else {
+    let Some(mut theirs) = successor(
+        sa,
+        ctx,
+        &chosen,
+        g_ir.expose(),
+        &ni,
+        &nr,
+        peer_spi,
+        new_spi,
+        false,
+    ) else {
         return notify(NotifyType::NO_PROPOSAL_CHOSEN);
     };
     match sa.pending.as_mut().map(|p| &mut p.task) {
@@ -219,8 +336,14 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
     }
     ctx.born.push(theirs);
     vec![
-        Payload::Sa(proposal::ike_answer(&chosen, new_spi.to_be_bytes().to_vec())),
+        Payload::Sa(proposal::ike_answer(
+            &chosen,
+            new_spi.to_be_bytes().to_vec(),
+        )),
         Payload::Nonce(Nonce(nr)),
-        Payload::Ke(KePayload { group: DhGroup(chosen.dh.id()), data: public }),
+        Payload::Ke(KePayload {
+            group: DhGroup(chosen.dh.id()),
+            data: public,
+        }),
     ]
 }

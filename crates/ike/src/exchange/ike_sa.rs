@@ -197,7 +197,11 @@ impl IkeSa {
 
     /// Our SPI (SPIi if we are the original initiator, else SPIr).
     pub fn local_spi(&self) -> u64 {
-        if self.initiator { self.spi_i } else { self.spi_r }
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
     }
 
     /// SPIi and SPIr.
@@ -279,7 +283,11 @@ impl IkeSa {
         let queued = match self.state {
             _ if self.pending.is_some() => None,
             State::Established => self.queue.iter().map(|(t, _)| *t).min(),
-            State::Rekeyed => self.queue.iter().find(|(_, t)| *t == Task::DeleteIke).map(|(t, _)| *t),
+            State::Rekeyed => self
+                .queue
+                .iter()
+                .find(|(_, t)| *t == Task::DeleteIke)
+                .map(|(t, _)| *t),
             _ => None,
         };
         [
@@ -317,17 +325,30 @@ impl IkeSa {
 
     /// Encrypts a message, in fragments when the peer supports them and it is too large.
     fn seal(&mut self, ctx: &Ctx<'_>, header: &Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
-        let Some(keys) = self.keys.as_ref() else { return Vec::new() };
+        let Some(keys) = self.keys.as_ref() else {
+            return Vec::new();
+        };
         let mut counter = self.iv_counter;
         let out = if self.peer_fragmentation {
             let mut ivs = || {
                 counter += 1;
                 counter.to_be_bytes()
             };
-            seal_fragments(header, payloads, &keys.enc_out, &mut ivs, ctx.config.fragment_size)
+            seal_fragments(
+                header,
+                payloads,
+                &keys.enc_out,
+                &mut ivs,
+                ctx.config.fragment_size,
+            )
         } else {
             counter += 1;
-            vec![protect::seal(header, payloads, &keys.enc_out, counter.to_be_bytes())]
+            vec![protect::seal(
+                header,
+                payloads,
+                &keys.enc_out,
+                counter.to_be_bytes(),
+            )]
         };
         self.iv_counter = counter;
         out
@@ -374,7 +395,13 @@ impl IkeSa {
     }
 
     /// Sends the response to request `mid` and keeps it for retransmitted requests.
-    fn respond(&mut self, ctx: &mut Ctx<'_>, exchange: ExchangeType, mid: u32, payloads: Vec<Payload>) {
+    fn respond(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        exchange: ExchangeType,
+        mid: u32,
+        payloads: Vec<Payload>,
+    ) {
         let header = self.header(exchange, true, mid);
         let datagrams = self.seal(ctx, &header, &payloads);
         for d in &datagrams {
@@ -430,8 +457,12 @@ impl IkeSa {
             return;
         }
         while self.pending.is_none() && self.is_established() {
-            let Some(pos) = self.queue.iter().position(|(t, _)| *t <= ctx.now) else { return };
-            let Some((_, task)) = self.queue.remove(pos) else { return };
+            let Some(pos) = self.queue.iter().position(|(t, _)| *t <= ctx.now) else {
+                return;
+            };
+            let Some((_, task)) = self.queue.remove(pos) else {
+                return;
+            };
             self.start(ctx, task);
         }
     }
@@ -443,23 +474,37 @@ impl IkeSa {
             Task::RekeyIke => super::ike_rekey::start(self, ctx),
             Task::DeleteChild(spis) => super::info::start_delete_child(self, ctx, spis),
             Task::DeleteIke => super::info::start_delete_ike(self, ctx),
-            Task::Liveness => {
-                self.send_request(ctx, ExchangeType::INFORMATIONAL, Vec::new(), InFlight::Liveness)
-            }
+            Task::Liveness => self.send_request(
+                ctx,
+                ExchangeType::INFORMATIONAL,
+                Vec::new(),
+                InFlight::Liveness,
+            ),
         }
     }
 
     fn require_established(&self) -> Result<(), CommandError> {
-        if self.is_established() { Ok(()) } else { Err(CommandError::NotEstablished(self.id)) }
+        if self.is_established() {
+            Ok(())
+        } else {
+            Err(CommandError::NotEstablished(self.id))
+        }
     }
 
-    pub(crate) fn queue_rekey_child(&mut self, ctx: &mut Ctx<'_>, child: ChildId) -> Result<(), CommandError> {
+    pub(crate) fn queue_rekey_child(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        child: ChildId,
+    ) -> Result<(), CommandError> {
         self.require_established()?;
         self.queue_task(ctx, ctx.now, Task::RekeyChild(child));
         Ok(())
     }
 
-    pub(crate) fn queue_create_child(&mut self, ctx: &mut Ctx<'_>) -> Result<ChildId, CommandError> {
+    pub(crate) fn queue_create_child(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<ChildId, CommandError> {
         self.require_established()?;
         let id = ctx.child_id();
         self.queue_task(ctx, ctx.now, Task::CreateChild(id));
@@ -472,10 +517,18 @@ impl IkeSa {
         Ok(())
     }
 
-    pub(crate) fn queue_delete_child(&mut self, ctx: &mut Ctx<'_>, child: ChildId) -> Result<(), CommandError> {
+    pub(crate) fn queue_delete_child(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        child: ChildId,
+    ) -> Result<(), CommandError> {
         self.require_established()?;
-        let spis: Vec<u32> =
-            self.children.iter().filter(|c| c.id == child && !c.deleting).map(|c| c.spi_in).collect();
+        let spis: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|c| c.id == child && !c.deleting)
+            .map(|c| c.spi_in)
+            .collect();
         if !spis.is_empty() {
             self.queue_task(ctx, ctx.now, Task::DeleteChild(spis));
         }
@@ -507,12 +560,22 @@ impl IkeSa {
     }
 
     /// Removes every CHILD_SA from the data plane and forgets the IKE SA.
-    pub(crate) fn discard(&mut self, reason: DeleteReason, out: &mut Outputs, spis: &mut dyn SpiAllocator) {
+    pub(crate) fn discard(
+        &mut self,
+        reason: DeleteReason,
+        out: &mut Outputs,
+        spis: &mut dyn SpiAllocator,
+    ) {
         super::child::discard_all(self, reason, out, spis);
-        if !matches!(self.state, State::HalfOpen(_) | State::InitSent(_) | State::Gone)
-            || reason != DeleteReason::HalfOpenTimeout
+        if !matches!(
+            self.state,
+            State::HalfOpen(_) | State::InitSent(_) | State::Gone
+        ) || reason != DeleteReason::HalfOpenTimeout
         {
-            out.event(Event::IkeDeleted { ike: self.id, reason });
+            out.event(Event::IkeDeleted {
+                ike: self.id,
+                reason,
+            });
         }
         self.state = State::Gone;
         self.pending = None;
@@ -546,9 +609,15 @@ impl IkeSa {
         header: &Header,
         response: bool,
     ) -> Result<Message, Option<ParseError>> {
-        let Some(keys) = self.keys.as_ref() else { return Err(None) };
+        let Some(keys) = self.keys.as_ref() else {
+            return Err(None);
+        };
         let result = if header.next_payload == PayloadType::SKF {
-            let r = if response { &mut self.reasm_responses } else { &mut self.reasm_requests };
+            let r = if response {
+                &mut self.reasm_responses
+            } else {
+                &mut self.reasm_requests
+            };
             match r.add(data, &keys.enc_in) {
                 Ok(Some(m)) => Ok(m),
                 Ok(None) => return Err(None),
@@ -595,7 +664,9 @@ impl IkeSa {
             }
             return;
         }
-        let Ok(msg) = self.decrypt(ctx, data, header, true) else { return };
+        let Ok(msg) = self.decrypt(ctx, data, header, true) else {
+            return;
+        };
         let Some(p) = self.pending.take() else { return };
         match p.task {
             InFlight::SaInit => {
@@ -606,7 +677,9 @@ impl IkeSa {
             InFlight::Auth => super::auth::on_response(self, ctx, &msg),
             InFlight::Child(req) => super::child::on_response(self, ctx, req, &msg),
             InFlight::IkeRekey(req) => super::ike_rekey::on_response(self, ctx, req, &msg),
-            InFlight::DeleteChild(spis) => super::info::on_delete_child_response(self, ctx, &spis, &msg),
+            InFlight::DeleteChild(spis) => {
+                super::info::on_delete_child_response(self, ctx, &spis, &msg)
+            }
             InFlight::DeleteIke => self.discard(DeleteReason::Local, ctx.out, ctx.spis),
             InFlight::Liveness => {}
         }
@@ -678,7 +751,10 @@ impl IkeSa {
             }
             (_, ExchangeType::CREATE_CHILD_SA) => super::child::dispatch_request(self, ctx, &msg),
             (_, ExchangeType::INFORMATIONAL) => super::info::respond(self, ctx, &msg),
-            _ => vec![Payload::Notify(Notify::new(NotifyType::INVALID_SYNTAX, Vec::new()))],
+            _ => vec![Payload::Notify(Notify::new(
+                NotifyType::INVALID_SYNTAX,
+                Vec::new(),
+            ))],
         };
         self.respond(ctx, header.exchange, mid, response);
         if self.closing {
@@ -688,17 +764,26 @@ impl IkeSa {
                 && let Some(winner) = super::ike_rekey::collided_with(req)
             {
                 ctx.adopt_by = Some(winner);
-                ctx.out.event(Event::IkeRekeyed { old: self.id, new: winner });
+                ctx.out.event(Event::IkeRekeyed {
+                    old: self.id,
+                    new: winner,
+                });
             }
             if ctx.adopt_by.is_some() {
                 // The endpoint moves the CHILD_SAs once this call returns.
-                ctx.out.event(Event::IkeDeleted { ike: self.id, reason: DeleteReason::Rekeyed });
+                ctx.out.event(Event::IkeDeleted {
+                    ike: self.id,
+                    reason: DeleteReason::Rekeyed,
+                });
                 self.state = State::Gone;
                 self.pending = None;
                 return;
             }
-            let reason =
-                if matches!(self.state, State::Rekeyed) { DeleteReason::Rekeyed } else { DeleteReason::Peer };
+            let reason = if matches!(self.state, State::Rekeyed) {
+                DeleteReason::Rekeyed
+            } else {
+                DeleteReason::Peer
+            };
             self.discard(reason, ctx.out, ctx.spis);
             return;
         }
@@ -715,7 +800,10 @@ impl IkeSa {
             && p.deadline <= now
         {
             if p.sent >= ctx.config.retransmit.tries {
-                ctx.out.event(Event::PeerDead { ike: self.id, remote: self.remote });
+                ctx.out.event(Event::PeerDead {
+                    ike: self.id,
+                    remote: self.remote,
+                });
                 self.discard(DeleteReason::PeerDead, ctx.out, ctx.spis);
                 return;
             }
@@ -745,12 +833,20 @@ impl IkeSa {
 
     /// Moves CHILD_SAs and queued CHILD_SA requests out (the IKE SA was rekeyed).
     pub(crate) fn take_children_and_tasks(&mut self) -> (Vec<ChildSa>, Vec<(Instant, Task)>) {
-        let tasks = self.queue.drain(..).filter(|(_, t)| !matches!(t, Task::DeleteIke | Task::RekeyIke)).collect();
+        let tasks = self
+            .queue
+            .drain(..)
+            .filter(|(_, t)| !matches!(t, Task::DeleteIke | Task::RekeyIke))
+            .collect();
         (std::mem::take(&mut self.children), tasks)
     }
 
     /// Carries out DELETEs of CHILD_SAs that arrived before the CHILD_SAs did.
-    pub(crate) fn apply_deferred_deletes(&mut self, out: &mut Outputs, spis: &mut dyn SpiAllocator) {
+    pub(crate) fn apply_deferred_deletes(
+        &mut self,
+        out: &mut Outputs,
+        spis: &mut dyn SpiAllocator,
+    ) {
         for spi in std::mem::take(&mut self.deferred_deletes) {
             if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                 super::child::remove_child(self, out, spis, i, DeleteReason::Peer);

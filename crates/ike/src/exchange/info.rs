@@ -21,11 +21,21 @@ pub(crate) fn start_delete_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spis: Vec<u3
         c.delete_by = None;
     }
     let payloads = vec![Payload::Delete(Delete::esp(&spis))];
-    sa.send_request(ctx, ExchangeType::INFORMATIONAL, payloads, InFlight::DeleteChild(spis));
+    sa.send_request(
+        ctx,
+        ExchangeType::INFORMATIONAL,
+        payloads,
+        InFlight::DeleteChild(spis),
+    );
 }
 
 /// The answer to our DELETE: the SAs leave the data plane (the inbound one after its grace).
-pub(crate) fn on_delete_child_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spis: &[u32], _msg: &Message) {
+pub(crate) fn on_delete_child_response(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    spis: &[u32],
+    _msg: &Message,
+) {
     for spi in spis {
         if let Some(i) = sa.children.iter().position(|c| c.spi_in == *spi) {
             remove_child(sa, ctx.out, ctx.spis, i, DeleteReason::Local);
@@ -36,7 +46,12 @@ pub(crate) fn on_delete_child_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spis: 
 /// Sends a DELETE of the IKE SA itself.
 pub(crate) fn start_delete_ike(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     sa.state = State::Deleting;
-    sa.send_request(ctx, ExchangeType::INFORMATIONAL, vec![Payload::Delete(Delete::ike())], InFlight::DeleteIke);
+    sa.send_request(
+        ctx,
+        ExchangeType::INFORMATIONAL,
+        vec![Payload::Delete(Delete::ike())],
+        InFlight::DeleteIke,
+    );
 }
 
 /// The peer's INFORMATIONAL request: DELETEs are carried out and answered with the SPIs of
@@ -61,5 +76,9 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
             _ => {}
         }
     }
-    if sa.closing || ours.is_empty() { Vec::new() } else { vec![Payload::Delete(Delete::esp(&ours))] }
+    if sa.closing || ours.is_empty() {
+        Vec::new()
+    } else {
+        vec![Payload::Delete(Delete::esp(&ours))]
+    }
 }

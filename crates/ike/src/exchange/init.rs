@@ -66,28 +66,65 @@ pub(crate) fn initiate(
     let spi_i = ctx.ike_spi();
     let (dh, public) = group.generate(ctx.rng).map_err(|_| CommandError::NoSpi)?;
     let ni = nonce(ctx);
-    let st = InitiatorInit { dh, public, ni, cookie: None, request: Vec::new(), first_contact, restarts: 0 };
-    let mut sa = IkeSa::new(id, Some(peer), true, spi_i, 0, local, remote, State::InitSent(st), ctx);
+    let st = InitiatorInit {
+        dh,
+        public,
+        ni,
+        cookie: None,
+        request: Vec::new(),
+        first_contact,
+        restarts: 0,
+    };
+    let mut sa = IkeSa::new(
+        id,
+        Some(peer),
+        true,
+        spi_i,
+        0,
+        local,
+        remote,
+        State::InitSent(st),
+        ctx,
+    );
     send_init(&mut sa, ctx);
     Ok(sa)
 }
 
 fn send_init(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
     let header = sa.header(ExchangeType::IKE_SA_INIT, false, 0);
     let (spi_i, local, remote) = (sa.spi_i, sa.local, sa.remote);
-    let State::InitSent(st) = &mut sa.state else { return };
+    let State::InitSent(st) = &mut sa.state else {
+        return;
+    };
     let mut payloads = Vec::new();
     if let Some(c) = &st.cookie {
         payloads.push(notify(NotifyType::COOKIE, c.clone()));
     }
-    payloads.push(Payload::Sa(proposal::ike_sa_payload(&cfg.ike_proposals, &[])));
-    payloads.push(Payload::Ke(KePayload { group: DhGroup(st.dh.alg().id()), data: st.public.clone() }));
+    payloads.push(Payload::Sa(proposal::ike_sa_payload(
+        &cfg.ike_proposals,
+        &[],
+    )));
+    payloads.push(Payload::Ke(KePayload {
+        group: DhGroup(st.dh.alg().id()),
+        data: st.public.clone(),
+    }));
     payloads.push(Payload::Nonce(Nonce(st.ni.clone())));
-    payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, nat::detection_hash(spi_i, 0, local)));
-    payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat::detection_hash(spi_i, 0, remote)));
+    payloads.push(notify(
+        NotifyType::NAT_DETECTION_SOURCE_IP,
+        nat::detection_hash(spi_i, 0, local),
+    ));
+    payloads.push(notify(
+        NotifyType::NAT_DETECTION_DESTINATION_IP,
+        nat::detection_hash(spi_i, 0, remote),
+    ));
     if cfg.fragmentation {
-        payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()));
+        payloads.push(notify(
+            NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+            Vec::new(),
+        ));
     }
     let bytes = Message { header, payloads }.emit();
     st.request = bytes.clone();
@@ -96,7 +133,11 @@ fn send_init(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 }
 
 fn fail(sa: &mut IkeSa, ctx: &mut Ctx<'_>, notify: NotifyType, by_peer: bool) {
-    ctx.out.event(Event::ExchangeFailed { ike: sa.id, notify, by_peer });
+    ctx.out.event(Event::ExchangeFailed {
+        ike: sa.id,
+        notify,
+        by_peer,
+    });
     sa.discard(DeleteReason::Failed, ctx.out, ctx.spis);
 }
 
@@ -113,8 +154,12 @@ pub(crate) fn on_response(
         ctx.out.stats.invalid_syntax += 1;
         return;
     };
-    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else { return };
-    let State::InitSent(st) = &mut sa.state else { return };
+    let Some(cfg) = sa.peer.and_then(|p| ctx.peers.get(p)) else {
+        return;
+    };
+    let State::InitSent(st) = &mut sa.state else {
+        return;
+    };
     if let Some(c) = msg.notify(NotifyType::COOKIE) {
         if st.restarts >= MAX_RESTARTS || c.data.is_empty() || c.data.len() > 64 {
             return fail(sa, ctx, NotifyType::COOKIE, true);
@@ -131,7 +176,9 @@ pub(crate) fn on_response(
         let Some(group) = wanted.filter(|g| *g != st.dh.alg() && st.restarts < MAX_RESTARTS) else {
             return fail(sa, ctx, NotifyType::INVALID_KE_PAYLOAD, true);
         };
-        let Ok((dh, public)) = group.generate(ctx.rng) else { return };
+        let Ok((dh, public)) = group.generate(ctx.rng) else {
+            return;
+        };
         st.restarts += 1;
         st.dh = dh;
         st.public = public;
@@ -161,13 +208,23 @@ pub(crate) fn on_response(
         ctx.out.stats.invalid_syntax += 1;
         return fail(sa, ctx, NotifyType::INVALID_SYNTAX, false);
     };
-    let State::InitSent(st) = std::mem::replace(&mut sa.state, State::Established) else { return };
+    let State::InitSent(st) = std::mem::replace(&mut sa.state, State::Established) else {
+        return;
+    };
     let Ok(g_ir) = st.dh.agree(&peer_public) else {
         ctx.out.stats.invalid_syntax += 1;
         return fail(sa, ctx, NotifyType::INVALID_SYNTAX, false);
     };
     sa.spi_r = header.spi_r;
-    let Some(keys) = derive(&chosen, &st.ni, &nr, g_ir.expose(), sa.spi_i, sa.spi_r, true) else {
+    let Some(keys) = derive(
+        &chosen,
+        &st.ni,
+        &nr,
+        g_ir.expose(),
+        sa.spi_i,
+        sa.spi_r,
+        true,
+    ) else {
         return fail(sa, ctx, NotifyType::INVALID_SYNTAX, false);
     };
     sa.keys = Some(keys);
@@ -180,8 +237,10 @@ pub(crate) fn on_response(
         sa.local.set_port(crate::NATT_PORT);
         sa.remote.set_port(crate::NATT_PORT);
     }
-    sa.peer_fragmentation =
-        cfg.fragmentation && msg.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+    sa.peer_fragmentation = cfg.fragmentation
+        && msg
+            .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+            .is_some();
     sa.pending = None;
     let init = InitData {
         ni: st.ni,
@@ -203,7 +262,16 @@ pub(crate) fn derive(
     spi_r: u64,
     initiator: bool,
 ) -> Option<SaKeys> {
-    let k = IkeSaKeys::derive(chosen.prf, chosen.cipher.keymat_len(), ni, nr, g_ir, spi_i, spi_r).ok()?;
+    let k = IkeSaKeys::derive(
+        chosen.prf,
+        chosen.cipher.keymat_len(),
+        ni,
+        nr,
+        g_ir,
+        spi_i,
+        spi_r,
+    )
+    .ok()?;
     sa_keys(chosen, k, initiator)
 }
 
@@ -222,13 +290,21 @@ pub(crate) fn sa_keys(chosen: &ChosenIke, k: IkeSaKeys, initiator: bool) -> Opti
     })
 }
 
-fn evaluate(msg: &Message, spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> nat::NatResult {
+fn evaluate(
+    msg: &Message,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> nat::NatResult {
     let sources: Vec<&[u8]> = msg
         .notifies()
         .filter(|n| n.ty == NotifyType::NAT_DETECTION_SOURCE_IP)
         .map(|n| n.data.as_slice())
         .collect();
-    let dst = msg.notify(NotifyType::NAT_DETECTION_DESTINATION_IP).map(|n| n.data.as_slice());
+    let dst = msg
+        .notify(NotifyType::NAT_DETECTION_DESTINATION_IP)
+        .map(|n| n.data.as_slice());
     nat::evaluate(spi_i, spi_r, local, remote, &sources, dst)
 }
 
@@ -245,12 +321,31 @@ fn refuse(out: &mut Outputs, local: SocketAddr, remote: SocketAddr, req: &Header
         message_id: req.message_id,
         length: 0,
     };
-    out.send(local, remote, Message { header, payloads: vec![Payload::Notify(n)] }.emit());
+    out.send(
+        local,
+        remote,
+        Message {
+            header,
+            payloads: vec![Payload::Notify(n)],
+        }
+        .emit(),
+    );
 }
 
 /// INVALID_MAJOR_VERSION for a request of another major version (§2.5, §3.10.1).
-pub(crate) fn answer_bad_version(req: &Header, local: SocketAddr, remote: SocketAddr, out: &mut Outputs) {
-    refuse(out, local, remote, req, Notify::new(NotifyType::INVALID_MAJOR_VERSION, Vec::new()));
+pub(crate) fn answer_bad_version(
+    req: &Header,
+    local: SocketAddr,
+    remote: SocketAddr,
+    out: &mut Outputs,
+) {
+    refuse(
+        out,
+        local,
+        remote,
+        req,
+        Notify::new(NotifyType::INVALID_MAJOR_VERSION, Vec::new()),
+    );
 }
 
 /// The responder's side of IKE_SA_INIT: a new half-open IKE SA, or a refusal.
@@ -274,7 +369,13 @@ pub(crate) fn respond(
             } else {
                 ctx.out.stats.invalid_syntax += 1;
             }
-            refuse(ctx.out, local, remote, header, Notify::new(e.notify(), e.notify_data()));
+            refuse(
+                ctx.out,
+                local,
+                remote,
+                header,
+                Notify::new(e.notify(), e.notify_data()),
+            );
             return None;
         }
     };
@@ -287,7 +388,13 @@ pub(crate) fn respond(
         .collect();
     let Some(&first) = candidates.first() else {
         ctx.out.stats.no_peer_config += 1;
-        refuse(ctx.out, local, remote, header, Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()));
+        refuse(
+            ctx.out,
+            local,
+            remote,
+            header,
+            Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
+        );
         return None;
     };
     if half_open >= ctx.config.half_open_limit {
@@ -308,7 +415,13 @@ pub(crate) fn respond(
             }
             ctx.out.stats.cookies_sent += 1;
             let c = cookies.make(&ni, remote.ip(), header.spi_i);
-            refuse(ctx.out, local, remote, header, Notify::new(NotifyType::COOKIE, c));
+            refuse(
+                ctx.out,
+                local,
+                remote,
+                header,
+                Notify::new(NotifyType::COOKIE, c),
+            );
             return None;
         }
     }
@@ -323,43 +436,89 @@ pub(crate) fn respond(
             ours: ours.join(", "),
             theirs: proposal::describe(offered_sa),
         });
-        refuse(ctx.out, local, remote, header, Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()));
+        refuse(
+            ctx.out,
+            local,
+            remote,
+            header,
+            Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
+        );
         return None;
     };
     let ke = msg.ke()?;
     if ke.group != DhGroup(chosen.dh.id()) {
         ctx.out.stats.invalid_ke_sent += 1;
         let data = chosen.dh.id().to_be_bytes().to_vec();
-        refuse(ctx.out, local, remote, header, Notify::new(NotifyType::INVALID_KE_PAYLOAD, data));
+        refuse(
+            ctx.out,
+            local,
+            remote,
+            header,
+            Notify::new(NotifyType::INVALID_KE_PAYLOAD, data),
+        );
         return None;
     }
     let (dh, public) = chosen.dh.generate(ctx.rng).ok()?;
     let Ok(g_ir) = dh.agree(&ke.data) else {
         ctx.out.stats.invalid_syntax += 1;
-        refuse(ctx.out, local, remote, header, Notify::new(NotifyType::INVALID_SYNTAX, Vec::new()));
+        refuse(
+            ctx.out,
+            local,
+            remote,
+            header,
+            Notify::new(NotifyType::INVALID_SYNTAX, Vec::new()),
+        );
         return None;
     };
     let nr = nonce(ctx);
     let spi_r = ctx.ike_spi();
     let keys = derive(&chosen, &ni, &nr, g_ir.expose(), header.spi_i, spi_r, false)?;
     let nat = evaluate(&msg, header.spi_i, 0, local, remote);
-    let peer_fragmentation =
-        cfg.fragmentation && msg.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+    let peer_fragmentation = cfg.fragmentation
+        && msg
+            .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+            .is_some();
     let id = ctx.ike_id();
-    let mut sa = IkeSa::new(id, Some(first), false, header.spi_i, spi_r, local, remote, State::Established, ctx);
+    let mut sa = IkeSa::new(
+        id,
+        Some(first),
+        false,
+        header.spi_i,
+        spi_r,
+        local,
+        remote,
+        State::Established,
+        ctx,
+    );
     let mut payloads = vec![
         Payload::Sa(proposal::ike_answer(&chosen, Vec::new())),
-        Payload::Ke(KePayload { group: DhGroup(chosen.dh.id()), data: public }),
+        Payload::Ke(KePayload {
+            group: DhGroup(chosen.dh.id()),
+            data: public,
+        }),
         Payload::Nonce(Nonce(nr.clone())),
     ];
     if nat.supported {
-        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, nat::detection_hash(sa.spi_i, spi_r, local)));
-        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat::detection_hash(sa.spi_i, spi_r, remote)));
+        payloads.push(notify(
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            nat::detection_hash(sa.spi_i, spi_r, local),
+        ));
+        payloads.push(notify(
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            nat::detection_hash(sa.spi_i, spi_r, remote),
+        ));
     }
     if peer_fragmentation {
-        payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()));
+        payloads.push(notify(
+            NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+            Vec::new(),
+        ));
     }
-    let response = Message { header: sa.header(ExchangeType::IKE_SA_INIT, true, 0), payloads }.emit();
+    let response = Message {
+        header: sa.header(ExchangeType::IKE_SA_INIT, true, 0),
+        payloads,
+    }
+    .emit();
     ctx.out.send(local, remote, response.clone());
     sa.keys = Some(keys);
     sa.peer_fragmentation = peer_fragmentation;
@@ -367,7 +526,13 @@ pub(crate) fn respond(
     sa.cache_response(0, response.clone());
     sa.expires = Some(ctx.now + ctx.config.half_open_timeout);
     sa.state = State::HalfOpen(ResponderAuth {
-        init: InitData { ni, nr, own_init: response, peer_init: data.to_vec(), first_contact: false },
+        init: InitData {
+            ni,
+            nr,
+            own_init: response,
+            peer_init: data.to_vec(),
+            first_contact: false,
+        },
         candidates,
     });
     Some(sa)

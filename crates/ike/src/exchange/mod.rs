@@ -232,12 +232,20 @@ impl Endpoint {
         Some(r)
     }
 
-    fn finish(&mut self, mut sa: IkeSa, born: Vec<IkeSa>, initial_contact: bool, adopt_by: Option<IkeSaId>) {
+    fn finish(
+        &mut self,
+        mut sa: IkeSa,
+        born: Vec<IkeSa>,
+        initial_contact: bool,
+        adopt_by: Option<IkeSaId>,
+    ) {
         let id = sa.id();
         if !sa.is_half_open() {
             self.half_open.retain(|_, v| *v != id);
         }
-        let remote_id = initial_contact.then(|| sa.remote_identity().cloned()).flatten();
+        let remote_id = initial_contact
+            .then(|| sa.remote_identity().cloned())
+            .flatten();
         if let Some(target) = adopt_by.and_then(|t| self.sas.get_mut(&t)) {
             let (children, tasks) = sa.take_children_and_tasks();
             target.adopt_children(children);
@@ -271,7 +279,11 @@ impl Endpoint {
             .collect();
         for id in stale {
             if let Some(mut sa) = self.sas.remove(&id) {
-                sa.discard(DeleteReason::InitialContact, &mut self.out, self.spis.as_mut());
+                sa.discard(
+                    DeleteReason::InitialContact,
+                    &mut self.out,
+                    self.spis.as_mut(),
+                );
                 self.by_local_spi.retain(|_, v| *v != id);
             }
         }
@@ -317,18 +329,26 @@ impl Endpoint {
             }
             return;
         }
-        if header.exchange == ExchangeType::IKE_SA_INIT && !header.is_response() && header.spi_r == 0
+        if header.exchange == ExchangeType::IKE_SA_INIT
+            && !header.is_response()
+            && header.spi_r == 0
         {
             self.responder_init(now, local, remote, data, &header);
             return;
         }
         // The I flag names the original initiator: if it sent this, our SPI is SPIr.
-        let local_spi = if header.is_initiator() { header.spi_r } else { header.spi_i };
+        let local_spi = if header.is_initiator() {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         let Some(&id) = self.by_local_spi.get(&local_spi) else {
             self.out.stats.unknown_ike_spi += 1;
             return;
         };
-        self.with_sa(now, id, |sa, ctx| sa.handle_datagram(ctx, local, remote, data, &header));
+        self.with_sa(now, id, |sa, ctx| {
+            sa.handle_datagram(ctx, local, remote, data, &header)
+        });
     }
 
     fn responder_init(
@@ -346,7 +366,8 @@ impl Endpoint {
             }
             return;
         }
-        self.cookies.rotate(now, self.config.cookie_rotation, self.rng.as_mut());
+        self.cookies
+            .rotate(now, self.config.cookie_rotation, self.rng.as_mut());
         let half_open = self.half_open.len();
         let mut ctx = Ctx {
             now,
@@ -361,8 +382,15 @@ impl Endpoint {
             initial_contact: false,
             adopt_by: None,
         };
-        let Some(sa) = init::respond(&mut ctx, &self.cookies, half_open, local, remote, data, header)
-        else {
+        let Some(sa) = init::respond(
+            &mut ctx,
+            &self.cookies,
+            half_open,
+            local,
+            remote,
+            data,
+            header,
+        ) else {
             return;
         };
         let id = sa.id();
@@ -389,10 +417,13 @@ impl Endpoint {
     /// its first CHILD_SA.
     pub fn initiate(&mut self, now: Instant, peer: usize) -> Result<IkeSaId, CommandError> {
         let cfg = self.peers.get(peer).ok_or(CommandError::NoSuchPeer(peer))?;
-        let remote_ip =
-            cfg.remote_addr.ok_or_else(|| CommandError::NoRemoteAddress(cfg.name.clone()))?;
-        let first_contact =
-            !self.sas.values().any(|sa| sa.peer_index() == Some(peer) && sa.is_established());
+        let remote_ip = cfg
+            .remote_addr
+            .ok_or_else(|| CommandError::NoRemoteAddress(cfg.name.clone()))?;
+        let first_contact = !self
+            .sas
+            .values()
+            .any(|sa| sa.peer_index() == Some(peer) && sa.is_established());
         let mut ctx = Ctx {
             now,
             config: &self.config,
@@ -414,13 +445,19 @@ impl Endpoint {
     }
 
     fn sa_of_child(&self, child: ChildId) -> Option<IkeSaId> {
-        self.sas.iter().find(|(_, sa)| sa.has_child(child)).map(|(id, _)| *id)
+        self.sas
+            .iter()
+            .find(|(_, sa)| sa.has_child(child))
+            .map(|(id, _)| *id)
     }
 
     /// Rekeys the CHILD_SA `child` (CREATE_CHILD_SA with REKEY_SA, §1.3.3).
     pub fn rekey_child(&mut self, now: Instant, child: ChildId) -> Result<(), CommandError> {
-        let id = self.sa_of_child(child).ok_or(CommandError::NoSuchChild(child))?;
-        self.with_sa(now, id, |sa, ctx| sa.queue_rekey_child(ctx, child)).unwrap_or(Ok(()))
+        let id = self
+            .sa_of_child(child)
+            .ok_or(CommandError::NoSuchChild(child))?;
+        self.with_sa(now, id, |sa, ctx| sa.queue_rekey_child(ctx, child))
+            .unwrap_or(Ok(()))
     }
 
     /// Creates one more CHILD_SA on the IKE SA `ike` with the peer's configured selectors
@@ -432,31 +469,42 @@ impl Endpoint {
 
     /// Rekeys the IKE SA `ike` (CREATE_CHILD_SA, §1.3.2); its CHILD_SAs move to the new one.
     pub fn rekey_ike(&mut self, now: Instant, ike: IkeSaId) -> Result<(), CommandError> {
-        self.with_sa(now, ike, |sa, ctx| sa.queue_rekey_ike(ctx)).ok_or(CommandError::NoSuchIkeSa(ike))?
+        self.with_sa(now, ike, |sa, ctx| sa.queue_rekey_ike(ctx))
+            .ok_or(CommandError::NoSuchIkeSa(ike))?
     }
 
     /// Deletes the CHILD_SA `child` and its rekeyed siblings (INFORMATIONAL, §1.4.1).
     pub fn delete_child(&mut self, now: Instant, child: ChildId) -> Result<(), CommandError> {
-        let id = self.sa_of_child(child).ok_or(CommandError::NoSuchChild(child))?;
-        self.with_sa(now, id, |sa, ctx| sa.queue_delete_child(ctx, child)).unwrap_or(Ok(()))
+        let id = self
+            .sa_of_child(child)
+            .ok_or(CommandError::NoSuchChild(child))?;
+        self.with_sa(now, id, |sa, ctx| sa.queue_delete_child(ctx, child))
+            .unwrap_or(Ok(()))
     }
 
     /// Deletes the IKE SA `ike` and all its CHILD_SAs (INFORMATIONAL, §1.4.1).
     pub fn delete_ike(&mut self, now: Instant, ike: IkeSaId) -> Result<(), CommandError> {
-        self.with_sa(now, ike, |sa, ctx| sa.queue_delete_ike(ctx)).ok_or(CommandError::NoSuchIkeSa(ike))?
+        self.with_sa(now, ike, |sa, ctx| sa.queue_delete_ike(ctx))
+            .ok_or(CommandError::NoSuchIkeSa(ike))?
     }
 
     /// Sends an empty INFORMATIONAL request (liveness check, §1.4); an unanswered one
     /// declares the peer dead after the retransmission schedule.
     pub fn liveness(&mut self, now: Instant, ike: IkeSaId) -> Result<(), CommandError> {
-        self.with_sa(now, ike, |sa, ctx| sa.queue_liveness(ctx)).ok_or(CommandError::NoSuchIkeSa(ike))?
+        self.with_sa(now, ike, |sa, ctx| sa.queue_liveness(ctx))
+            .ok_or(CommandError::NoSuchIkeSa(ike))?
     }
 
     /// The data plane decrypted a packet on inbound SA `spi` that was announced with
     /// [`ChildSaParams::report_first_packet`]: the peer uses the new CHILD_SA, so our
     /// outbound may switch to it (§2.8).
     pub fn inbound_traffic(&mut self, now: Instant, spi: u32) {
-        if let Some(id) = self.sas.iter().find(|(_, sa)| sa.has_inbound_spi(spi)).map(|(id, _)| *id) {
+        if let Some(id) = self
+            .sas
+            .iter()
+            .find(|(_, sa)| sa.has_inbound_spi(spi))
+            .map(|(id, _)| *id)
+        {
             self.with_sa(now, id, |sa, ctx| sa.inbound_traffic(ctx, spi));
         }
     }

@@ -281,7 +281,11 @@ impl Outputs {
             message
         };
         self.stats.datagrams_sent += 1;
-        self.transmits.push_back(Transmit { local, remote, payload });
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            payload,
+        });
     }
 
     pub fn action(&mut self, a: Action) {

@@ -29,7 +29,9 @@ impl RandomSpis {
 impl SpiAllocator for RandomSpis {
     fn allocate(&mut self, rng: &mut dyn Random) -> Option<u32> {
         // A bounded number of draws: with far fewer live SPIs than 2^32 the first succeeds.
-        (0..64).map(|_| rng.next_u32()).find(|s| *s > 255 && self.live.insert(*s))
+        (0..64)
+            .map(|_| rng.next_u32())
+            .find(|s| *s > 255 && self.live.insert(*s))
     }
 
     fn release(&mut self, spi: u32) {

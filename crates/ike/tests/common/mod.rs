@@ -42,8 +42,22 @@ impl Side {
 
 pub fn peer_config(side: Side, psk: &str, ike: &str, esp: &str) -> PeerConfig {
     let (l, r, lid, rid, lnet, rnet) = match side {
-        Side::A => (A_ADDR, B_ADDR, "a.example", "b.example", "198.19.1.0", "198.19.2.0"),
-        Side::B => (B_ADDR, A_ADDR, "b.example", "a.example", "198.19.2.0", "198.19.1.0"),
+        Side::A => (
+            A_ADDR,
+            B_ADDR,
+            "a.example",
+            "b.example",
+            "198.19.1.0",
+            "198.19.2.0",
+        ),
+        Side::B => (
+            B_ADDR,
+            A_ADDR,
+            "b.example",
+            "a.example",
+            "198.19.2.0",
+            "198.19.1.0",
+        ),
     };
     PeerConfig {
         name: format!("to-{}", if side == Side::A { "b" } else { "a" }),
@@ -147,8 +161,18 @@ pub struct Pair {
 impl Pair {
     pub fn new(seed: u64, a: PeerConfig, b: PeerConfig, config: EndpointConfig) -> Pair {
         let now = Instant::now();
-        let ep_a = Endpoint::new(config.clone(), vec![a], Box::new(TestRandom::new(seed ^ 0xa)), Box::new(RandomSpis::default()));
-        let ep_b = Endpoint::new(config, vec![b], Box::new(TestRandom::new(seed ^ 0xb)), Box::new(RandomSpis::default()));
+        let ep_a = Endpoint::new(
+            config.clone(),
+            vec![a],
+            Box::new(TestRandom::new(seed ^ 0xa)),
+            Box::new(RandomSpis::default()),
+        );
+        let ep_b = Endpoint::new(
+            config,
+            vec![b],
+            Box::new(TestRandom::new(seed ^ 0xb)),
+            Box::new(RandomSpis::default()),
+        );
         Pair {
             now,
             start: now,
@@ -173,7 +197,12 @@ impl Pair {
     pub fn standard(seed: u64) -> Pair {
         let ike = "aes128gcm16-prfsha256-x25519";
         let esp = "aes128gcm16-x25519";
-        Pair::new(seed, peer_config(Side::A, "psk-espada", ike, esp), peer_config(Side::B, "psk-espada", ike, esp), endpoint_config())
+        Pair::new(
+            seed,
+            peer_config(Side::A, "psk-espada", ike, esp),
+            peer_config(Side::B, "psk-espada", ike, esp),
+            endpoint_config(),
+        )
     }
 
     fn uniform(&mut self) -> f64 {
@@ -204,11 +233,16 @@ impl Pair {
             self.data_lost_to_faults += 1;
             return;
         }
-        let copies = if ike && self.uniform() < self.faults.dup { 2 } else { 1 };
+        let copies = if ike && self.uniform() < self.faults.dup {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let extra = self.faults.jitter.mul_f64(self.uniform());
             self.seq += 1;
-            self.net.push((self.now + self.delay + extra, self.seq, to, w.clone()));
+            self.net
+                .push((self.now + self.delay + extra, self.seq, to, w.clone()));
         }
     }
 
@@ -219,9 +253,27 @@ impl Pair {
             self.apply(side, a);
         }
         while let Some(t) = self.ep[side.idx()].poll_transmit() {
-            let body = if t.local.port() == 4500 { &t.payload[4..] } else { &t.payload[..] };
+            let body = if t.local.port() == 4500 {
+                &t.payload[4..]
+            } else {
+                &t.payload[..]
+            };
             let h = espada_ike::msgs::Header::parse(body).ok();
-            let what = h.map(|h| format!("{:?} mid {} {} spi_i {:016x}", h.exchange, h.message_id, if h.is_response() { "response" } else { "request" }, h.spi_i)).unwrap_or_default();
+            let what = h
+                .map(|h| {
+                    format!(
+                        "{:?} mid {} {} spi_i {:016x}",
+                        h.exchange,
+                        h.message_id,
+                        if h.is_response() {
+                            "response"
+                        } else {
+                            "request"
+                        },
+                        h.spi_i
+                    )
+                })
+                .unwrap_or_default();
             self.log(format!("{side:?} sends {what}"));
             self.send(side.other(), Wire::Ike(t), true);
         }
@@ -238,20 +290,29 @@ impl Pair {
         match a {
             Action::InstallInbound(p) => {
                 if dp.inbound.contains_key(&p.spi) || dp.retired.contains_key(&p.spi) {
-                    return self.violation(format!("{side:?} inbound SPI {:08x} installed twice", p.spi));
+                    return self.violation(format!(
+                        "{side:?} inbound SPI {:08x} installed twice",
+                        p.spi
+                    ));
                 }
                 dp.report.insert(p.spi, p.report_first_packet);
-                dp.inbound.insert(p.spi, (p.child, p.keys.expose().to_vec(), false));
+                dp.inbound
+                    .insert(p.spi, (p.child, p.keys.expose().to_vec(), false));
             }
             Action::InstallOutbound(p) => {
                 if dp.outbound.contains_key(&p.spi) {
-                    return self.violation(format!("{side:?} outbound SPI {:08x} installed twice", p.spi));
+                    return self.violation(format!(
+                        "{side:?} outbound SPI {:08x} installed twice",
+                        p.spi
+                    ));
                 }
-                dp.outbound.insert(p.spi, (p.child, p.keys.expose().to_vec()));
+                dp.outbound
+                    .insert(p.spi, (p.child, p.keys.expose().to_vec()));
             }
             Action::SwitchOutbound { child, spi } => {
                 let Some((c, key)) = dp.outbound.get(&spi).cloned() else {
-                    return self.violation(format!("{side:?} switch to uninstalled outbound {spi:08x}"));
+                    return self
+                        .violation(format!("{side:?} switch to uninstalled outbound {spi:08x}"));
                 };
                 if c != child {
                     return self.violation(format!("{side:?} switch of {child:?} to SPI of {c:?}"));
@@ -261,8 +322,12 @@ impl Pair {
                 // The peer must already decrypt what we now send (make-before-break).
                 match self.dp[peer].inbound.get(&spi) {
                     Some((_, k, _)) if *k == key => {}
-                    Some(_) => self.violation(format!("{side:?} switched to {spi:08x} but the peer's key differs")),
-                    None => self.violation(format!("{side:?} switched to {spi:08x} which the peer has not installed")),
+                    Some(_) => self.violation(format!(
+                        "{side:?} switched to {spi:08x} but the peer's key differs"
+                    )),
+                    None => self.violation(format!(
+                        "{side:?} switched to {spi:08x} which the peer has not installed"
+                    )),
                 }
             }
             Action::RetireInbound { child: _, spi } => match dp.inbound.remove(&spi) {
@@ -273,7 +338,8 @@ impl Pair {
             },
             Action::RemoveOutbound { child, spi } => {
                 if dp.outbound.remove(&spi).is_none() {
-                    return self.violation(format!("{side:?} remove of unknown outbound {spi:08x}"));
+                    return self
+                        .violation(format!("{side:?} remove of unknown outbound {spi:08x}"));
                 }
                 if dp.active.get(&child) == Some(&spi) {
                     dp.active.remove(&child);
@@ -284,12 +350,25 @@ impl Pair {
 
     /// Sends one data packet on every active tunnel of `side`.
     pub fn send_data(&mut self, side: Side) {
-        let list: Vec<(ChildId, u32)> = self.dp[side.idx()].active.iter().map(|(c, s)| (*c, *s)).collect();
+        let list: Vec<(ChildId, u32)> = self.dp[side.idx()]
+            .active
+            .iter()
+            .map(|(c, s)| (*c, *s))
+            .collect();
         for (tunnel, spi) in list {
             let key = self.dp[side.idx()].outbound[&spi].1.clone();
             self.data_sent += 1;
             let seq = self.data_sent;
-            self.send(side.other(), Wire::Data(DataPacket { spi, key, seq, tunnel }), false);
+            self.send(
+                side.other(),
+                Wire::Data(DataPacket {
+                    spi,
+                    key,
+                    seq,
+                    tunnel,
+                }),
+                false,
+            );
         }
     }
 
@@ -313,9 +392,13 @@ impl Pair {
             None => match dp.retired.get(&p.spi) {
                 Some((_, k, at)) if now.duration_since(*at) <= grace => Some(k.clone()),
                 Some(_) => {
-                    return self.violation(format!("{side:?} data on {:08x} retired past grace", p.spi));
+                    return self
+                        .violation(format!("{side:?} data on {:08x} retired past grace", p.spi));
                 }
-                None => return self.violation(format!("{side:?} data on uninstalled SPI {:08x}", p.spi)),
+                None => {
+                    return self
+                        .violation(format!("{side:?} data on uninstalled SPI {:08x}", p.spi));
+                }
             },
         };
         if key.as_deref() != Some(p.key.as_slice()) {
@@ -332,7 +415,10 @@ impl Pair {
             if self.now == last {
                 spins += 1;
                 if spins > 100_000 {
-                    self.violation(format!("no progress at {:?}: a timer fires without effect", self.now - self.start));
+                    self.violation(format!(
+                        "no progress at {:?}: a timer fires without effect",
+                        self.now - self.start
+                    ));
                     return;
                 }
             } else {
@@ -340,7 +426,10 @@ impl Pair {
                 last = self.now;
             }
             let next_net = self.net.iter().map(|(t, s, _, _)| (*t, *s)).min();
-            let next_timer = [self.ep[0].poll_timeout(), self.ep[1].poll_timeout()].into_iter().flatten().min();
+            let next_timer = [self.ep[0].poll_timeout(), self.ep[1].poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let next = match (next_net, next_timer) {
                 (Some((n, _)), Some(t)) => n.min(t),
                 (Some((n, _)), None) => n,
@@ -352,7 +441,9 @@ impl Pair {
             }
             self.now = self.now.max(next);
             if let Some(pos) = next_net.filter(|(t, _)| *t <= self.now).and_then(|(t, s)| {
-                self.net.iter().position(|(tt, ss, _, _)| *tt == t && *ss == s)
+                self.net
+                    .iter()
+                    .position(|(tt, ss, _, _)| *tt == t && *ss == s)
             }) {
                 let (_, _, to, w) = self.net.remove(pos);
                 match w {
@@ -401,7 +492,11 @@ impl Pair {
     }
 
     pub fn established(&self, side: Side) -> Vec<IkeSaId> {
-        self.ep[side.idx()].ike_sas().filter(|s| s.is_established()).map(|s| s.id()).collect()
+        self.ep[side.idx()]
+            .ike_sas()
+            .filter(|s| s.is_established())
+            .map(|s| s.id())
+            .collect()
     }
 
     /// The tunnels (CHILD_SA lineages) with their current SA: (inbound, outbound).
@@ -427,11 +522,21 @@ impl Pair {
         let ta = self.tunnels(Side::A);
         let tb = self.tunnels(Side::B);
         if self.established(Side::A).len() != 1 || self.established(Side::B).len() != 1 {
-            return Err(format!("IKE SAs: A {:?} B {:?}", self.established(Side::A), self.established(Side::B)));
+            return Err(format!(
+                "IKE SAs: A {:?} B {:?}",
+                self.established(Side::A),
+                self.established(Side::B)
+            ));
         }
-        let total_children: usize = self.ep.iter().map(|e| e.ike_sas().map(|s| s.children().len()).sum::<usize>()).sum();
+        let total_children: usize = self
+            .ep
+            .iter()
+            .map(|e| e.ike_sas().map(|s| s.children().len()).sum::<usize>())
+            .sum();
         if ta.len() != 1 || tb.len() != 1 || total_children != 2 {
-            return Err(format!("CHILD_SAs: A {ta:x?} B {tb:x?} (all: {total_children})"));
+            return Err(format!(
+                "CHILD_SAs: A {ta:x?} B {tb:x?} (all: {total_children})"
+            ));
         }
         if ta[0].1 != tb[0].2 || ta[0].2 != tb[0].1 {
             return Err(format!("SPIs not mirrored: A {ta:x?} B {tb:x?}"));
@@ -439,10 +544,19 @@ impl Pair {
         for s in [Side::A, Side::B] {
             let (c, _, out) = self.tunnels(s)[0];
             if self.dp[s.idx()].active.get(&c) != Some(&out) {
-                return Err(format!("{s:?} does not send on its current SA {out:08x}: {:x?}", self.dp[s.idx()].active));
+                return Err(format!(
+                    "{s:?} does not send on its current SA {out:08x}: {:x?}",
+                    self.dp[s.idx()].active
+                ));
             }
-            if self.dp[s.idx()].active.len() != 1 || self.dp[s.idx()].outbound.len() != 1 || self.dp[s.idx()].inbound.len() != 1 {
-                return Err(format!("{s:?} data plane not clean: {:x?}", self.dp[s.idx()]));
+            if self.dp[s.idx()].active.len() != 1
+                || self.dp[s.idx()].outbound.len() != 1
+                || self.dp[s.idx()].inbound.len() != 1
+            {
+                return Err(format!(
+                    "{s:?} data plane not clean: {:x?}",
+                    self.dp[s.idx()]
+                ));
             }
         }
         Ok(())
@@ -451,7 +565,16 @@ impl Pair {
 
 pub fn describe(a: &Action) -> String {
     match a {
-        Action::InstallInbound(p) => format!("install-in {:08x} {:?}{}", p.spi, p.child, if p.report_first_packet { " (report)" } else { "" }),
+        Action::InstallInbound(p) => format!(
+            "install-in {:08x} {:?}{}",
+            p.spi,
+            p.child,
+            if p.report_first_packet {
+                " (report)"
+            } else {
+                ""
+            }
+        ),
         Action::InstallOutbound(p) => format!("install-out {:08x} {:?}", p.spi, p.child),
         Action::SwitchOutbound { child, spi } => format!("switch {child:?} -> {spi:08x}"),
         Action::RetireInbound { child, spi } => format!("retire-in {spi:08x} {child:?}"),
