@@ -59,12 +59,14 @@ pub(crate) fn initiate(
         .ike_proposals
         .first()
         .and_then(|p| p.dh.first().copied())
-        .ok_or_else(|| CommandError::NoRemoteAddress(cfg.name.clone()))?;
+        .ok_or_else(|| CommandError::NoProposal(cfg.name.clone()))?;
     let local = SocketAddr::new(cfg.local_addr, crate::IKE_PORT);
     let remote = SocketAddr::new(remote_ip, crate::IKE_PORT);
     let id = ctx.ike_id();
     let spi_i = ctx.ike_spi();
-    let (dh, public) = group.generate(ctx.rng).map_err(|_| CommandError::NoSpi)?;
+    let (dh, public) = group
+        .generate(ctx.rng)
+        .map_err(|_| CommandError::KeyGeneration)?;
     let ni = nonce(ctx);
     let st = InitiatorInit {
         dh,

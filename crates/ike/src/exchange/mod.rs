@@ -68,9 +68,12 @@ pub enum CommandError {
     /// The peer has no address to initiate to.
     #[error("peer {0} has no remote address")]
     NoRemoteAddress(String),
-    /// No inbound SPI could be allocated.
-    #[error("no SPI available")]
-    NoSpi,
+    /// The peer has no IKE proposal (or one without a DH group) configured.
+    #[error("peer {0} has no IKE proposal")]
+    NoProposal(String),
+    /// Generating a Diffie-Hellman key failed (the random source gave no usable value).
+    #[error("key generation failed")]
+    KeyGeneration,
 }
 
 /// Everything an IKE SA needs from its endpoint while it handles an input.
