@@ -60,17 +60,22 @@ impl CookieJar {
         }
     }
 
-    /// Changes the secret when `period` has passed since the last change.
+    /// Changes the secret when `period` has passed since the last change; after two periods
+    /// without a change the previous secret goes too, so no cookie outlives two periods
+    /// however rarely this is called.
     pub fn rotate(&mut self, now: Instant, period: Duration, rng: &mut dyn Random) {
-        match self.rotated_at {
-            None => self.rotated_at = Some(now),
-            Some(t) if now.saturating_duration_since(t) >= period => {
-                let next = (self.current.0.wrapping_add(1), fresh(rng));
-                self.previous = Some(core::mem::replace(&mut self.current, next));
-                self.rotated_at = Some(now);
-            }
-            Some(_) => {}
+        let Some(t) = self.rotated_at else {
+            self.rotated_at = Some(now);
+            return;
+        };
+        let elapsed = now.saturating_duration_since(t);
+        if elapsed < period {
+            return;
         }
+        let next = (self.current.0.wrapping_add(1), fresh(rng));
+        let old = core::mem::replace(&mut self.current, next);
+        self.previous = (elapsed < period * 2).then_some(old);
+        self.rotated_at = Some(now);
     }
 
     /// The cookie for an initiator.
@@ -134,5 +139,27 @@ mod tests {
             "two rotations later"
         );
         assert!(!jar.check(&[], b"x", ip, 77));
+    }
+
+    #[test]
+    fn idle_jar_forgets_a_cookie_after_two_periods() {
+        let mut rng = TestRandom::new(2);
+        let mut jar = CookieJar::new(&mut rng);
+        let t0 = Instant::now();
+        let p = Duration::from_secs(10);
+        jar.rotate(t0, p, &mut rng);
+        let ip: IpAddr = "198.51.100.3".parse().unwrap();
+        let c = jar.make(b"nonce-nonce-nonce", ip, 1);
+        jar.rotate(t0 + Duration::from_secs(15), p, &mut rng);
+        assert!(
+            jar.check(&c, b"nonce-nonce-nonce", ip, 1),
+            "1.5 periods: previous secret"
+        );
+        let c = jar.make(b"nonce-nonce-nonce", ip, 1);
+        jar.rotate(t0 + Duration::from_secs(40), p, &mut rng);
+        assert!(
+            !jar.check(&c, b"nonce-nonce-nonce", ip, 1),
+            "one call 2.5 periods later"
+        );
     }
 }

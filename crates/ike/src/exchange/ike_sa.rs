@@ -328,19 +328,20 @@ impl IkeSa {
         let Some(keys) = self.keys.as_ref() else {
             return Vec::new();
         };
+        // `fragment_size` bounds the UDP payload, which on 4500 includes the marker.
+        let marker = if self.local.port() == crate::NATT_PORT {
+            4
+        } else {
+            0
+        };
+        let max = ctx.config.fragment_size.saturating_sub(marker);
         let mut counter = self.iv_counter;
         let out = if self.peer_fragmentation {
             let mut ivs = || {
                 counter += 1;
                 counter.to_be_bytes()
             };
-            seal_fragments(
-                header,
-                payloads,
-                &keys.enc_out,
-                &mut ivs,
-                ctx.config.fragment_size,
-            )
+            seal_fragments(header, payloads, &keys.enc_out, &mut ivs, max)
         } else {
             counter += 1;
             vec![protect::seal(

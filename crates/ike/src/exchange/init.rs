@@ -500,11 +500,18 @@ pub(crate) fn respond(
         }),
         Payload::Nonce(Nonce(nr.clone())),
     ];
+    // Forced UDP encapsulation: a source hash that cannot match makes the initiator see a
+    // NAT and move to 4500 (strongSwan's `encap = yes` does the same).
+    let force_udp = cfg.encapsulation == crate::config::Encapsulation::Udp;
     if nat.supported {
-        payloads.push(notify(
-            NotifyType::NAT_DETECTION_SOURCE_IP,
-            nat::detection_hash(sa.spi_i, spi_r, local),
-        ));
+        let source = if force_udp {
+            let mut fake = vec![0u8; 20];
+            ctx.rng.fill(&mut fake);
+            fake
+        } else {
+            nat::detection_hash(sa.spi_i, spi_r, local)
+        };
+        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, source));
         payloads.push(notify(
             NotifyType::NAT_DETECTION_DESTINATION_IP,
             nat::detection_hash(sa.spi_i, spi_r, remote),
