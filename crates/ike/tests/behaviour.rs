@@ -2305,3 +2305,74 @@ fn response_of_another_major_version_is_not_answered() {
     );
     assert_eq!(b.stats().invalid_major_version, 1);
 }
+
+#[test]
+fn cookie_then_invalid_ke_keeps_the_cookie_in_every_retry() {
+    let mut cb = endpoint_config();
+    cb.cookie_threshold = 0;
+    let mut w = World::two(
+        peer(
+            Side::A,
+            &["aes128gcm16-prfsha256-x25519-ecp256"],
+            &["aes128gcm16"],
+        ),
+        peer(Side::B, &["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"]),
+        endpoint_config(),
+        cb,
+    );
+    w.establish();
+    let inits: Vec<Message> = w
+        .sent_since(A, Duration::ZERO)
+        .into_iter()
+        .filter(|(_, h, _)| h.exchange == ExchangeType::IKE_SA_INIT)
+        .map(|(_, _, t)| Message::parse(ike_bytes(t)).unwrap())
+        .collect();
+    // No cookie, X25519 → COOKIE; cookie, X25519 → INVALID_KE; cookie, ECP-256 → accepted.
+    let shape: Vec<(bool, DhGroup)> = inits
+        .iter()
+        .map(|m| {
+            (
+                m.notify(NotifyType::COOKIE).is_some(),
+                m.ke().unwrap().group,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (false, DhGroup(31)),
+            (true, DhGroup(31)),
+            (true, DhGroup(19))
+        ]
+    );
+    assert_eq!(
+        (
+            w.stats(B).cookies_sent,
+            w.stats(B).invalid_ke_sent,
+            w.stats(B).bad_cookies
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn late_duplicate_of_ike_sa_init_creates_no_second_ike_sa() {
+    // A copy of the IKE_SA_INIT request that the network delivers after IKE_AUTH completed
+    // (§2.1: a responder answers a retransmission, it does not start over).
+    let mut w = World::standard();
+    w.tap = Box::new(|_, from, t| {
+        if from == A && is_request(&t, ExchangeType::IKE_SA_INIT) {
+            vec![(Duration::ZERO, t.clone()), (secs(1.0), t)]
+        } else {
+            vec![(Duration::ZERO, t)]
+        }
+    });
+    w.establish();
+    w.run_for(secs(2.0));
+    assert_eq!(
+        w.nodes[B].ep.ike_sas().count(),
+        1,
+        "{:?}",
+        w.nodes[B].ep.ike_sas().collect::<Vec<_>>()
+    );
+}
