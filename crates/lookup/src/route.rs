@@ -1,0 +1,1 @@
+//! Route table (being written).

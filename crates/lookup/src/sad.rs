@@ -1,0 +1,1 @@
+//! Inbound SA directory (being written).

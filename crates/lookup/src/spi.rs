@@ -1,0 +1,1 @@
+//! SPI allocation (being written).
