@@ -5,10 +5,11 @@
 //! [`Arc<SaCounters>`] so the control plane can read them from another thread.
 //! Keys are given as RFC 4106 §8.1 keying material: AES key ‖ 4-byte salt (20 or 36 bytes).
 
+use core::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::{AeadEngine, Backend, SALT_LEN};
 use crate::counters::SaCounters;
@@ -243,7 +244,11 @@ impl OuterTemplate {
 }
 
 /// The hot state of an outbound SA (RFC 4303 §3.1 processing), owned by one worker.
-#[derive(Debug)]
+///
+/// `Debug` shows no key material (the salt is part of the key, RFC 4106 §8.1), and the salt is
+/// wiped when the SA is dropped — on the control thread, which receives removed SAs back.
+/// The AES key schedule is wiped by the RustCrypto backend; ring's `LessSafeKey` offers no
+/// way to wipe it (docs/architecture.md, "Key hygiene").
 #[repr(C, align(64))]
 pub struct OutboundSa {
     pub(crate) seq: u64,
@@ -257,6 +262,44 @@ pub struct OutboundSa {
     pub(crate) counters: Arc<SaCounters>,
     pub(crate) engine: AeadEngine,
     config: SaConfig,
+}
+
+impl fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:08x}", self.spi))
+            .field("seq", &self.seq)
+            .field("esn", &self.esn)
+            .field("lifetime", &self.lifetime)
+            .field("engine", &self.engine)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OutboundSa {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
+impl fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &format_args!("{:08x}", self.spi))
+            .field("esn", &self.esn)
+            .field("replay", &self.replay)
+            .field("lifetime", &self.lifetime)
+            .field("engine", &self.engine)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for InboundSa {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
 }
 
 impl OutboundSa {
@@ -318,7 +361,8 @@ impl OutboundSa {
 }
 
 /// The hot state of an inbound SA (RFC 4303 §3.4 processing), owned by one worker.
-#[derive(Debug)]
+///
+/// Key hygiene as for [`OutboundSa`].
 #[repr(C, align(64))]
 pub struct InboundSa {
     pub(crate) spi: u32,
@@ -384,5 +428,48 @@ impl InboundSa {
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
         self.engine.backend()
+    }
+}
+
+#[cfg(test)]
+mod key_hygiene_tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_sa_shows_no_salt_or_key() {
+        let (a, b) = (
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let mut keymat = [0x11u8; 20];
+        keymat[16..].copy_from_slice(&[0xca, 0xfe, 0xba, 0xbe]);
+        for backend in Backend::ALL {
+            let tx = OutboundSa::new(
+                SaConfig::new(0x1234, Direction::Outbound, a, b),
+                &keymat,
+                backend,
+            )
+            .unwrap();
+            let rx = InboundSa::new(
+                SaConfig::new(0x1234, Direction::Inbound, b, a),
+                &keymat,
+                backend,
+            )
+            .unwrap();
+            for shown in [
+                format!("{tx:?}"),
+                format!("{rx:?}"),
+                format!("{tx:#?}"),
+                format!("{rx:#?}"),
+            ] {
+                let lower = shown.to_lowercase();
+                assert!(shown.contains("00001234"), "{shown}");
+                for needle in [
+                    "cafebabe", "ca, fe", "202, 254", "0x11", "17, 17", "salt", "1111",
+                ] {
+                    assert!(!lower.contains(needle), "{needle} in {shown}");
+                }
+            }
+        }
     }
 }
