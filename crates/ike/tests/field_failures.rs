@@ -329,7 +329,7 @@ impl Field {
         self.assert_clean("establishment");
         self.p
             .check_converged()
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.p.dump()));
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.dump()));
     }
 
     fn now(&self) -> Instant {
@@ -421,12 +421,31 @@ impl Field {
     }
 
     fn assert_clean(&self, what: &str) {
+        let v = &self.p.violations;
+        let first: Vec<&str> = v.iter().take(5).map(|v| v.0.as_str()).collect();
         assert!(
-            self.p.violations.is_empty(),
-            "{what}: {:?}\n{}",
-            self.p.violations,
-            self.p.dump()
+            v.is_empty(),
+            "{what}: {} violations, first {first:?}\n{}",
+            v.len(),
+            self.dump()
         );
+    }
+
+    /// The trace's last 400 lines, data-packet violations after the first five left out.
+    fn dump(&self) -> String {
+        let mut data_violations = 0;
+        let lines: Vec<&str> = self
+            .p
+            .trace
+            .iter()
+            .filter(|l| {
+                let data = l.contains("VIOLATION") && l.contains(" data on ");
+                data_violations += usize::from(data);
+                !data || data_violations <= 5
+            })
+            .map(String::as_str)
+            .collect();
+        lines[lines.len().saturating_sub(400)..].join("\n")
     }
 
     /// Stops the traffic, lets everything in flight arrive, and checks the end state: no
@@ -442,7 +461,7 @@ impl Field {
         self.traffic = false;
         self.drive(ms(500), &mut pass);
         if std::env::var_os("ESPADA_FIELD_TRACE").is_some() {
-            println!("=== {what}\n{}", self.p.dump());
+            println!("=== {what}\n{}", self.p.trace.join("\n"));
         }
         self.assert_clean(what);
         let received = self.p.dp[0].packets_received + self.p.dp[1].packets_received;
@@ -450,11 +469,11 @@ impl Field {
             self.p.data_sent,
             received + lost,
             "{what}: data packets lost\n{}",
-            self.p.dump()
+            self.dump()
         );
         assert!(received > 0, "{what}: no data flowed");
         self.converged(tunnels)
-            .unwrap_or_else(|e| panic!("{what}: not converged: {e}\n{}", self.p.dump()));
+            .unwrap_or_else(|e| panic!("{what}: not converged: {e}\n{}", self.dump()));
     }
 
     fn converged(&self, n: usize) -> Result<(), String> {
@@ -587,9 +606,9 @@ fn establish_with_twin(f: &mut Field, twin_peer: PeerConfig, twin_ctl: &Ctl) -> 
     assert!(
         f.p.established(A).len() == 1 && f.p.established(B).len() == 1,
         "{}",
-        f.p.dump()
+        f.dump()
     );
-    assert_eq!(f.p.tunnels(A).len(), 1, "{}", f.p.dump());
+    assert_eq!(f.p.tunnels(A).len(), 1, "{}", f.dump());
     // The twin holds what B holds.
     let b_sa = f.p.ep[1].ike_sas().next().map(|s| s.spis());
     assert_eq!(
@@ -684,7 +703,7 @@ fn strongswan_1896_simultaneous_rekey_our_request_lost_peer_answers_temporary_fa
             answered,
             "{}: no answer to our retransmission\n{}",
             c.what,
-            f.p.dump()
+            f.dump()
         );
         if c.delete_after_answer {
             assert!(
@@ -760,68 +779,117 @@ fn strongswan_1896_simultaneous_rekey_our_request_lost_peer_answers_temporary_fa
 // strongSwan #1458
 // ---------------------------------------------------------------------------------------------
 
-/// strongSwan #1458: the peer's answer to our rekey and its DELETE of the old SA arrive back to
-/// back, DELETE first; strongSwan took it for "the peer deletes the SA we are rekeying" and
-/// removed the tunnel. The situation arises in a collision the peer wins: it deletes the old
-/// SA as soon as our answer to its rekey arrives, while its answer to ours is still under way.
-/// The nonces are set so that our exchange has the lowest (our Ni): the peer's SA survives.
-/// Our own SA arrives after its predecessor is gone: it is redundant and we delete it.
+/// strongSwan #1458: the peer's answer to our rekey and its DELETE arrive back to back, DELETE
+/// first; strongSwan took it for "the peer deletes the SA we are rekeying" and removed the
+/// tunnel. The situation arises in a collision: the peer sends its DELETE as soon as our answer
+/// to its rekey arrives, while its answer to ours is still under way. When the peer wins
+/// (our Ni is the lowest nonce) the DELETE names the old SA and our own SA arrives after its
+/// predecessor is gone: it is redundant and we delete it. When we win (the peer's Ni is the
+/// lowest) the DELETE names the peer's redundant SA, and ours replaces the old one.
 #[test]
 fn strongswan_1458_rekey_response_and_delete_of_old_sa_arrive_reordered() {
-    let mut f = Field::standard(1458);
-    f.establish();
-    let (ea, eb, t0) = (f.p.events[0].len(), f.p.events[1].len(), f.p.t());
-    let (na, nb) = (f.drawn(A).len(), f.drawn(B).len());
-    let (child, old_in, old_out) = f.tunnel(A);
-    f.next_nonces(A, &[0x01, 0x90]); // our Ni, our Nr in the peer's exchange
-    f.next_nonces(B, &[0xa0, 0x80]); // the peer's Ni, its Nr in our exchange
-    f.rekey(A);
-    f.rekey(B);
-    let mut rule = |m: &Msg| {
-        if m.is(B, CCSA, true) || m.is(B, INFO, false) {
-            Verdict::Hold
-        } else {
-            Verdict::Pass
-        }
-    };
-    let both = f.drive_until(Duration::from_secs(1), &mut rule, &|f| {
-        f.held(|m| m.is(B, CCSA, true)) == 1 && f.held(|m| m.is(B, INFO, false)) == 1
-    });
-    assert!(both, "the peer's answer and its DELETE\n{}", f.p.dump());
-    assert_eq!(first_octets(&f.drawn(A)[na..]), [0x01, 0x90]);
-    assert_eq!(first_octets(&f.drawn(B)[nb..]), [0xa0, 0x80]);
-    // The DELETE of the old SA first, the answer to our rekey right behind it.
-    f.release(|m| m.is(B, INFO, false));
-    f.release(|m| m.is(B, CCSA, true));
-    f.drive(Duration::from_secs(3), &mut pass);
-    f.finish("DELETE before the response", 1, 0);
-
-    assert_eq!(
-        (f.stats(A).rekey_collisions, f.stats(B).rekey_collisions),
-        (1, 1)
-    );
-    for s in [A, B] {
-        let st = f.stats(s);
-        assert_eq!(
-            (st.temporary_failure_sent, st.child_sa_not_found_sent),
-            (0, 0),
-            "{s:?}"
-        );
+    struct Case {
+        what: &'static str,
+        /// First octets of [our Ni, our Nr], [the peer's Ni, its Nr].
+        nonces: ([u8; 2], [u8; 2]),
+        peer_wins: bool,
     }
-    // The peer answered ours, then completed its own: that one survives, on both sides.
-    let b_rekeys = f.rekeyed(B, eb);
-    assert_eq!(b_rekeys.len(), 2, "{b_rekeys:x?}");
-    let new_b = b_rekeys[1].1;
-    assert_eq!(
-        f.rekeyed(A, ea),
-        vec![((old_in, old_out), mirrored(new_b))],
-        "only the peer's rekey took effect"
-    );
-    assert_eq!(f.tunnel(A), (child, new_b.1, new_b.0));
-    // Ours never got an outbound SA and we deleted it; the peer deleted the old one.
-    assert_eq!(f.actions_after(A, "install-out", t0), 1);
-    assert_eq!(f.count(|m| m.is(A, INFO, false) && m.nth == 1), 1);
-    assert_eq!(f.count(|m| m.is(B, INFO, false) && m.nth == 1), 1);
+    let cases = [
+        Case {
+            what: "the peer wins: its DELETE names the old SA",
+            nonces: ([0x01, 0x90], [0xa0, 0x80]),
+            peer_wins: true,
+        },
+        Case {
+            what: "we win: its DELETE names its own redundant SA",
+            nonces: ([0x90, 0xa0], [0x01, 0x80]),
+            peer_wins: false,
+        },
+    ];
+    for c in cases {
+        let what = c.what;
+        let mut f = Field::standard(1458);
+        f.establish();
+        let (ea, eb, t0) = (f.p.events[0].len(), f.p.events[1].len(), f.p.t());
+        let (na, nb) = (f.drawn(A).len(), f.drawn(B).len());
+        let (child, old_in, old_out) = f.tunnel(A);
+        f.next_nonces(A, &c.nonces.0);
+        f.next_nonces(B, &c.nonces.1);
+        f.rekey(A);
+        f.rekey(B);
+        let mut rule = |m: &Msg| {
+            if m.is(B, CCSA, true) || m.is(B, INFO, false) {
+                Verdict::Hold
+            } else {
+                Verdict::Pass
+            }
+        };
+        let both = f.drive_until(Duration::from_secs(1), &mut rule, &|f| {
+            f.held(|m| m.is(B, CCSA, true)) == 1 && f.held(|m| m.is(B, INFO, false)) == 1
+        });
+        assert!(
+            both,
+            "{what}: the peer's answer and its DELETE\n{}",
+            f.dump()
+        );
+        assert_eq!(first_octets(&f.drawn(A)[na..]), c.nonces.0, "{what}");
+        assert_eq!(first_octets(&f.drawn(B)[nb..]), c.nonces.1, "{what}");
+        // The DELETE first, the answer to our rekey right behind it.
+        f.release(|m| m.is(B, INFO, false));
+        f.release(|m| m.is(B, CCSA, true));
+        f.drive(Duration::from_secs(3), &mut pass);
+        f.finish(what, 1, 0);
+
+        assert_eq!(
+            (f.stats(A).rekey_collisions, f.stats(B).rekey_collisions),
+            (1, 1),
+            "{what}"
+        );
+        for s in [A, B] {
+            let st = f.stats(s);
+            assert_eq!(
+                (st.temporary_failure_sent, st.child_sa_not_found_sent),
+                (0, 0),
+                "{what}: {s:?}"
+            );
+        }
+        // Each side answered the other's rekey, then completed its own; the winner's survives.
+        let (a_rekeys, b_rekeys) = (f.rekeyed(A, ea), f.rekeyed(B, eb));
+        if c.peer_wins {
+            assert_eq!(b_rekeys.len(), 2, "{what}: {b_rekeys:x?}");
+            let new_b = b_rekeys[1].1;
+            assert_eq!(
+                a_rekeys,
+                vec![((old_in, old_out), mirrored(new_b))],
+                "{what}: only the peer's took effect"
+            );
+            assert_eq!(f.tunnel(A), (child, new_b.1, new_b.0), "{what}");
+            assert_eq!(
+                f.actions_after(A, "install-out", t0),
+                1,
+                "{what}: ours never got an outbound SA"
+            );
+        } else {
+            assert_eq!(a_rekeys.len(), 2, "{what}: {a_rekeys:x?}");
+            let (old, new_a) = a_rekeys[1];
+            assert_eq!(old, (old_in, old_out), "{what}");
+            assert_eq!(
+                b_rekeys.len(),
+                1,
+                "{what}: only ours took effect: {b_rekeys:x?}"
+            );
+            assert_eq!(b_rekeys[0].1, mirrored(new_a), "{what}");
+            assert_eq!(f.tunnel(A), (child, new_a.0, new_a.1), "{what}");
+            assert_eq!(
+                f.actions_after(A, "install-out", t0),
+                2,
+                "{what}: the peer's on standby, ours"
+            );
+        }
+        // One DELETE each: the winner's of the old SA, the loser's of its redundant one.
+        assert_eq!(f.count(|m| m.is(A, INFO, false) && m.nth == 1), 1, "{what}");
+        assert_eq!(f.count(|m| m.is(B, INFO, false) && m.nth == 1), 1, "{what}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,7 +939,7 @@ fn strongswan_2477_collision_our_rekey_refused_ts_unacceptable_peer_rekey_succee
     f.drive(ms(300), &mut pass);
     f.assert_clean("the twin takes over");
     f.p.check_converged()
-        .unwrap_or_else(|e| panic!("{e}\n{}", f.p.dump()));
+        .unwrap_or_else(|e| panic!("{e}\n{}", f.dump()));
 
     let (ea, eb, t0) = (f.p.events[0].len(), f.p.events[1].len(), f.p.t());
     let (child, old_in, old_out) = f.tunnel(A);
@@ -976,7 +1044,7 @@ fn strongswan_2945_peer_starts_two_rekeys_of_the_same_child_sa() {
     let done = f.drive_until(Duration::from_secs(1), &mut hold_delete, &|f| {
         f.held(|m| m.is(B, INFO, false)) == 1
     });
-    assert!(done, "B completes R1\n{}", f.p.dump());
+    assert!(done, "B completes R1\n{}", f.dump());
     let r1_answer = f
         .log
         .iter()
@@ -1013,7 +1081,7 @@ fn strongswan_2945_peer_starts_two_rekeys_of_the_same_child_sa() {
     let refused = f.drive_until(Duration::from_secs(1), &mut rule, &|f| {
         f.stats(A).temporary_failure_sent == 1
     });
-    assert!(refused, "R2 refused with TEMPORARY_FAILURE\n{}", f.p.dump());
+    assert!(refused, "R2 refused with TEMPORARY_FAILURE\n{}", f.dump());
     f.release(|m| m.is(B, INFO, false));
     f.drive(Duration::from_secs(7), &mut pass);
     f.finish("two rekeys of one SA", 1, 0);
@@ -1157,7 +1225,7 @@ fn strongswan_3050_peer_sends_on_new_spi_before_our_response_reached_it() {
     let switched = f.drive_until(Duration::from_secs(1), &mut rule, &|f| {
         f.p.dp[0].active.get(&child) == Some(&a_out)
     });
-    assert!(switched, "{}", f.p.dump());
+    assert!(switched, "{}", f.dump());
     assert_eq!(
         f.held(|m| m.is(B, INFO, false)),
         1,
@@ -1217,11 +1285,7 @@ fn strongswan_3050_mirror_peer_switching_on_its_response_loses_only_what_overtak
         let early = format!("A data on uninstalled SPI {b_out:08x}");
         let lost = f.p.violations.iter().filter(|v| v.0 == early).count() as u64;
         if overtake {
-            assert!(
-                (1..=6).contains(&lost),
-                "{what}: {lost} lost\n{}",
-                f.p.dump()
-            );
+            assert!((1..=6).contains(&lost), "{what}: {lost} lost\n{}", f.dump());
         } else {
             assert_eq!(lost, 0, "{what}");
         }
@@ -1322,7 +1386,7 @@ fn tie_break(seed: u64, forced: Option<[u8; 4]>) -> TieBreak {
     let both = f.drive_until(Duration::from_secs(2), &mut hold, &|f| {
         f.held(|m| m.is(A, INFO, false)) == 1 && f.held(|m| m.is(B, INFO, false)) == 1
     });
-    assert!(both, "{what}: one DELETE from each side\n{}", f.p.dump());
+    assert!(both, "{what}: one DELETE from each side\n{}", f.dump());
     let (da, db) = (f.drawn(A), f.drawn(B));
     assert_eq!(
         (da.len() - na, db.len() - nb),
@@ -1408,4 +1472,68 @@ fn openiked_pr83_tie_break_over_seeds_both_ends_agree_on_the_survivor() {
         places.iter().all(|n| *n > 0),
         "every place of the lowest nonce occurs: {places:?}"
     );
+}
+
+/// A variant of strongSwan #2945 in which the confused peer never uses the first replacement:
+/// it sends R1, takes our answer, then rekeys the same old SA again (R2, the next message ID)
+/// and keeps retrying after our TEMPORARY_FAILURE, still sending on the old SA. A responder
+/// must still end with a working tunnel: strongSwan's fix (84a5208) makes the second rekey the
+/// successor; refusing it is allowed, but then the first replacement must not become our
+/// outbound SA, since the peer never installed it.
+///
+/// The peer here is B with a twin (see [`establish_with_twin`]): the twin sends R1 and is then
+/// silent; B consumes R1's message ID with an empty INFORMATIONAL request (lost on the way)
+/// whose answer is our answer to R1, then rekeys.
+#[test]
+fn strongswan_2945_variant_peer_never_uses_the_first_replacement() {
+    let mut config = endpoint_config();
+    config.delete_timeout = Duration::from_secs(5);
+    let mut f = Field::new(2946, peer(A), peer(B), config);
+    let twin_ctl = Ctl::default();
+    let (mut twin, mut twin_dp) = establish_with_twin(&mut f, peer(B), &twin_ctl);
+    let (child_b, b_in, _) = f.tunnel(B);
+    let ike_b = f.ike(B);
+    let now = f.now();
+    f.p.ep[1].inbound_traffic(now, b_in);
+    f.p.drain(B);
+    twin.inbound_traffic(now, b_in);
+    drain_twin(&mut twin, &mut twin_dp);
+    f.drive(ms(300), &mut pass);
+    f.assert_clean("before the rekeys");
+    let (ea, t0) = (f.p.events[0].len(), f.p.t());
+    // R1 from the twin (its generator moved on, so B's R2 differs from it).
+    let now = f.now();
+    twin_ctl.borrow_mut().burn = 1000;
+    twin.rekey_child(now, child_b).unwrap();
+    let r1 = drain_twin(&mut twin, &mut twin_dp);
+    assert_eq!(r1.len(), 1, "R1");
+    f.inject(A, r1[0].clone());
+    f.p.ep[1].liveness(now, ike_b).unwrap();
+    f.p.drain(B);
+    let mut rule = |m: &Msg| {
+        if m.is(B, INFO, false) && m.mid == 0 {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    };
+    let answered = f.drive_until(Duration::from_secs(1), &mut rule, &|f| {
+        !f.p.ep[1].ike_sas().any(|s| s.has_pending_request())
+    });
+    assert!(answered, "B has our answer to R1\n{}", f.dump());
+    assert_eq!(f.rekeyed(A, ea).len(), 1, "we answered R1");
+    // R2, retried after each TEMPORARY_FAILURE.
+    let now = f.now();
+    f.p.ep[1].rekey_child(now, child_b).unwrap();
+    f.p.drain(B);
+    f.drive(Duration::from_secs(12), &mut rule);
+    assert!(
+        f.stats(A).temporary_failure_sent >= 1 || f.rekeyed(A, ea).len() == 2,
+        "R2 answered"
+    );
+    assert!(
+        f.actions_after(A, "install-in", t0) <= 2,
+        "at most the two replacements"
+    );
+    f.finish("the peer never uses the first replacement", 1, 0);
 }
