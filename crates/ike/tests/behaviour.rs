@@ -2376,3 +2376,67 @@ fn late_duplicate_of_ike_sa_init_creates_no_second_ike_sa() {
         w.nodes[B].ep.ike_sas().collect::<Vec<_>>()
     );
 }
+
+/// The SKF (number, total) of a datagram, if it is a fragment.
+fn fragment_of(t: &Transmit) -> Option<(u16, u16)> {
+    match Message::parse(ike_bytes(t)).ok()?.payloads.as_slice() {
+        [Payload::Skf(f)] => Some((f.fragment_number, f.total_fragments)),
+        _ => None,
+    }
+}
+
+#[test]
+fn retransmitted_fragmented_request_gets_the_cached_fragments_once() {
+    let mut w = fragmenting(true, true, 300);
+    // B's first IKE_AUTH response (all its fragments) is lost.
+    w.tap = Box::new(|t, from, x| {
+        let auth_response = Header::parse(ike_bytes(&x))
+            .is_ok_and(|h| h.exchange == ExchangeType::IKE_AUTH && h.is_response());
+        if from == B && auth_response && t < secs(0.1) {
+            Vec::new()
+        } else {
+            vec![(Duration::ZERO, x)]
+        }
+    });
+    w.establish();
+    let requests = auth_datagrams(&w, A);
+    let responses = auth_datagrams(&w, B);
+    let n = requests[0].1.unwrap().1 as usize;
+    let m = responses[0].1.unwrap().1 as usize;
+    assert!(n >= 2 && m >= 2, "{requests:?} {responses:?}");
+    assert_eq!(requests.len(), 2 * n, "A sent all its fragments twice");
+    assert_eq!(responses.len(), 2 * m, "B resent its cached fragments once");
+    assert_eq!(
+        w.stats(B).retransmitted_requests,
+        1,
+        "only fragment 1 triggers the cache"
+    );
+    assert_eq!(w.stats(A).retransmits, 1);
+}
+
+#[test]
+fn corrupted_fragment_is_dropped_and_the_retransmission_completes_the_message() {
+    let mut w = fragmenting(true, true, 300);
+    let mut done = false;
+    w.tap = Box::new(move |_, from, mut x| {
+        if from == A && !done && fragment_of(&x).is_some_and(|(k, _)| k == 2) {
+            done = true;
+            let last = x.payload.len() - 1;
+            x.payload[last] ^= 0x40;
+        }
+        vec![(Duration::ZERO, x)]
+    });
+    w.establish();
+    assert_eq!(w.stats(B).integrity_failed, 1, "{:?}", w.stats(B));
+    assert_eq!(w.stats(A).retransmits, 1);
+    let b_auth: Vec<Duration> = w
+        .sent_since(B, Duration::ZERO)
+        .into_iter()
+        .filter(|(_, h, _)| h.exchange == ExchangeType::IKE_AUTH)
+        .map(|(t, _, _)| t)
+        .collect();
+    assert!(
+        b_auth.iter().all(|t| *t >= secs(0.5)),
+        "no answer before the retransmission: {b_auth:?}"
+    );
+}
