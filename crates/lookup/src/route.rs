@@ -1,1 +1,0 @@
-//! Route table (being written).
