@@ -322,8 +322,8 @@ pub struct SpiAllocator<R> {
     spis: Vec<u32>,
     /// Per `owner * slots_per_worker + slot`: the state.
     states: Vec<SlotState>,
-    /// Static SPIs in use, sorted.
-    statics: Vec<u32>,
+    /// Static SPIs in use and their slots, sorted by SPI.
+    statics: Vec<SpiSlot>,
     alarms: u64,
 }
 
@@ -404,7 +404,7 @@ impl<R: SpiRandom> SpiAllocator<R> {
         if spi < MIN_SPI {
             return Err(SpiError::ReservedSpi(spi));
         }
-        let Err(at) = self.statics.binary_search(&spi) else {
+        let Err(at) = self.static_at(spi) else {
             return Err(SpiError::InUse(spi));
         };
         if self.encoded_in_use(spi) {
@@ -422,8 +422,20 @@ impl<R: SpiRandom> SpiAllocator<R> {
         let b = self.flat(owner, slot);
         self.spis[b] = spi;
         self.states[b] = SlotState::Reserved;
-        self.statics.insert(at, spi);
-        Ok(SpiSlot { spi, owner, slot })
+        let s = SpiSlot { spi, owner, slot };
+        self.statics.insert(at, s);
+        Ok(s)
+    }
+
+    /// The slot of `spi` when it is in use (encoded or static): for a peer's DELETE, which
+    /// names only the SPI (RFC 7296 §3.11).
+    pub fn find(&self, spi: u32) -> Option<SpiSlot> {
+        let (owner, slot) = self.layout.owner_and_slot(spi);
+        let encoded = SpiSlot { spi, owner, slot };
+        match self.book(encoded) {
+            Ok(_) => Some(encoded),
+            Err(_) => self.static_at(spi).ok().map(|i| self.statics[i]),
+        }
     }
 
     /// `s` is installed: [`SlotState::Reserved`] → [`SlotState::Live`].
@@ -442,7 +454,7 @@ impl<R: SpiRandom> SpiAllocator<R> {
     pub fn release(&mut self, s: SpiSlot) -> Result<(), SpiError> {
         let b = self.book(s)?;
         self.states[b] = SlotState::Free;
-        if let Ok(i) = self.statics.binary_search(&s.spi) {
+        if let Ok(i) = self.static_at(s.spi) {
             self.statics.remove(i);
         }
         self.put_back(s.owner, s.slot);
@@ -464,10 +476,12 @@ impl<R: SpiRandom> SpiAllocator<R> {
 
     /// Position of `s` in the books, when `s.spi` is in use at its slot.
     fn book(&self, s: SpiSlot) -> Result<usize, SpiError> {
-        let ok = s.owner < self.layout.workers() && s.slot < self.layout.slots_per_worker();
+        if s.owner >= self.layout.workers() || s.slot >= self.layout.slots_per_worker() {
+            return Err(SpiError::Unknown(s.spi));
+        }
         let b = self.flat(s.owner, s.slot);
-        match (ok, self.states.get(b), self.spis.get(b)) {
-            (true, Some(st), Some(&spi)) if *st != SlotState::Free && spi == s.spi => Ok(b),
+        match (self.states.get(b), self.spis.get(b)) {
+            (Some(st), Some(&spi)) if *st != SlotState::Free && spi == s.spi => Ok(b),
             _ => Err(SpiError::Unknown(s.spi)),
         }
     }
@@ -475,6 +489,11 @@ impl<R: SpiRandom> SpiAllocator<R> {
     /// Position of `(owner, slot)` in the books.
     fn flat(&self, owner: u16, slot: u32) -> usize {
         usize::from(owner) * self.layout.slots_per_worker() as usize + slot as usize
+    }
+
+    /// Where `spi` is (`Ok`) or would go (`Err`) among the static SPIs.
+    fn static_at(&self, spi: u32) -> Result<usize, usize> {
+        self.statics.binary_search_by_key(&spi, |s| s.spi)
     }
 
     /// True when `spi` is in use at the slot it encodes.
@@ -532,7 +551,7 @@ impl<R: SpiRandom> SpiAllocator<R> {
             let tag = min_tag + (start + k) % count;
             // tag < 2^T, so the SPI fits in 32 bits.
             let spi = ((tag << shift) | index) as u32;
-            if spi == previous || self.statics.binary_search(&spi).is_ok() {
+            if spi == previous || self.static_at(spi).is_ok() {
                 continue;
             }
             if self.dir.lookup(spi) != Lookup::Unknown {

@@ -273,9 +273,13 @@ fn static_spis_take_a_slot_and_are_never_issued_again() {
         a.allocate_static(0x5000, None),
         Err(SpiError::StaticTableFull)
     );
+    assert_eq!(a.find(0x1000), Some(s));
+    assert_eq!(a.find(e.spi), Some(e));
+    assert_eq!(a.find(0x9000), None);
     // Releasing one makes room; its SPI becomes available again.
     release(&mut a, s);
     assert_eq!(a.directory().lookup(0x1000), Lookup::Unknown);
+    assert_eq!(a.find(0x1000), None);
     let again = a.allocate_static(0x1000, None).unwrap();
     assert_eq!(again.spi, 0x1000);
     assert_eq!(a.alarms(), 0);
