@@ -85,6 +85,9 @@ pub struct ChildSa {
     pub activate_at: Option<Instant>,
     /// Delete it ourselves if the peer has not by then.
     pub delete_by: Option<Instant>,
+    /// The peer rekeyed the SA this one replaces again before using this one: deleted at
+    /// `delete_by` unless traffic arrives on it first.
+    pub superseded: bool,
 }
 
 impl ChildSa {
@@ -219,15 +222,32 @@ fn switch_to(sa: &mut IkeSa, out: &mut Outputs, c: &mut ChildSa) {
     }
     c.outbound_active = true;
     c.activate_at = None;
+    if c.superseded {
+        c.superseded = false;
+        c.delete_by = None;
+    }
     out.action(Action::SwitchOutbound {
         child: c.id,
         spi: c.spi_out,
     });
 }
 
-fn activate(sa: &mut IkeSa, out: &mut Outputs, idx: usize) {
+/// Makes child `idx` active. With `unused_until`, other standby SAs of the same tunnel that
+/// are still current (a peer that rekeyed the same SA twice) are deleted at that time unless
+/// traffic arrives on them first.
+fn activate(sa: &mut IkeSa, out: &mut Outputs, idx: usize, unused_until: Option<Instant>) {
     let mut c = sa.children.remove(idx);
     switch_to(sa, out, &mut c);
+    if let Some(t) = unused_until {
+        for o in sa
+            .children
+            .iter_mut()
+            .filter(|o| o.id == c.id && o.is_current() && o.outbound_installed)
+        {
+            o.superseded = true;
+            o.delete_by = Some(t);
+        }
+    }
     sa.children.insert(idx, c);
 }
 
@@ -259,6 +279,7 @@ fn child_base(
         deleting: false,
         activate_at: None,
         delete_by: None,
+        superseded: false,
     }
 }
 
@@ -784,13 +805,16 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
                 ))];
             };
             let o = &sa.children[i];
-            if !o.is_current() || o.peer_rekey.is_some() {
+            if superseded_replacement(sa, o).is_none()
+                && (!o.is_current() || o.peer_rekey.is_some())
+            {
                 ctx.out.stats.temporary_failure_sent += 1;
                 return notify(NotifyType::TEMPORARY_FAILURE);
             }
             Some(i)
         }
     };
+    let superseded = old_idx.and_then(|i| superseded_replacement(sa, &sa.children[i]));
     let a = match accept_request(sa, ctx, cfg, msg, false) {
         Ok(a) => a,
         Err(p) => return p,
@@ -861,6 +885,14 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
         None => create_collision_id(sa, ctx, &a.tsi, &a.tsr, spi_in, &nonces)
             .unwrap_or_else(|| ctx.child_id()),
     };
+    if let Some(y) = superseded.and_then(|spi| sa.children.iter_mut().find(|c| c.spi_in == spi)) {
+        // The peer rekeyed the same SA again before any packet arrived on our answer to its
+        // first rekey (strongswan#2945): it may never have installed that one. Both stay
+        // standby; the first to carry traffic is used, the new one takes over if the peer
+        // deletes the old SA, and the first one goes if it stays unused.
+        y.superseded = true;
+        y.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+    }
     let mut c = child_base(sa, id, spi_in, &a.chosen, a.tsr.clone(), a.tsi.clone());
     if old_idx.is_none() {
         c.activate_at = Some(ctx.now + ctx.config.initial_child_activation);
@@ -879,6 +911,15 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
     out.push(Payload::TsI(TrafficSelectors(a.tsi)));
     out.push(Payload::TsR(TrafficSelectors(a.tsr)));
     out
+}
+
+/// A second rekey of `old` by the peer, whose first replacement (we answered it, no
+/// collision) never carried a packet: the peer abandoned it. Returns that replacement's
+/// inbound SPI; the new rekey is accepted and the abandoned SA deleted.
+fn superseded_replacement(sa: &IkeSa, old: &ChildSa) -> Option<u32> {
+    let pr = old.peer_rekey.as_ref().filter(|p| !p.collided)?;
+    let y = sa.children.iter().find(|c| c.spi_in == pr.new_spi_in)?;
+    (!old.deleting && !old.redundant && !y.outbound_active && y.is_current()).then_some(y.spi_in)
 }
 
 /// Both ends creating a CHILD_SA for the same selectors at once: the peer's goes into the
@@ -918,7 +959,7 @@ pub(crate) fn on_peer_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
         .map(|(i, _)| i)
         .collect();
     for i in due {
-        activate(sa, ctx.out, i);
+        activate(sa, ctx.out, i, Some(ctx.now + ctx.config.delete_timeout));
     }
 }
 
@@ -929,7 +970,7 @@ pub(crate) fn on_inbound_traffic(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: u32) {
         .iter()
         .position(|c| c.spi_in == spi && !c.outbound_active && c.is_current())
     {
-        activate(sa, ctx.out, i);
+        activate(sa, ctx.out, i, Some(ctx.now + ctx.config.delete_timeout));
     }
 }
 
@@ -944,7 +985,7 @@ pub(crate) fn handle_timeout(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
         .map(|(i, _)| i)
         .collect();
     for i in due {
-        activate(sa, ctx.out, i);
+        activate(sa, ctx.out, i, Some(ctx.now + ctx.config.delete_timeout));
     }
     let mut overdue = Vec::new();
     for c in sa.children.iter_mut() {
@@ -985,7 +1026,7 @@ pub(crate) fn remove_child(
                     .position(|o| o.id == c.id && o.is_current())
             });
         if let Some(s) = successor {
-            activate(sa, out, s);
+            activate(sa, out, s, None);
         }
     }
     out.action(Action::RetireInbound {

@@ -104,6 +104,9 @@ pub struct IkeSa {
     pub(crate) awaiting_children: bool,
     /// ESP SPIs (our outbound) the peer deleted while `awaiting_children`.
     pub(crate) deferred_deletes: Vec<u32>,
+    /// For an SA we answered IKE_SA_INIT for: (initiator address, SPIi), its key in the
+    /// endpoint's indexes.
+    pub(crate) init_key: Option<(SocketAddr, u64)>,
     pub(crate) state: State,
     pub(crate) keys: Option<SaKeys>,
     pub(crate) remote_identity: Option<Identity>,
@@ -161,6 +164,7 @@ impl IkeSa {
             closing: false,
             awaiting_children: false,
             deferred_deletes: Vec::new(),
+            init_key: None,
             state,
             keys: None,
             remote_identity: None,

@@ -124,9 +124,13 @@ pub struct Endpoint {
     spis: Box<dyn SpiAllocator>,
     sas: BTreeMap<IkeSaId, IkeSa>,
     by_local_spi: HashMap<u64, IkeSaId>,
-    /// Half-open responder SAs by (initiator address, SPIi): retransmitted IKE_SA_INIT
-    /// requests get the same response.
+    /// Half-open responder SAs by (initiator address, SPIi): their number is what cookies
+    /// and the half-open limit look at.
     half_open: HashMap<(SocketAddr, u64), IkeSaId>,
+    /// Every live responder SA by (initiator address, SPIi): a retransmitted IKE_SA_INIT gets
+    /// the same response, a late copy after IKE_AUTH is ignored (strongSwan keeps the same
+    /// index, `init_hash` in its ike_sa_manager).
+    by_init: HashMap<(SocketAddr, u64), IkeSaId>,
     cookies: CookieJar,
     next_ike: u64,
     next_child: u64,
@@ -160,6 +164,7 @@ impl Endpoint {
             sas: BTreeMap::new(),
             by_local_spi: HashMap::new(),
             half_open: HashMap::new(),
+            by_init: HashMap::new(),
             cookies,
             next_ike: 0,
             next_child: 0,
@@ -243,8 +248,10 @@ impl Endpoint {
         adopt_by: Option<IkeSaId>,
     ) {
         let id = sa.id();
-        if !sa.is_half_open() {
-            self.half_open.retain(|_, v| *v != id);
+        if !sa.is_half_open()
+            && let Some(k) = sa.init_key
+        {
+            self.half_open.remove(&k);
         }
         let remote_id = initial_contact
             .then(|| sa.remote_identity().cloned())
@@ -256,8 +263,7 @@ impl Endpoint {
             target.apply_deferred_deletes(&mut self.out, self.spis.as_mut());
         }
         if sa.is_gone() {
-            self.by_local_spi.retain(|_, v| *v != id);
-            self.half_open.retain(|_, v| *v != id);
+            self.forget(&sa);
         } else {
             self.by_local_spi.insert(sa.local_spi(), id);
             self.sas.insert(id, sa);
@@ -287,7 +293,23 @@ impl Endpoint {
                     &mut self.out,
                     self.spis.as_mut(),
                 );
-                self.by_local_spi.retain(|_, v| *v != id);
+                self.forget(&sa);
+            }
+        }
+    }
+
+    /// Drops the index entries of an IKE SA that is gone.
+    fn forget(&mut self, sa: &IkeSa) {
+        let id = sa.id();
+        if self.by_local_spi.get(&sa.local_spi()) == Some(&id) {
+            self.by_local_spi.remove(&sa.local_spi());
+        }
+        if let Some(k) = sa.init_key {
+            if self.half_open.get(&k) == Some(&id) {
+                self.half_open.remove(&k);
+            }
+            if self.by_init.get(&k) == Some(&id) {
+                self.by_init.remove(&k);
             }
         }
     }
@@ -362,10 +384,18 @@ impl Endpoint {
         data: &[u8],
         header: &Header,
     ) {
-        if let Some(&id) = self.half_open.get(&(remote, header.spi_i)) {
-            self.out.stats.retransmitted_requests += 1;
-            if let Some(sa) = self.sas.get(&id) {
+        if let Some(sa) = self
+            .by_init
+            .get(&(remote, header.spi_i))
+            .and_then(|id| self.sas.get(id))
+        {
+            if sa.is_half_open() {
+                // A retransmitted IKE_SA_INIT: the same response again (§2.1).
+                self.out.stats.retransmitted_requests += 1;
                 sa.resend_cached_response(&mut self.out);
+            } else {
+                // A late copy after IKE_AUTH: message ID 0 is out of that SA's window.
+                self.out.stats.out_of_window += 1;
             }
             return;
         }
@@ -385,7 +415,7 @@ impl Endpoint {
             initial_contact: false,
             adopt_by: None,
         };
-        let Some(sa) = init::respond(
+        let Some(mut sa) = init::respond(
             &mut ctx,
             &self.cookies,
             half_open,
@@ -397,7 +427,10 @@ impl Endpoint {
             return;
         };
         let id = sa.id();
-        self.half_open.insert((remote, header.spi_i), id);
+        let key = (remote, header.spi_i);
+        sa.init_key = Some(key);
+        self.half_open.insert(key, id);
+        self.by_init.insert(key, id);
         self.by_local_spi.insert(sa.local_spi(), id);
         self.sas.insert(id, sa);
     }
