@@ -27,7 +27,7 @@ mod init;
 mod output;
 mod spi;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -131,6 +131,10 @@ pub struct Endpoint {
     /// the same response, a late copy after IKE_AUTH is ignored (strongSwan keeps the same
     /// index, `init_hash` in its ike_sa_manager).
     by_init: HashMap<(SocketAddr, u64), IkeSaId>,
+    /// Every IKE SA's next deadline, earliest first: `poll_timeout` and `handle_timeout` cost
+    /// O(log n), not a scan of every IKE SA.
+    deadlines: BTreeSet<(Instant, IkeSaId)>,
+    deadline_of: HashMap<IkeSaId, Instant>,
     cookies: CookieJar,
     next_ike: u64,
     next_child: u64,
@@ -165,6 +169,8 @@ impl Endpoint {
             by_local_spi: HashMap::new(),
             half_open: HashMap::new(),
             by_init: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            deadline_of: HashMap::new(),
             cookies,
             next_ike: 0,
             next_child: 0,
@@ -199,7 +205,30 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_deadline).min()
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Keeps `id`'s entry in the deadline index current.
+    fn reschedule(&mut self, id: IkeSaId) {
+        if let Some(old) = self.deadline_of.remove(&id) {
+            self.deadlines.remove(&(old, id));
+        }
+        if let Some(t) = self.sas.get(&id).and_then(IkeSa::next_deadline) {
+            self.deadlines.insert((t, id));
+            self.deadline_of.insert(id, t);
+        }
+    }
+
+    fn put(&mut self, sa: IkeSa) {
+        let id = sa.id();
+        self.sas.insert(id, sa);
+        self.reschedule(id);
+    }
+
+    fn take(&mut self, id: IkeSaId) -> Option<IkeSa> {
+        let sa = self.sas.remove(&id)?;
+        self.reschedule(id);
+        Some(sa)
     }
 
     /// Read-only view of one IKE SA.
@@ -218,7 +247,7 @@ impl Endpoint {
         id: IkeSaId,
         f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let mut sa = self.sas.remove(&id)?;
+        let mut sa = self.take(id)?;
         let mut ctx = Ctx {
             now,
             config: &self.config,
@@ -261,16 +290,18 @@ impl Endpoint {
             target.adopt_children(children);
             target.adopt_tasks(tasks);
             target.apply_deferred_deletes(&mut self.out, self.spis.as_mut());
+            let t = target.id();
+            self.reschedule(t);
         }
         if sa.is_gone() {
             self.forget(&sa);
         } else {
             self.by_local_spi.insert(sa.local_spi(), id);
-            self.sas.insert(id, sa);
+            self.put(sa);
         }
         for b in born {
             self.by_local_spi.insert(b.local_spi(), b.id());
-            self.sas.insert(b.id(), b);
+            self.put(b);
         }
         if let Some(rid) = remote_id {
             self.apply_initial_contact(id, &rid);
@@ -287,7 +318,7 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            if let Some(mut sa) = self.sas.remove(&id) {
+            if let Some(mut sa) = self.take(id) {
                 sa.discard(
                     DeleteReason::InitialContact,
                     &mut self.out,
@@ -432,17 +463,17 @@ impl Endpoint {
         self.half_open.insert(key, id);
         self.by_init.insert(key, id);
         self.by_local_spi.insert(sa.local_spi(), id);
-        self.sas.insert(id, sa);
+        self.put(sa);
     }
 
     /// Handles every timer that is due: retransmissions, give-ups, half-open expiry, delayed
     /// retries and activations.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<IkeSaId> = self
-            .sas
+            .deadlines
             .iter()
-            .filter(|(_, sa)| sa.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             self.with_sa(now, id, |sa, ctx| sa.handle_timeout(ctx));
@@ -476,7 +507,7 @@ impl Endpoint {
         let sa = init::initiate(&mut ctx, peer, remote_ip, first_contact)?;
         let id = sa.id();
         self.by_local_spi.insert(sa.local_spi(), id);
-        self.sas.insert(id, sa);
+        self.put(sa);
         Ok(id)
     }
 
