@@ -217,7 +217,8 @@ impl Directory {
             worker_bits: layout.worker_bits(),
             slots: words(1 << layout.index_bits()),
             statics: words(buckets),
-            hash_shift: 64 - buckets.max(1).trailing_zeros(),
+            // Unused without buckets; 63 keeps the shift in range regardless.
+            hash_shift: 64 - buckets.max(2).trailing_zeros(),
             static_capacity,
         }
     }

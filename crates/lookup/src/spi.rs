@@ -17,6 +17,10 @@
 //! allocation so that the SPI is ≥ 256 and differs from the previous SPI of the same slot: a
 //! late packet for a retired SPI whose slot was reused never matches the new SA.
 //!
+//! Limits: `W ≤ 16` (workers are `u16`, at most 65,535) and `W + S ≤ 24` ([`MAX_INDEX_BITS`]),
+//! so at most 2^24 (16.7 M) inbound SA slots in all, with `T = 32 − W − S ≥ 8` tag bits. For a
+//! million SAs: 2 workers × 2^19 slots leaves 12 tag bits, 16 workers × 2^16 also 12.
+//!
 //! [`SpiAllocator`] is the control thread's bookkeeping of every slot's state
 //! (`Free → Reserved → Live → Tombstone → Free`, told by the caller). On every allocation it
 //! checks, independently of its own books and in release builds too, that the SPI it is about
@@ -27,6 +31,36 @@
 //! Static lab SPIs that do not follow the layout are accepted by
 //! [`SpiAllocator::allocate_static`]: they take a regular slot (their SA state lives in the
 //! owner's slab like any other) and the directory finds them through its fallback table.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use espada_lookup::sad::{Directory, Lookup};
+//! use espada_lookup::spi::{SpiAllocator, SpiLayout, SplitMix64};
+//!
+//! let layout = SpiLayout::new(2, 1 << 10).unwrap();
+//! let dir = Arc::new(Directory::new(layout, 16)); // shared with the workers
+//! let mut alloc = SpiAllocator::new(dir.clone(), SplitMix64::new(42));
+//!
+//! // Control thread: an SPI on worker 1; fill slot `s.slot` of its slab, then publish.
+//! let s = alloc.allocate(Some(1)).unwrap();
+//! dir.install(s, 7).unwrap();
+//! alloc.mark_live(s).unwrap();
+//!
+//! // Worker: one load and one compare.
+//! let live = Lookup::Live { owner: 1, slot: s.slot, tunnel: 7 };
+//! assert_eq!(dir.lookup(s.spi), live);
+//!
+//! // Rekeyed: a tombstone for late packets, then forgotten; the slot is free again.
+//! dir.retire(s).unwrap();
+//! alloc.retire(s).unwrap();
+//! assert_eq!(dir.lookup(s.spi), Lookup::Tombstone { tunnel: 7 });
+//! dir.remove(s).unwrap();
+//! alloc.release(s).unwrap();
+//! assert_eq!(dir.lookup(s.spi), Lookup::Unknown);
+//! assert_eq!(alloc.alarms(), 0);
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;
