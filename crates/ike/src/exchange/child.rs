@@ -390,14 +390,12 @@ fn accept_request(
                 g.id().to_be_bytes().to_vec(),
             ))]);
         }
-        ctx.out.stats.no_proposal_chosen += 1;
-        let ours: Vec<String> = cfg.esp_proposals.iter().map(|p| p.to_string()).collect();
-        ctx.out.event(Event::NoProposalChosen {
-            ike: Some(sa.id),
-            remote: sa.remote,
-            ours: ours.join(", "),
-            theirs: proposal::describe(offered),
-        });
+        ctx.out.no_proposal(
+            Some(sa.id),
+            sa.remote,
+            &cfg.esp_proposals,
+            proposal::describe(offered),
+        );
         return Err(notify(NotifyType::NO_PROPOSAL_CHOSEN));
     };
     let ni = if in_ike_auth {

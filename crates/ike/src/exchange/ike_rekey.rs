@@ -272,14 +272,12 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
         return notify(NotifyType::INVALID_SYNTAX);
     };
     let Some(chosen) = proposal::select_ike(&cfg.ike_proposals, offered) else {
-        ctx.out.stats.no_proposal_chosen += 1;
-        let ours: Vec<String> = cfg.ike_proposals.iter().map(|p| p.to_string()).collect();
-        ctx.out.event(Event::NoProposalChosen {
-            ike: Some(sa.id),
-            remote: sa.remote,
-            ours: ours.join(", "),
-            theirs: proposal::describe(offered),
-        });
+        ctx.out.no_proposal(
+            Some(sa.id),
+            sa.remote,
+            &cfg.ike_proposals,
+            proposal::describe(offered),
+        );
         return notify(NotifyType::NO_PROPOSAL_CHOSEN);
     };
     let Some(peer_spi) = offered

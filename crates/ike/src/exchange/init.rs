@@ -189,14 +189,12 @@ pub(crate) fn on_response(
     if let Some(err) = msg.error_notify() {
         let ty = err.ty;
         if ty == NotifyType::NO_PROPOSAL_CHOSEN {
-            ctx.out.stats.no_proposal_chosen += 1;
-            let ours: Vec<String> = cfg.ike_proposals.iter().map(|p| p.to_string()).collect();
-            ctx.out.event(Event::NoProposalChosen {
-                ike: Some(sa.id),
+            ctx.out.no_proposal(
+                Some(sa.id),
                 remote,
-                ours: ours.join(", "),
-                theirs: String::from("(refused by the peer)"),
-            });
+                &cfg.ike_proposals,
+                String::from("(refused by the peer)"),
+            );
         }
         return fail(sa, ctx, ty, true);
     }
@@ -430,14 +428,12 @@ pub(crate) fn respond(
     let cfg = &ctx.peers[first];
     let offered_sa = msg.first_sa()?;
     let Some(chosen) = proposal::select_ike(&cfg.ike_proposals, offered_sa) else {
-        ctx.out.stats.no_proposal_chosen += 1;
-        let ours: Vec<String> = cfg.ike_proposals.iter().map(|p| p.to_string()).collect();
-        ctx.out.event(Event::NoProposalChosen {
-            ike: None,
+        ctx.out.no_proposal(
+            None,
             remote,
-            ours: ours.join(", "),
-            theirs: proposal::describe(offered_sa),
-        });
+            &cfg.ike_proposals,
+            proposal::describe(offered_sa),
+        );
         refuse(
             ctx.out,
             local,

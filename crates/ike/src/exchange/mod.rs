@@ -116,6 +116,25 @@ impl Ctx<'_> {
     }
 }
 
+/// A [`Ctx`] over the endpoint's fields (a macro, so the other fields stay usable).
+macro_rules! ctx {
+    ($ep:ident, $now:expr) => {
+        Ctx {
+            now: $now,
+            config: &$ep.config,
+            peers: &$ep.peers,
+            rng: $ep.rng.as_mut(),
+            spis: $ep.spis.as_mut(),
+            out: &mut $ep.out,
+            next_child: &mut $ep.next_child,
+            next_ike: &mut $ep.next_ike,
+            born: Vec::new(),
+            initial_contact: false,
+            adopt_by: None,
+        }
+    };
+}
+
 /// All IKE SAs of one box.
 pub struct Endpoint {
     config: EndpointConfig,
@@ -248,19 +267,7 @@ impl Endpoint {
         f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
         let mut sa = self.take(id)?;
-        let mut ctx = Ctx {
-            now,
-            config: &self.config,
-            peers: &self.peers,
-            rng: self.rng.as_mut(),
-            spis: self.spis.as_mut(),
-            out: &mut self.out,
-            next_child: &mut self.next_child,
-            next_ike: &mut self.next_ike,
-            born: Vec::new(),
-            initial_contact: false,
-            adopt_by: None,
-        };
+        let mut ctx = ctx!(self, now);
         let r = f(&mut sa, &mut ctx);
         let born = std::mem::take(&mut ctx.born);
         let initial_contact = ctx.initial_contact;
@@ -433,19 +440,7 @@ impl Endpoint {
         self.cookies
             .rotate(now, self.config.cookie_rotation, self.rng.as_mut());
         let half_open = self.half_open.len();
-        let mut ctx = Ctx {
-            now,
-            config: &self.config,
-            peers: &self.peers,
-            rng: self.rng.as_mut(),
-            spis: self.spis.as_mut(),
-            out: &mut self.out,
-            next_child: &mut self.next_child,
-            next_ike: &mut self.next_ike,
-            born: Vec::new(),
-            initial_contact: false,
-            adopt_by: None,
-        };
+        let mut ctx = ctx!(self, now);
         let Some(mut sa) = init::respond(
             &mut ctx,
             &self.cookies,
@@ -491,19 +486,7 @@ impl Endpoint {
             .sas
             .values()
             .any(|sa| sa.peer_index() == Some(peer) && sa.is_established());
-        let mut ctx = Ctx {
-            now,
-            config: &self.config,
-            peers: &self.peers,
-            rng: self.rng.as_mut(),
-            spis: self.spis.as_mut(),
-            out: &mut self.out,
-            next_child: &mut self.next_child,
-            next_ike: &mut self.next_ike,
-            born: Vec::new(),
-            initial_contact: false,
-            adopt_by: None,
-        };
+        let mut ctx = ctx!(self, now);
         let sa = init::initiate(&mut ctx, peer, remote_ip, first_contact)?;
         let id = sa.id();
         self.by_local_spi.insert(sa.local_spi(), id);

@@ -295,4 +295,22 @@ impl Outputs {
     pub fn event(&mut self, e: Event) {
         self.events.push_back(e);
     }
+
+    /// NO_PROPOSAL_CHOSEN: counted, and an event naming both sides' offers.
+    pub fn no_proposal<P: core::fmt::Display>(
+        &mut self,
+        ike: Option<IkeSaId>,
+        remote: SocketAddr,
+        ours: &[P],
+        theirs: String,
+    ) {
+        self.stats.no_proposal_chosen += 1;
+        let ours: Vec<String> = ours.iter().map(ToString::to_string).collect();
+        self.event(Event::NoProposalChosen {
+            ike,
+            remote,
+            ours: ours.join(", "),
+            theirs,
+        });
+    }
 }
