@@ -1089,7 +1089,10 @@ fn strongswan_2945_peer_starts_two_rekeys_of_the_same_child_sa() {
     });
     assert!(answered, "R2 answered\n{}", f.dump());
     f.release(|m| m.is(B, INFO, false));
-    f.drive(Duration::from_secs(7), &mut pass);
+    // Long enough for our own DELETEs of the unused and the old SA: `delete_timeout` after
+    // the peer could have given up retransmitting (`Retransmit::give_up_after`).
+    let wait = f.p.ep[0].config().retransmit.give_up_after() + Duration::from_secs(7);
+    f.drive(wait, &mut pass);
     f.finish("two rekeys of one SA", 1, 0);
 
     let sa = f.stats(A);

@@ -581,6 +581,14 @@ pub(crate) fn start_rekey(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId) {
     }
 }
 
+/// When to give up waiting for the peer's DELETE of an SA and delete it ourselves: not before
+/// the peer, if it is still retransmitting the request that led to it, has given up (our own
+/// schedule stands in for the peer's), plus `delete_timeout`. Deleting earlier could take the
+/// SA from a peer that never got our answer and still relies on it (found by the model check).
+fn peer_delete_deadline(ctx: &Ctx<'_>) -> Instant {
+    ctx.now + ctx.config.retransmit.give_up_after() + ctx.config.delete_timeout
+}
+
 fn retry_later(sa: &mut IkeSa, ctx: &mut Ctx<'_>, task: Task) {
     let base = ctx.config.temporary_failure_retry;
     let jitter = base.mul_f64(f64::from(ctx.rng.next_u32()) / f64::from(u32::MAX));
@@ -628,7 +636,7 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
             let o = &mut sa.children[i];
             o.replaced = true;
             o.peer_deletes = true;
-            o.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+            o.delete_by = Some(peer_delete_deadline(ctx));
             return;
         }
         match (ty, old_idx) {
@@ -694,6 +702,16 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
     let ours: [&[u8]; 2] = [&req.ni, &nr];
     match (req.rekey_of, old_idx) {
         (None, _) => complete_create(sa, ctx, new, keys, ours, req.create_collision),
+        // The SA went away meanwhile (the peer deleted it) and the tunnel has nothing else:
+        // the peer's side of the new SA is its only one too, so it becomes the tunnel's SA.
+        (Some(_), None) if !sa.children.iter().any(|c| c.id == req.id && c.is_current()) => {
+            ctx.out.event(Event::ChildEstablished {
+                ike: sa.id,
+                child: new.id,
+                spis: (new.spi_in, new.spi_out),
+            });
+            install(sa, ctx, new, keys, true, Install::Active);
+        }
         (Some(_), None) => redundant(sa, ctx, new, keys),
         (Some(_), Some(i)) if !sa.children[i].is_current() => redundant(sa, ctx, new, keys),
         (Some(_), Some(i)) => {
@@ -704,13 +722,13 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
                 if we_lose(ours, theirs) {
                     // The peer's SA survives; the peer deletes the old one (§2.8.1).
                     sa.children[i].peer_deletes = true;
-                    sa.children[i].delete_by = Some(ctx.now + ctx.config.delete_timeout);
+                    sa.children[i].delete_by = Some(peer_delete_deadline(ctx));
                     return redundant(sa, ctx, new, keys);
                 }
                 if let Some(y) = sa.children.iter_mut().find(|c| c.spi_in == pr.new_spi_in) {
                     y.redundant = true;
                     y.peer_deletes = true;
-                    y.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+                    y.delete_by = Some(peer_delete_deadline(ctx));
                 }
             }
             sa.children[i].replaced = true;
@@ -750,7 +768,7 @@ fn complete_create(
             y.redundant = true;
             y.peer_deletes = true;
             y.activate_at = None;
-            y.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+            y.delete_by = Some(peer_delete_deadline(ctx));
         }
     }
     ctx.out.event(Event::ChildEstablished {
@@ -864,7 +882,7 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
             } else {
                 o.replaced = true;
                 o.peer_deletes = true;
-                o.delete_by = Some(ctx.now + ctx.config.delete_timeout);
+                o.delete_by = Some(peer_delete_deadline(ctx));
             }
             o.peer_rekey = Some(PeerRekey {
                 new_spi_in: spi_in,

@@ -197,6 +197,11 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint's settings.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
     /// The configured peers.
     pub fn peers(&self) -> &[PeerConfig] {
         &self.peers
