@@ -5,12 +5,14 @@
 //!   installed, each address inside a random installed route (about half end in a tbl8 group).
 //! - `route_lookup/v6/<n>`: the same for IPv6 with `n` /64 and /48 routes handed out from two
 //!   address pools (consecutive prefixes, as a concentrator assigns them).
-//! - `route_lookup/v6_scattered/<n>`: IPv6 with `n` random /48 and /64 under 2000::/3 (every
-//!   route has its own chain of groups; 1M is left out: it needs about 4 GiB).
+//! - `route_lookup/v6_scattered/<n>`: IPv6 with `n` random /48 and /64 under 2000::/3 (most
+//!   routes are tail records under crowded first levels; ≈ 230 bytes per route at 1M).
 //! - `route_update/<case>/<n>`: the control thread's cost of one route added and removed again
 //!   (plus the reclamation of any group it freed), `n` routes installed. Cases: `v4_32` (a host
 //!   route in a /24 without a group: a tbl8 group filled, linked, collapsed and retired), `v4_24`
-//!   (one tbl24 entry), `v6_64` (six groups), `v6_128` (fourteen groups). Goal: flat in `n`.
+//!   (one tbl24 entry), `v6_64` and `v6_128` (a tail record under a first-level entry of its
+//!   own), `v6_64_pair` (two /64s in one /48 there, added and removed: a tail, a split into
+//!   six groups, a collapse back into a tail, a removal). Goal: flat in `n`.
 //!
 //! Run: `cargo bench -p espada-lookup --bench route` (check only: `-- --test`).
 
@@ -81,11 +83,21 @@ fn v6_pool_table(n: usize) -> (Ipv6Writer, Vec<(u128, u32)>) {
             }
         })
         .collect();
-    let mut w = Ipv6Writer::new(16_384).unwrap();
+    let mut w = Ipv6Writer::new(16_384, 4096).unwrap();
     for (i, &(key, len)) in routes.iter().enumerate() {
         w.insert(Ipv6Addr::from(key), len as u8, i as u32).unwrap();
+        reclaim_now_and_then(&mut w, i);
     }
     (w, routes)
+}
+
+/// No reader runs while a table is built: reclaim what was retired every 1024 routes.
+fn reclaim_now_and_then(w: &mut Ipv6Writer, i: usize) {
+    if i.is_multiple_of(1024) {
+        let next = w.epoch() + 1;
+        w.set_epoch(next);
+        w.reclaim(next);
+    }
 }
 
 /// `n` random /48 and /64 under 2000::/3.
@@ -96,9 +108,10 @@ fn v6_scattered_table(n: usize, rng: &mut Rng) -> (Ipv6Writer, Vec<(u128, u32)>)
             ((rng.u128() >> 3 | 1 << 125) & !host_mask_v6(len), len)
         })
         .collect();
-    let mut w = Ipv6Writer::new((n * 5 + 8192) as u32).unwrap();
+    let mut w = Ipv6Writer::new((n / 4 + 8192) as u32, (n + 4096) as u32).unwrap();
     for (i, &(key, len)) in routes.iter().enumerate() {
         w.insert(Ipv6Addr::from(key), len as u8, i as u32).unwrap();
+        reclaim_now_and_then(&mut w, i);
     }
     (w, routes)
 }
@@ -128,8 +141,8 @@ fn bench_lookup(c: &mut Criterion) {
             })
         });
     }
-    for (name, sizes) in [("v6", &SIZES[..]), ("v6_scattered", &SIZES[..3])] {
-        for &n in sizes {
+    for name in ["v6", "v6_scattered"] {
+        for n in SIZES {
             let (w, routes) = if name == "v6" {
                 v6_pool_table(n)
             } else {
@@ -187,20 +200,31 @@ fn bench_update(c: &mut Criterion) {
         }
         drop(w4);
         let (mut w6, _) = v6_pool_table(n);
-        // Prefixes under 2001:db8:8000::/33: outside both pools.
+        // Prefixes under 3fff::/16, a first-level entry of their own: a lone route there is a
+        // tail record; a pair in one /48 splits it into groups down to level 6.
         let probes: Vec<u128> = (0..1024)
-            .map(|_| 0x2001_0db8_8000u128 << 80 | rng.u128() >> 49)
+            .map(|_| 0x3fff << 112 | rng.u128() >> 16)
             .collect();
-        for (case, len) in [("v6_64", 64u8), ("v6_128", 128)] {
+        for (case, len, pair) in [
+            ("v6_64", 64u8, false),
+            ("v6_128", 128, false),
+            ("v6_64_pair", 64, true),
+        ] {
             let mut i = 0;
             let mut epoch = 0;
             group.bench_with_input(BenchmarkId::new(case, n), &n, |b, _| {
                 b.iter(|| {
-                    let a = Ipv6Addr::from(probes[i % probes.len()]);
+                    let a = probes[i % probes.len()];
                     i += 1;
+                    let both = [Ipv6Addr::from(a), Ipv6Addr::from(a ^ 1 << 64)];
+                    let addrs = &both[..1 + usize::from(pair)];
                     w6.set_epoch(epoch);
-                    w6.insert(a, len, 7).unwrap();
-                    w6.remove(a, len).unwrap();
+                    for &a in addrs {
+                        w6.insert(a, len, 7).unwrap();
+                    }
+                    for &a in addrs {
+                        w6.remove(a, len).unwrap();
+                    }
                     epoch += 1;
                     black_box(w6.reclaim(epoch))
                 })

@@ -21,7 +21,7 @@ fn v6(s: &str) -> Ipv6Addr {
 #[test]
 fn empty_tables_answer_nothing() {
     let w4 = Ipv4Writer::new(4).unwrap();
-    let w6 = Ipv6Writer::new(4).unwrap();
+    let w6 = Ipv6Writer::new(4, 4).unwrap();
     for a in ["0.0.0.0", "10.1.2.3", "255.255.255.255"] {
         assert_eq!(w4.table().lookup(v4(a)), None);
     }
@@ -63,29 +63,61 @@ fn default_route_and_host_routes_v4() {
 
 #[test]
 fn default_route_and_host_routes_v6() {
-    let mut w = Ipv6Writer::new(32).unwrap();
+    let mut w = Ipv6Writer::new(32, 8).unwrap();
     let t = w.table();
     w.insert(v6("::"), 0, 1).unwrap();
     w.insert(v6("2001:db8::1"), 128, 2).unwrap();
+    // A lone route below a first-level entry is one tail record, no group.
+    let s = w.stats();
+    assert_eq!((s.groups_in_use, s.tails_in_use), (0, 1));
+    assert_eq!(t.lookup(v6("2001:db8::1")), Some(2));
+    assert_eq!(t.lookup(v6("2001:db8::2")), Some(1));
     w.insert(v6("2001:db8::"), 64, 3).unwrap();
     assert_eq!(t.lookup(v6("2001:db8::1")), Some(2));
     assert_eq!(t.lookup(v6("2001:db8::2")), Some(3));
     assert_eq!(t.lookup(v6("2001:db8:0:1::")), Some(1));
     assert_eq!(t.lookup(v6("::1")), Some(1));
-    // A /128 ends at the last of 15 levels: 14 groups on its path.
-    assert_eq!(w.stats().groups_in_use, 14);
+    // Two rules below: groups down to the /64's level (6), where the /128 is a tail again.
+    let s = w.stats();
+    assert_eq!((s.groups_in_use, s.tails_in_use), (6, 1));
+    assert_eq!(s.tails_retired, 1);
     w.remove(v6("2001:db8::1"), 128).unwrap();
     assert_eq!(t.lookup(v6("2001:db8::1")), Some(3));
-    // Only the groups below the /64 go; the /64 keeps its 6.
-    assert_eq!(w.stats().groups_in_use, 6);
+    // The /64 alone: its chain of groups becomes one tail.
+    let s = w.stats();
+    assert_eq!((s.groups_in_use, s.tails_in_use), (0, 1));
+    assert_eq!(t.lookup(v6("2001:db8::ffff")), Some(3));
     w.remove(v6("2001:db8::"), 64).unwrap();
-    assert_eq!(w.stats().groups_in_use, 0);
+    let s = w.stats();
+    assert_eq!((s.groups_in_use, s.tails_in_use), (0, 0));
     assert_eq!(t.lookup(v6("2001:db8::1")), Some(1));
 }
 
 #[test]
+fn tail_values_and_fallbacks_change_in_place() {
+    let mut w = Ipv6Writer::new(4, 4).unwrap();
+    let t = w.table();
+    w.insert(v6("2001:db8:1::"), 48, 1).unwrap();
+    assert_eq!(w.insert(v6("2001:db8:1::"), 48, 2).unwrap(), Some(1));
+    assert_eq!(t.lookup(v6("2001:db8:1::5")), Some(2));
+    assert_eq!(t.lookup(v6("2001:db8:2::5")), None);
+    // A covering /16 becomes the tail's fallback; removing it takes it back.
+    w.insert(v6("2001::"), 16, 3).unwrap();
+    assert_eq!(t.lookup(v6("2001:db8:2::5")), Some(3));
+    assert_eq!(t.lookup(v6("2001:db8:1::5")), Some(2));
+    let s = w.stats();
+    assert_eq!(
+        (s.groups_in_use, s.tails_in_use, s.tails_retired),
+        (0, 1, 0)
+    );
+    w.remove(v6("2001::"), 16).unwrap();
+    assert_eq!(t.lookup(v6("2001:db8:2::5")), None);
+    assert_eq!(t.lookup(v6("2001:db8:1::5")), Some(2));
+}
+
+#[test]
 fn nested_prefixes_and_removal_of_covering_ones() {
-    let mut h = Harness::<V4>::new(8);
+    let mut h = Harness::<V4>::new(8, 0);
     let routes = [
         (0x0a00_0000u128, 8, 1),
         (0x0a01_0000, 16, 2),
@@ -111,7 +143,7 @@ fn nested_prefixes_and_removal_of_covering_ones() {
 
 #[test]
 fn short_prefix_added_over_longer_ones_keeps_them() {
-    let mut h = Harness::<V6>::new(32);
+    let mut h = Harness::<V6>::new(32, 32);
     let routes = [
         (0x2001_0db8_0001_0000_0000_0000_0000_0001u128, 128, 1),
         (0x2001_0db8_0001_0000_0000_0000_0000_0000, 64, 2),
@@ -145,7 +177,7 @@ fn host_bits_are_ignored() {
 #[test]
 fn invalid_arguments_are_errors() {
     let mut w4 = Ipv4Writer::new(1).unwrap();
-    let mut w6 = Ipv6Writer::new(1).unwrap();
+    let mut w6 = Ipv6Writer::new(1, 1).unwrap();
     assert_eq!(
         w4.insert(v4("10.0.0.0"), 33, 1),
         Err(RouteError::PrefixLength { len: 33, max: 32 })
@@ -197,20 +229,73 @@ fn exhausted_pool_is_an_error_and_changes_nothing() {
     w.insert(v4("10.0.1.0"), 24, 4).unwrap();
     assert_eq!(t.lookup(v4("10.0.1.1")), Some(4));
 
-    let mut w6 = Ipv6Writer::new(5).unwrap();
-    // A /64 needs 6 groups: none is taken, nothing is installed.
+    // IPv6: two /64s under one first-level entry need groups down to level 6 and two tails.
+    let mut w6 = Ipv6Writer::new(5, 4).unwrap();
+    w6.insert(v6("2001:db8::"), 64, 1).unwrap();
     assert_eq!(
-        w6.insert(v6("2001:db8::"), 64, 1),
+        w6.insert(v6("2001:db8:0:1::"), 64, 2),
         Err(RouteError::PoolExhausted {
             needed: 6,
             free: 5,
             retired: 0
         })
     );
-    assert_eq!(w6.stats().groups_free, 5);
-    assert_eq!(w6.table().lookup(v6("2001:db8::1")), None);
-    w6.insert(v6("2001:db8::"), 48, 2).unwrap();
-    assert_eq!(w6.stats().groups_free, 1);
+    // Two /64s parting at bit 31 need groups at levels 1 and 2 and a tail for each.
+    let mut w6 = Ipv6Writer::new(6, 1).unwrap();
+    w6.insert(v6("2001:db8::"), 64, 1).unwrap();
+    assert_eq!(
+        w6.insert(v6("2001:db9::"), 64, 2),
+        Err(RouteError::TailsExhausted {
+            needed: 2,
+            free: 0,
+            retired: 0
+        })
+    );
+    let s = w6.stats();
+    assert_eq!((s.groups_free, s.tails_in_use), (6, 1));
+    assert_eq!(w6.table().lookup(v6("2001:db9::1")), None);
+    assert_eq!(w6.table().lookup(v6("2001:db8::1")), Some(1));
+    // Same-/64 neighbours part only at level 6, where both end: no tail needed.
+    w6.insert(v6("2001:db8:0:1::"), 64, 3).unwrap();
+    let s = w6.stats();
+    assert_eq!(
+        (s.groups_in_use, s.tails_in_use, s.tails_retired),
+        (6, 0, 1)
+    );
+    assert_eq!(w6.table().lookup(v6("2001:db8:0:1::1")), Some(3));
+}
+
+#[test]
+fn removal_without_a_free_tail_keeps_the_group_and_stays_correct() {
+    let mut w = Ipv6Writer::new(8, 2).unwrap();
+    let t = w.table();
+    w.insert(v6("2001:db8::"), 32, 1).unwrap(); // a tail at level 0
+    w.insert(v6("2001:db8:1::"), 48, 2).unwrap(); // split: groups at levels 1 and 2
+    w.insert(v6("2001:db8:2::"), 48, 3).unwrap();
+    let s = w.stats();
+    assert_eq!(
+        (s.groups_in_use, s.tails_in_use, s.tails_retired),
+        (4, 0, 2)
+    );
+    w.set_epoch(1);
+    assert_eq!(w.reclaim(1), 2);
+    // Use both records elsewhere, then leave the /32 alone under its groups.
+    w.insert(v6("fd00::"), 64, 4).unwrap();
+    w.insert(v6("fe80::"), 64, 5).unwrap();
+    w.remove(v6("2001:db8:1::"), 48).unwrap();
+    w.remove(v6("2001:db8:2::"), 48).unwrap();
+    let s = w.stats();
+    assert_eq!(
+        (s.groups_in_use, s.tails_free),
+        (2, 0),
+        "the /32's groups stay"
+    );
+    assert_eq!(t.lookup(v6("2001:db8:1::1")), Some(1));
+    assert_eq!(t.lookup(v6("2001:db9::1")), None);
+    w.remove(v6("2001:db8::"), 32).unwrap();
+    assert_eq!(w.stats().groups_in_use, 0);
+    assert_eq!(t.lookup(v6("2001:db8:1::1")), None);
+    assert_eq!(t.lookup(v6("fd00::1")), Some(4));
 }
 
 #[test]
@@ -255,7 +340,7 @@ fn retire_list_frees_in_epoch_order_and_epochs_never_go_back() {
 
 #[test]
 fn route_writer_dispatches_by_family_and_shares_the_epoch() {
-    let mut w = RouteWriter::new(2, 8).unwrap();
+    let mut w = RouteWriter::new(2, 8, 8).unwrap();
     let routes = w.routes();
     let a4: IpAddr = "192.0.2.1".parse().unwrap();
     let a6: IpAddr = "2001:db8::1".parse().unwrap();
@@ -268,11 +353,12 @@ fn route_writer_dispatches_by_family_and_shares_the_epoch() {
     w.set_epoch(4);
     w.remove(a4, 32).unwrap();
     w.remove(a6, 64).unwrap();
-    assert_eq!(w.retired(), 7);
+    // A tbl8 group and a tail record.
+    assert_eq!(w.retired(), 2);
     assert_eq!(w.reclaim(4), 0);
-    assert_eq!(w.reclaim(5), 7);
+    assert_eq!(w.reclaim(5), 2);
     assert_eq!(w.v4().stats().groups_free, 2);
-    assert_eq!(w.v6().stats().groups_free, 8);
+    assert_eq!(w.v6().stats().tails_free, 8);
     assert_eq!(routes.lookup(a6), None);
 }
 
@@ -282,8 +368,12 @@ fn stats_report_memory() {
     let s = w.stats();
     assert_eq!(s.table_bytes, (1 << 24) * 4 + 16 * 256 * 4);
     assert_eq!(s.used_bytes, (1 << 24) * 4);
-    assert_eq!(s.shadow_bytes, (1 << 24) + 16 * 256);
-    let w6 = Ipv6Writer::new(16).unwrap();
-    assert_eq!(w6.stats().table_bytes, (1 << 16) * 4 + 16 * 256 * 4);
+    assert_eq!(s.shadow_bytes, (1 << 24) + 16 * 256 + 16 * 4);
+    let w6 = Ipv6Writer::new(16, 100).unwrap();
+    assert_eq!(
+        w6.stats().table_bytes,
+        (1 << 16) * 4 + 16 * 256 * 4 + 100 * 32
+    );
+    assert_eq!(w6.stats().shadow_bytes, (1 << 16) + 16 * 256 + 16 * 4);
     assert_eq!(w6.table().bytes(), w6.stats().table_bytes);
 }

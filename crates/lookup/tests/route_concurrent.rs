@@ -1,6 +1,6 @@
 //! A reader thread looks up continuously while the control thread adds and removes routes and
-//! reclaims groups through `espada-qsbr`, as the data plane will. A small pool forces groups to
-//! be unlinked and reused all the time.
+//! reclaims groups and tails through `espada-qsbr`, as the data plane will. Small pools force
+//! groups and tails to be unlinked and reused all the time.
 //!
 //! Oracle: the writer publishes the number of updates it has finished (`done`, Release after
 //! each). The reader loads `done` (Acquire) before and after each lookup, getting `c0 ≤ c1`.
@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use espada_lookup::route::{V4, V6, Writer};
 use route_common::{Model, SplitMix, TestFamily};
 
-/// Updates the writer performs.
+/// Updates the writer performs at least, and for at least this long.
 const UPDATES: usize = 100_000;
+const DURATION: std::time::Duration = std::time::Duration::from_millis(300);
 /// Lookups the reader records (it stops recording when full).
 const SAMPLES: usize = 1_000_000;
 
@@ -60,8 +61,8 @@ impl Scenario {
     }
 }
 
-fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
-    let mut writer = Writer::<F>::new(groups).unwrap();
+fn run<F: TestFamily>(scenario: Scenario, groups: u32, tails: u32, seed: u64) {
+    let mut writer = Writer::<F>::with_pools(groups, tails).unwrap();
     let table = writer.table();
     let (mut publisher, mut readers) = espada_qsbr::channel((), 1);
     let mut reader = readers.pop().unwrap();
@@ -84,7 +85,7 @@ fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
                 lookups += 1;
                 // Keep every lookup that overlapped an update, and one in 64 of the others
                 // while the writer runs.
-                let running = c0 > 0 && c0 < UPDATES as u64;
+                let running = c0 > 0 && !stop.load(Ordering::Relaxed);
                 if samples.len() < SAMPLES && (c0 != c1 || running && lookups.is_multiple_of(64)) {
                     samples.push((key, got, c0, c1));
                 }
@@ -97,7 +98,10 @@ fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
     let mut history = Vec::with_capacity(UPDATES);
     let mut installed: Vec<(u128, u32)> = Vec::new();
     let mut reclaimed = 0;
-    for n in 1..=UPDATES {
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while n < UPDATES || started.elapsed() < DURATION {
+        n += 1;
         // Groups unlinked now are tagged with the generation readers may still be in.
         writer.set_epoch(publisher.generation());
         let remove = !installed.is_empty() && rng.below(100) < 45;
@@ -119,7 +123,8 @@ fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
         };
         history.push(update);
         done.store(n as u64, Ordering::Release);
-        if writer.stats().groups_retired > 0 {
+        let stats = writer.stats();
+        if stats.groups_retired + stats.tails_retired > 0 {
             publisher.publish(());
             let oldest = publisher
                 .readers()
@@ -148,7 +153,8 @@ fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
     let mut ok = vec![false; samples.len()];
     let mut next = 0; // first sample not yet active
     let mut active: Vec<usize> = Vec::new();
-    for k in 0..=UPDATES as u64 {
+    let updates = history.len() as u64;
+    for k in 0..=updates {
         if k > 0 {
             match history[k as usize - 1] {
                 Update::Insert(key, len, value) => {
@@ -182,7 +188,7 @@ fn run<F: TestFamily>(scenario: Scenario, groups: u32, seed: u64) {
     for i in active {
         let (key, got, c0, c1) = samples[i];
         assert!(
-            c1 + 1 > UPDATES as u64 || ok[i],
+            c1 + 1 > updates || ok[i],
             "lookup of {key:#x} saw {got:?} in updates {c0}..={c1}"
         );
     }
@@ -199,6 +205,7 @@ fn v4_reader_sees_only_answers_of_some_state_while_groups_are_recycled() {
             width: 32,
         },
         6,
+        0,
         1,
     );
 }
@@ -212,7 +219,8 @@ fn v6_reader_sees_only_answers_of_some_state_while_groups_are_recycled() {
             lengths: &[32, 40, 44, 48, 56, 64, 64, 100, 121, 127, 128, 128],
             width: 128,
         },
-        40,
+        12,
+        16,
         2,
     );
 }

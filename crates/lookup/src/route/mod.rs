@@ -8,19 +8,22 @@
 //!   the first 24 bits, and `tbl8` groups of 256 entries for prefixes longer than /24. A lookup
 //!   is one or two loads.
 //! * IPv6 ([`Ipv6Table`]) is the same trie with more levels: a first level of 2¹⁶ entries, then
-//!   groups of 256 entries per further byte, at most 15 levels (a /64 is at most 7 loads, a
-//!   /128 at most 15). See [`v6`] for the choice and its memory.
+//!   groups of 256 entries per further byte (at most 15 levels), plus *tail records*: where a
+//!   single route lies below an entry, the entry points to a 32-byte record holding that route
+//!   instead of a chain of groups. See [`v6`] for the choice and its memory.
 //!
 //! # Handles
 //!
 //! The control thread owns a [`Writer`] per family (or a [`RouteWriter`] for both); workers hold
 //! [`Table`] read handles (`Arc` clones from [`Writer::table`], or a [`Routes`] pair). Lookups
 //! take `&self`, never block, never allocate, and do only atomic loads. The writer changes one
-//! entry at a time with atomic stores: adding or removing a route touches only the entries that
-//! the prefix covers (plus at most one group per level on its path) and never copies the rest of
-//! the table. Storage is preallocated when the writer is built: the first level and a pool of
-//! groups whose size is the writer's `groups` argument; nothing is allocated or freed on a
-//! lookup or (apart from the control-side rule table) on an update.
+//! word at a time with atomic stores: adding or removing a route touches only the entries that
+//! the prefix covers (plus at most one group or record per level on its path) and never copies
+//! the rest of the table. Storage is preallocated when the writer is built: the first level and
+//! pools of groups (and, for IPv6, tail records) of the sizes given; nothing is allocated or
+//! freed on a lookup or, apart from the control-side rule table, on an update. A pool too small
+//! for a route is an error ([`RouteError::PoolExhausted`], [`RouteError::TailsExhausted`]) that
+//! changes nothing.
 //!
 //! # Entries
 //!
@@ -33,11 +36,20 @@
 //! +-------+------+------------------------------------+
 //! ```
 //!
-//! `0` is "no route"; `VALID | value` is a leaf holding a tunnel id `value ≤ MAX_VALUE`
-//! (2³⁰ − 1); `EXT | group` points to the group of the next level. Unlike `rte_lpm`, the depth
-//! of the rule that wrote an entry is not in the entry: readers never need it, so the writer keeps
-//! it in a control-side shadow array (one byte per entry), which leaves 30 bits for the value and
-//! the group index in both families (IPv6 depths need 8 bits).
+//! | VALID | EXT | meaning                                              |
+//! |-------|-----|------------------------------------------------------|
+//! | 0     | 0   | no route (the entry is `0`)                          |
+//! | 1     | 0   | leaf: tunnel id `payload ≤ MAX_VALUE` (2³⁰ − 1)      |
+//! | 0     | 1   | link to group `payload` of the next level            |
+//! | 1     | 1   | link to tail record `payload` (IPv6 only)            |
+//!
+//! A tail record is eight words: the route's key (four words, most significant first), its
+//! length, its leaf entry, and the *fallback* leaf entry (the answer for the entry's other
+//! addresses); a lookup compares the masked address with the key and returns one of the two.
+//!
+//! Unlike `rte_lpm`, the depth of the rule that wrote an entry is not in the entry: readers never
+//! need it, so the writer keeps it in a control-side shadow array (one byte per entry), which
+//! leaves 30 bits for the value and the indices in both families (IPv6 depths need 8 bits).
 //!
 //! # Concurrency
 //!
@@ -45,36 +57,43 @@
 //! answer of the table as it was before or after some update that overlapped the lookup — never
 //! a value that no state of the table gave that address. The argument:
 //!
-//! 1. *Single-entry answers.* A lookup ends at exactly one leaf entry, and each entry's every
-//!    value is, by construction, the longest-match answer for all the addresses it covers either
-//!    before or after the update that stores it: an expansion fills a new group with copies of
-//!    the entry it replaces (the old answer), an insert stores the new rule's value where it is
-//!    now the longest, a removal stores the covering rule's value (the new answer), and a
-//!    collapse stores into the parent the value all entries of the group share.
-//! 2. *Publication order.* A new group is filled completely (Relaxed stores) *before* the entry
-//!    that links it is stored with `Release`; readers load every entry with `Acquire`. A reader
-//!    that sees `EXT | g` therefore sees the fill of `g` (or later stores), never its stale
-//!    contents. All other entry stores are `Release` too, so a reader that sees one update's store
+//! 1. *Single-word answers.* A lookup ends at exactly one word: a leaf entry, or the value or
+//!    fallback word of a tail record chosen by comparing the address with the record's key and
+//!    length, which never change while the record is reachable. Each such word's every value is,
+//!    by construction, the longest-match answer for all the addresses it stands for either before
+//!    or after the update that stores it: an expansion or split fills new groups with copies of
+//!    the answer they replace, an insert stores the new rule's value where it is now the longest,
+//!    a removal stores the covering rule's value (the new answer), and a collapse stores into the
+//!    parent the value (or the one remaining route's record) that the whole group stood for.
+//! 2. *Publication order.* New groups and records are written completely (Relaxed stores)
+//!    *before* the entry that links them is stored with `Release`; readers load every word with
+//!    `Acquire`. A reader that sees a link therefore sees the whole fill, never stale contents of
+//!    a reused slot. All other stores are `Release` too, so a reader that sees one update's store
 //!    also sees everything the writer did before it.
-//! 3. *Unlinked groups.* A removal that leaves a group uniform stores the group's common value in
-//!    the parent and *retires* the group: its entries are left as they are (a reader still inside
-//!    it reads the same answers), and it goes to a retire list tagged with the writer's current
-//!    epoch ([`Writer::set_epoch`]). It returns to the pool only through [`Writer::reclaim`] with
-//!    a quiescent epoch greater than its tag, i.e. once the caller's QSBR says every reader has
-//!    passed a quiescent point after the unlink; only then can it be refilled for another prefix.
+//! 3. *Unlinked slots.* A group or record that an update unlinks is left as it is (a reader still
+//!    on it reads the answers of the moment it was unlinked) and goes to a retire list tagged with
+//!    the writer's current epoch ([`Writer::set_epoch`]). It returns to its pool only through
+//!    [`Writer::reclaim`] with a quiescent epoch greater than its tag, i.e. once the caller's QSBR
+//!    says every reader has passed a quiescent point after the unlink; only then can it be
+//!    refilled. A record is never shared between a live place and an unlinked one whose meaning
+//!    differs: a split links a fresh copy and retires the old record; a collapse moves the
+//!    remaining route's record up to the parent entry, where every later change to it (its value,
+//!    or a fallback written by a rule covering the whole parent entry) is also right for the
+//!    unlinked group's readers.
 //!
 //! Reclamation happens only in [`Writer::reclaim`], on the control thread. A reader must not hold
 //! a reference into the table across its quiescent point — lookups return a copied `u32`, so this
-//! holds by construction.
+//! holds by construction. The protocol is model-checked with loom (`tests/route_loom.rs`).
 //!
 //! # Cost of an update
 //!
-//! O(1) in the number of routes: a prefix of depth `d` at a level ending at bit `e` stores
-//! `2^(e − d)` entries of that level plus the entries of any groups below them (as `rte_lpm`
-//! does when a short prefix covers longer ones), at most one new group per level of its path,
-//! and a rule-table update, O(log n). A removal also searches the rule table for the covering
-//! prefix (at most one lookup per shorter length present). Short IPv4 prefixes cost up to 2²⁴
-//! stores (a /0); prefixes of length ≥ 16 cost at most 256 stores plus their groups.
+//! O(1) in the number of routes, plus the rule table's O(log n): a prefix of depth `d` ending at
+//! a level that ends at bit `e` stores `2^(e − d)` entries of that level plus the entries and
+//! fallbacks of the groups below them (as `rte_lpm` does when a short prefix covers longer ones);
+//! its path takes at most one group per level, and with tails at most two records. A removal
+//! searches the rule table for the covering prefix (one B-tree lookup per shorter length that has
+//! routes) and scans the groups on its path that it may collapse (256 entries each). IPv4 prefixes
+//! shorter than /16 cost more than 256 stores, up to 2²⁴ for a /0.
 //!
 //! # Source selectors
 //!
@@ -82,7 +101,9 @@
 //! packet's source against the chosen tunnel's local selectors (a short list per tunnel), as it
 //! does today: destination selectors are what a million tunnels differ by, the source check
 //! only confirms the policy, and a joint two-dimensional structure would cost far more memory
-//! and update work for no gain on the lookup path.
+//! and update work for no gain on the lookup path. The one case it does not serve is two tunnels
+//! with the same remote prefix and different local ones: the value would then name a short list
+//! of tunnels to check the source against, not a single tunnel.
 
 mod trie;
 pub mod v4;
@@ -96,7 +117,7 @@ pub use v4::{Ipv4Table, Ipv4Writer, V4};
 pub use v6::{Ipv6Table, Ipv6Writer, V6};
 
 #[cfg(loom)]
-pub use trie::Tiny;
+pub use trie::{Tiny, TinyTails};
 
 /// Atomics and `Arc` of the tables: loom's under `cfg(loom)` so the model checker sees them.
 mod sync {
@@ -115,8 +136,8 @@ use sync::Arc;
 /// The largest value (tunnel id) a route can carry: 2³⁰ − 1.
 pub const MAX_VALUE: u32 = (1 << 30) - 1;
 
-/// The largest number of groups a writer's pool can have: 2³⁰ (the group index shares the 30
-/// payload bits with the value).
+/// The largest number of groups (or tail records) a writer's pool can have: 2³⁰ (the index
+/// shares the 30 payload bits with the value).
 pub const MAX_GROUPS: u32 = 1 << 30;
 
 /// An address family's trie layout. Implemented by [`V4`] and [`V6`] only (sealed).
@@ -137,6 +158,8 @@ pub(crate) mod private {
         const FIRST: u32;
         /// Bits indexed by every further level (a group has `2^STRIDE` entries).
         const STRIDE: u32;
+        /// Whether an entry with a single rule below it links to a tail record.
+        const TAILS: bool;
     }
 }
 
@@ -165,10 +188,20 @@ pub enum RouteError {
         /// Groups retired and waiting for a grace period.
         retired: usize,
     },
-    /// The pool size asked for is above [`MAX_GROUPS`].
+    /// The tail pool (IPv6) has too few free records for this prefix. Nothing was changed.
+    /// Retired records come back after [`Writer::reclaim`].
+    TailsExhausted {
+        /// Records the route needs.
+        needed: usize,
+        /// Records free now.
+        free: usize,
+        /// Records retired and waiting for a grace period.
+        retired: usize,
+    },
+    /// A pool size asked for is above [`MAX_GROUPS`].
     PoolTooLarge {
         /// The size given.
-        groups: u32,
+        size: u32,
     },
 }
 
@@ -189,11 +222,17 @@ impl fmt::Display for RouteError {
                 f,
                 "route needs {needed} free groups, {free} free and {retired} awaiting reclamation"
             ),
-            RouteError::PoolTooLarge { groups } => {
-                write!(
-                    f,
-                    "group pool of {groups} is above the maximum {MAX_GROUPS}"
-                )
+            RouteError::TailsExhausted {
+                needed,
+                free,
+                retired,
+            } => write!(
+                f,
+                "route needs {needed} free tail records, {free} free and {retired} awaiting \
+                 reclamation"
+            ),
+            RouteError::PoolTooLarge { size } => {
+                write!(f, "pool of {size} is above the maximum {MAX_GROUPS}")
             }
         }
     }
@@ -229,11 +268,12 @@ pub struct RouteWriter {
 }
 
 impl RouteWriter {
-    /// Builds empty tables with pools of `v4_groups` tbl8 groups and `v6_groups` IPv6 groups.
-    pub fn new(v4_groups: u32, v6_groups: u32) -> Result<RouteWriter, RouteError> {
+    /// Builds empty tables with pools of `v4_groups` tbl8 groups, `v6_groups` IPv6 groups and
+    /// `v6_tails` IPv6 tail records.
+    pub fn new(v4_groups: u32, v6_groups: u32, v6_tails: u32) -> Result<RouteWriter, RouteError> {
         Ok(RouteWriter {
             v4: Ipv4Writer::new(v4_groups)?,
-            v6: Ipv6Writer::new(v6_groups)?,
+            v6: Ipv6Writer::new(v6_groups, v6_tails)?,
         })
     }
 
@@ -281,9 +321,10 @@ impl RouteWriter {
         self.v4.reclaim(quiescent) + self.v6.reclaim(quiescent)
     }
 
-    /// Groups retired and not yet reclaimed, both families.
+    /// Groups and tails retired and not yet reclaimed, both families.
     pub fn retired(&self) -> usize {
-        self.v4.stats().groups_retired + self.v6.stats().groups_retired
+        let (v4, v6) = (self.v4.stats(), self.v6.stats());
+        v4.groups_retired + v6.groups_retired + v6.tails_retired
     }
 
     /// The IPv4 writer.

@@ -26,6 +26,7 @@ impl Layout for V4 {
     const WIDTH: u32 = 32;
     const FIRST: u32 = 24;
     const STRIDE: u32 = 8;
+    const TAILS: bool = false;
 }
 
 impl Family for V4 {
@@ -41,6 +42,14 @@ pub type Ipv4Table = Table<V4>;
 
 /// The control thread's IPv4 writer.
 pub type Ipv4Writer = Writer<V4>;
+
+impl Writer<V4> {
+    /// Builds an empty table: `tbl24` and a pool of `groups` tbl8 groups (1 KiB each), all
+    /// allocated now.
+    pub fn new(groups: u32) -> Result<Ipv4Writer, super::RouteError> {
+        Writer::with_pools(groups, 0)
+    }
+}
 
 impl Table<V4> {
     /// The value of the longest prefix containing `addr`: one or two Acquire loads.

@@ -4,6 +4,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use std::collections::HashMap;
+
 use espada_lookup::route::{Family, RouteError, Table, V4, V6, Writer};
 
 /// A family as the tests see it: layout (as documented) and key ↔ address conversion.
@@ -11,6 +13,8 @@ pub trait TestFamily: Family + Sized {
     const BITS: u32;
     const TOP: u32;
     const STEP: u32;
+    /// Whether lone rules are held in tail records (split into groups when a second arrives).
+    const SPLIT: bool;
     fn addr(key: u128) -> Self::Addr;
     fn lookup(table: &Table<Self>, key: u128) -> Option<u32>;
 }
@@ -19,6 +23,7 @@ impl TestFamily for V4 {
     const BITS: u32 = 32;
     const TOP: u32 = 24;
     const STEP: u32 = 8;
+    const SPLIT: bool = false;
     fn addr(key: u128) -> Ipv4Addr {
         Ipv4Addr::from(key as u32)
     }
@@ -31,6 +36,7 @@ impl TestFamily for V6 {
     const BITS: u32 = 128;
     const TOP: u32 = 16;
     const STEP: u32 = 8;
+    const SPLIT: bool = true;
     fn addr(key: u128) -> Ipv6Addr {
         Ipv6Addr::from(key)
     }
@@ -96,43 +102,80 @@ impl Model {
             .map(|r| r.2)
     }
 
-    /// Groups a trie with this layout must have in use: at each level `k ≥ 1`, the distinct
-    /// `start(k)`-bit prefixes of the routes longer than `start(k)`.
-    pub fn groups(&self, first: u32, stride: u32) -> usize {
-        let mut total = 0;
-        let mut start = first;
-        while start < self.width {
-            let mut prefixes: Vec<u128> = self
-                .routes
-                .iter()
-                .filter(|r| r.1 > start)
-                .map(|r| mask(r.0, start, self.width))
-                .collect();
-            prefixes.sort_unstable();
-            prefixes.dedup();
-            total += prefixes.len();
-            start += stride;
-        }
-        total
+    /// Rules below the `end`-bit prefix `prefix` (longer than `end` and inside it).
+    fn below(&self, prefix: u128, end: u32) -> Vec<(u128, u32)> {
+        self.routes
+            .iter()
+            .filter(|r| r.1 > end && mask(r.0, end, self.width) == prefix)
+            .map(|r| (r.0, r.1))
+            .collect()
     }
 
-    /// Groups an insert of `key/len` has to allocate: the levels on its path whose group does
-    /// not exist yet.
-    pub fn needed(&self, key: u128, len: u32, first: u32, stride: u32) -> usize {
-        let mut needed = 0;
-        let mut start = first;
-        while start < len {
-            let prefix = mask(key, start, self.width);
-            let exists = self
-                .routes
-                .iter()
-                .any(|r| r.1 > start && mask(r.0, start, self.width) == prefix);
-            if !exists {
-                needed += 1;
+    /// The groups and tails a trie with this layout must have in use. Without tails, an entry
+    /// links to a group iff a rule is below it; with tails, to a group iff two or more are, and
+    /// to a tail iff exactly one is (and the entry exists: level 0, or its parent has a group).
+    pub fn shape(&self, first: u32, stride: u32, tails: bool) -> (usize, usize) {
+        let (mut groups, mut records) = (0, 0);
+        let mut parent: HashMap<u128, usize> = HashMap::new();
+        let mut end = first;
+        let mut top = true;
+        while end < self.width {
+            let mut counts: HashMap<u128, usize> = HashMap::new();
+            for r in self.routes.iter().filter(|r| r.1 > end) {
+                *counts.entry(mask(r.0, end, self.width)).or_default() += 1;
             }
-            start += stride;
+            for (&prefix, &count) in &counts {
+                let linked = top || parent[&mask(prefix, end - stride, self.width)] >= 2;
+                if count >= if tails { 2 } else { 1 } {
+                    groups += 1;
+                } else if tails && linked {
+                    records += 1;
+                }
+            }
+            parent = counts;
+            top = false;
+            end += stride;
         }
-        needed
+        (groups, records)
+    }
+
+    /// Groups and tails an insert of the new route `key/len` has to allocate.
+    pub fn needed(
+        &self,
+        key: u128,
+        len: u32,
+        first: u32,
+        stride: u32,
+        tails: bool,
+    ) -> (usize, usize) {
+        let mut end = first;
+        while len > end {
+            let below = self.below(mask(key, end, self.width), end);
+            match below.len() {
+                0 if !tails => return ((len - end).div_ceil(stride) as usize, 0),
+                0 => return (0, 1),
+                1 if tails => {
+                    // A group per level until the two part; then a tail for each rule
+                    // lying deeper.
+                    let (other, other_len) = below[0];
+                    let mut groups = 0;
+                    loop {
+                        end += stride;
+                        groups += 1;
+                        let other_below = other_len > end;
+                        if !other_below
+                            || len <= end
+                            || mask(other, end, self.width) != mask(key, end, self.width)
+                        {
+                            let records = usize::from(other_below) + usize::from(len > end);
+                            return (groups, records);
+                        }
+                    }
+                }
+                _ => end += stride,
+            }
+        }
+        (0, 0)
     }
 
     /// Probe keys around every route: its first and last address and the first address past
@@ -166,8 +209,8 @@ pub struct Harness<F: TestFamily> {
 }
 
 impl<F: TestFamily> Harness<F> {
-    pub fn new(groups: u32) -> Harness<F> {
-        let writer = Writer::<F>::new(groups).expect("pool size");
+    pub fn new(groups: u32, tails: u32) -> Harness<F> {
+        let writer = Writer::<F>::with_pools(groups, tails).expect("pool size");
         let table = writer.table();
         Harness {
             writer,
@@ -178,26 +221,39 @@ impl<F: TestFamily> Harness<F> {
     }
 
     /// Inserts in both; an exhausted pool must be reported exactly when the model says the
-    /// route needs more groups than are free, and then nothing changes.
+    /// route needs more groups (or tails) than are free, and then nothing changes.
     pub fn insert(&mut self, key: u128, len: u32, value: u32) {
-        let needed = self.model.needed(key, len, F::TOP, F::STEP);
-        let free = self.writer.stats().groups_free;
+        let masked = mask(key, len, F::BITS);
+        let exists = self
+            .model
+            .routes
+            .iter()
+            .any(|r| (r.0, r.1) == (masked, len));
+        let (groups, tails) = if exists {
+            (0, 0)
+        } else {
+            self.model.needed(key, len, F::TOP, F::STEP, F::SPLIT)
+        };
+        let stats = self.writer.stats();
+        let (free_groups, free_tails) = (stats.groups_free, stats.tails_free);
         match self.writer.insert(F::addr(key), len as u8, value) {
             Ok(previous) => {
                 assert!(
-                    needed <= free,
-                    "insert succeeded needing {needed} with {free} free"
+                    groups <= free_groups && tails <= free_tails,
+                    "insert succeeded needing {groups}/{tails}, {free_groups}/{free_tails} free"
                 );
                 assert_eq!(previous, self.model.insert(key, len, value));
             }
-            Err(RouteError::PoolExhausted {
-                needed: n, free: f, ..
-            }) => {
+            Err(RouteError::PoolExhausted { needed, free, .. }) => {
                 assert!(
-                    needed > free,
-                    "exhausted although {needed} needed and {free} free"
+                    groups > free_groups,
+                    "no group missing: {groups}, {free_groups} free"
                 );
-                assert_eq!((n, f), (needed, free));
+                assert_eq!((needed, free), (groups, free_groups));
+            }
+            Err(RouteError::TailsExhausted { needed, free, .. }) => {
+                assert!(groups <= free_groups && tails > free_tails);
+                assert_eq!((needed, free), (tails, free_tails));
             }
             Err(e) => panic!("unexpected error {e}"),
         }
@@ -213,13 +269,14 @@ impl<F: TestFamily> Harness<F> {
 
     /// Moves to the next epoch and reclaims everything retired before it (a reader-less QSBR).
     pub fn reclaim(&mut self) {
-        let retired = self.writer.stats().groups_retired;
+        let stats = self.writer.stats();
+        let retired = stats.groups_retired + stats.tails_retired;
         self.epoch += 1;
         assert_eq!(self.writer.reclaim(self.epoch), retired);
         self.writer.set_epoch(self.epoch);
     }
 
-    /// Checks lookups of `keys` and the pool accounting against the model.
+    /// Checks lookups of `keys`, the shape and the pool accounting against the model.
     pub fn check(&self, keys: &[u128]) {
         for &key in keys {
             assert_eq!(
@@ -233,13 +290,17 @@ impl<F: TestFamily> Harness<F> {
         assert_eq!(stats.routes, self.model.routes.len());
         assert_eq!(self.writer.len(), self.model.routes.len());
         assert_eq!(
-            stats.groups_in_use,
-            self.model.groups(F::TOP, F::STEP),
-            "groups in use (no uniform group may stay linked)"
+            (stats.groups_in_use, stats.tails_in_use),
+            self.model.shape(F::TOP, F::STEP, F::SPLIT),
+            "groups and tails in use (the shape is a function of the rules)"
         );
         assert_eq!(
             stats.groups_in_use + stats.groups_free + stats.groups_retired,
             stats.groups_capacity
+        );
+        assert_eq!(
+            stats.tails_in_use + stats.tails_free + stats.tails_retired,
+            stats.tails_capacity
         );
         for &(key, len, value) in &self.model.routes {
             assert_eq!(self.writer.get(F::addr(key), len as u8), Some(value));
