@@ -19,9 +19,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== loom model of the QSBR epoch primitive"
+echo "== loom models: QSBR epoch primitive, SA directory, route table publication"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test --locked -p espada-qsbr --release --test loom
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test --locked -p espada-lookup --release --test sad_loom --test route_loom
 
 echo "== doc tests"
 cargo test --workspace --locked --doc
