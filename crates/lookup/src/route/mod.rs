@@ -85,6 +85,46 @@
 //! a reference into the table across its quiescent point — lookups return a copied `u32`, so this
 //! holds by construction. The protocol is model-checked with loom (`tests/route_loom.rs`).
 //!
+//! # With the data plane's QSBR
+//!
+//! The writer's epoch is the QSBR generation. Tag unlinks with the generation current when they
+//! happen, publish a new generation when something was retired, and reclaim up to the oldest
+//! generation an online reader has adopted:
+//!
+//! ```
+//! use espada_lookup::route::RouteWriter;
+//! use espada_qsbr::ReaderState;
+//!
+//! let (mut publisher, mut readers) = espada_qsbr::channel((), 1);
+//! let mut writer = RouteWriter::new(64, 64, 1024).unwrap();
+//! let routes = writer.routes(); // a worker's read handles, with `readers[0]`
+//!
+//! // Control thread: a batch of updates.
+//! writer.set_epoch(publisher.generation());
+//! writer.insert("192.0.2.7".parse().unwrap(), 32, 7).unwrap();
+//! writer.remove("192.0.2.7".parse().unwrap(), 32).unwrap();
+//! if writer.retired() > 0 {
+//!     publisher.publish(());
+//! }
+//!
+//! // Worker loop: look up between quiescent points.
+//! readers[0].quiescent();
+//! assert_eq!(routes.lookup("192.0.2.7".parse().unwrap()), None);
+//!
+//! // Control thread, later: reclaim what every online reader has left behind.
+//! let oldest = publisher
+//!     .readers()
+//!     .iter()
+//!     .filter_map(|r| match r.state {
+//!         ReaderState::Online { adopted } => Some(adopted),
+//!         ReaderState::Offline => None,
+//!     })
+//!     .min()
+//!     .unwrap_or(u64::MAX);
+//! assert_eq!(writer.reclaim(oldest), 1); // the tbl8 group of 192.0.2.0/24
+//! publisher.reclaim();
+//! ```
+//!
 //! # Cost of an update
 //!
 //! O(1) in the number of routes, plus the rule table's O(log n): a prefix of depth `d` ending at

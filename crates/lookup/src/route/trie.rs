@@ -318,7 +318,8 @@ impl<F: Family> Writer<F> {
     ///
     /// Fails without changing anything if `len` is too long, `value` is above
     /// [`MAX_VALUE`](super::MAX_VALUE), or a pool lacks what the prefix needs (at most one group
-    /// per level above the one it ends at; with tails, at most one tail record per level).
+    /// per level above the one it ends at; with tails, at most two tail records: its own and a
+    /// fresh copy of the one it splits).
     pub fn insert(
         &mut self,
         addr: F::Addr,
