@@ -273,8 +273,9 @@ enum Step {
 }
 
 fn config() -> EndpointConfig {
-    // The library's defaults: 1 s retransmission doubling to 16 s, 5 tries; 2 s before a
-    // TEMPORARY_FAILURE retry; 30 s for a DELETE the peer owes.
+    // The library's defaults: 1 s retransmission doubling to 16 s, 5 tries (the peer is given
+    // up after 31 s); 2 s before a TEMPORARY_FAILURE retry; a DELETE the peer owes is waited
+    // for until it could have given up, plus 30 s.
     EndpointConfig::default()
 }
 
