@@ -12,7 +12,7 @@ use espada_admin::AdminServer;
 use espada_config::SiteConfig;
 use espada_dataplane::PortRole;
 use espada_dataplane::events::EVENT_RING;
-use espada_dataplane::slab::{COMMAND_RING, Slab};
+use espada_dataplane::slab::{COMMAND_RING, Reply, Slab};
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
 use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
@@ -143,7 +143,13 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         let stats = Arc::new(WorkerStats::default());
         let mut slab = Slab::default();
         for c in cmds {
-            drop(slab.apply(c));
+            match slab.apply(c) {
+                Reply::Installed { .. } => {}
+                Reply::RefusedInbound { slot, .. } | Reply::RefusedOutbound { slot, .. } => {
+                    anyhow::bail!("worker {w}: SA slot {slot} is taken twice or beyond the slab")
+                }
+                Reply::RemovedInbound(_) | Reply::RemovedOutbound(_) => {}
+            }
         }
         let q = w as u16;
         workers.push(Worker {

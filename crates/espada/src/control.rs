@@ -313,6 +313,25 @@ impl Control {
             // Removed SAs are dropped here, on the control thread (key material zeroized).
             while let Ok(r) = w.replies.pop() {
                 work = true;
+                match &r {
+                    Reply::RefusedInbound { slot, sa } => {
+                        warn!(
+                            slot,
+                            spi = format_args!("{:08x}", sa.spi()),
+                            "worker refused an inbound SA: slot occupied or out of range"
+                        );
+                    }
+                    Reply::RefusedOutbound { slot, sa } => {
+                        warn!(
+                            slot,
+                            spi = format_args!("{:08x}", sa.spi()),
+                            "worker refused an outbound SA: slot occupied or out of range"
+                        );
+                    }
+                    Reply::Installed { .. }
+                    | Reply::RemovedInbound(_)
+                    | Reply::RemovedOutbound(_) => {}
+                }
                 drop(r);
             }
         }
