@@ -475,6 +475,17 @@ pub fn accept_esp_answer(
     (o.ciphers.len() == 1 && o.esn.len() == 1).then_some(chosen)
 }
 
+/// The group an INVALID_KE_PAYLOAD notify asks for (its data: the group number, §3.10.1),
+/// if it is one of `acceptable`.
+pub fn requested_group<'a>(
+    notify_data: &[u8],
+    mut acceptable: impl Iterator<Item = &'a DhAlg>,
+) -> Option<DhAlg> {
+    let b = <[u8; 2]>::try_from(notify_data).ok()?;
+    let g = DhAlg::from_id(u16::from_be_bytes(b))?;
+    acceptable.any(|a| *a == g).then_some(g)
+}
+
 /// The peer's proposals in strongSwan syntax, for the NO_PROPOSAL_CHOSEN event.
 pub fn describe(theirs: &SaPayload) -> String {
     let parts: Vec<String> = theirs

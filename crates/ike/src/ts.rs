@@ -8,27 +8,12 @@ use crate::msgs::{TrafficSelector, TsType};
 
 /// A selector covering every address of one family, every protocol and port.
 pub fn any(v6: bool) -> TrafficSelector {
-    let (ts_type, start_addr, end_addr) = if v6 {
-        (
-            TsType::TS_IPV6_ADDR_RANGE,
-            IpAddr::from([0u8; 16]),
-            IpAddr::from([0xffu8; 16]),
-        )
+    let zero = if v6 {
+        IpAddr::from([0u8; 16])
     } else {
-        (
-            TsType::TS_IPV4_ADDR_RANGE,
-            IpAddr::from([0u8; 4]),
-            IpAddr::from([0xffu8; 4]),
-        )
+        IpAddr::from([0u8; 4])
     };
-    TrafficSelector {
-        ts_type,
-        ip_protocol: 0,
-        start_port: 0,
-        end_port: 0xffff,
-        start_addr,
-        end_addr,
-    }
+    prefix(zero, 0)
 }
 
 /// The selector for one prefix, all protocols and ports.

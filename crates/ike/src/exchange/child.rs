@@ -589,12 +589,6 @@ fn peer_delete_deadline(ctx: &Ctx<'_>) -> Instant {
     ctx.now + ctx.config.retransmit.give_up_after() + ctx.config.delete_timeout
 }
 
-fn retry_later(sa: &mut IkeSa, ctx: &mut Ctx<'_>, task: Task) {
-    let base = ctx.config.temporary_failure_retry;
-    let jitter = base.mul_f64(f64::from(ctx.rng.next_u32()) / f64::from(u32::MAX));
-    sa.queue_task(ctx, ctx.now + base + jitter, task);
-}
-
 /// The answer to our CREATE_CHILD_SA.
 pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildRequest, msg: &Message) {
     let Some(cfg) = cfg(sa, ctx) else { return };
@@ -608,10 +602,10 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
         let ty = e.ty;
         count_error(ctx, ty);
         if ty == NotifyType::INVALID_KE_PAYLOAD {
-            let wanted = <[u8; 2]>::try_from(e.data.as_slice())
-                .ok()
-                .and_then(|b| DhAlg::from_id(u16::from_be_bytes(b)))
-                .filter(|g| cfg.esp_proposals.iter().any(|p| p.dh.contains(g)));
+            let wanted = proposal::requested_group(
+                &e.data,
+                cfg.esp_proposals.iter().flat_map(|p| p.dh.iter()),
+            );
             if let Some(g) = wanted.filter(|_| req.restarts < 3)
                 && let Ok(dh) = g.generate(ctx.rng)
             {
@@ -644,13 +638,13 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut req: ChildReque
                 // Retry unless the peer's own rekey is replacing the SA (§2.25.1).
                 let o = &sa.children[i];
                 if o.is_current() && o.peer_rekey.is_none() {
-                    retry_later(sa, ctx, Task::RekeyChild(req.id));
+                    sa.retry_later(ctx, Task::RekeyChild(req.id));
                 }
             }
             (NotifyType::TEMPORARY_FAILURE, None)
                 if req.rekey_of.is_none() && !sa.children.iter().any(|c| c.id == req.id) =>
             {
-                retry_later(sa, ctx, Task::CreateChild(req.id));
+                sa.retry_later(ctx, Task::CreateChild(req.id));
             }
             (NotifyType::CHILD_SA_NOT_FOUND, Some(i)) => {
                 remove_child(sa, ctx.out, ctx.spis, i, DeleteReason::Peer)

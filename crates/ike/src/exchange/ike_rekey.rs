@@ -5,7 +5,7 @@
 
 use super::ike_sa::{IkeSa, InFlight, State, Task};
 use super::{Ctx, Event, IkeSaId};
-use crate::crypto::dh::{DhAlg, DhPrivate};
+use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::IkeSaKeys;
 use crate::msgs::{DhGroup, ExchangeType, KePayload, Message, Nonce, Notify, NotifyType, Payload};
 use crate::proposal::{self, ChosenIke};
@@ -149,10 +149,10 @@ pub(crate) fn on_response(
     if let Some(e) = msg.error_notify() {
         let ty = e.ty;
         if ty == NotifyType::INVALID_KE_PAYLOAD {
-            let wanted = <[u8; 2]>::try_from(e.data.as_slice())
-                .ok()
-                .and_then(|b| DhAlg::from_id(u16::from_be_bytes(b)))
-                .filter(|g| cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
+            let wanted = proposal::requested_group(
+                &e.data,
+                cfg.ike_proposals.iter().flat_map(|p| p.dh.iter()),
+            );
             if let Some(g) = wanted.filter(|_| req.restarts < 3)
                 && let Ok((dh, public)) = g.generate(ctx.rng)
             {
@@ -182,9 +182,7 @@ pub(crate) fn on_response(
             return;
         }
         if ty == NotifyType::TEMPORARY_FAILURE && sa.is_established() {
-            let base = ctx.config.temporary_failure_retry;
-            let jitter = base.mul_f64(f64::from(ctx.rng.next_u32()) / f64::from(u32::MAX));
-            sa.queue_task(ctx, ctx.now + base + jitter, Task::RekeyIke);
+            sa.retry_later(ctx, Task::RekeyIke);
         }
         return;
     }

@@ -437,6 +437,14 @@ impl IkeSa {
         self.kick(ctx);
     }
 
+    /// Queues `task` again after a TEMPORARY_FAILURE (§2.25): `temporary_failure_retry` plus
+    /// up to as much again at random, so two ends that collided do not collide again.
+    pub(crate) fn retry_later(&mut self, ctx: &mut Ctx<'_>, task: Task) {
+        let base = ctx.config.temporary_failure_retry;
+        let jitter = base.mul_f64(f64::from(ctx.rng.next_u32()) / f64::from(u32::MAX));
+        self.queue_task(ctx, ctx.now + base + jitter, task);
+    }
+
     /// Queues a request ahead of the others (DELETEs that complete a rekey).
     pub(crate) fn queue_task_first(&mut self, ctx: &mut Ctx<'_>, task: Task) {
         if !self.queue.iter().any(|(_, t)| *t == task) {

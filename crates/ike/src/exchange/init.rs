@@ -10,7 +10,7 @@ use super::output::Outputs;
 use super::{CommandError, Ctx, DeleteReason, Event};
 use crate::cookie::CookieJar;
 use crate::crypto::aead::SkAead;
-use crate::crypto::dh::{DhAlg, DhPrivate};
+use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::IkeSaKeys;
 use crate::msgs::{
     DhGroup, ExchangeType, Header, KePayload, Message, Nonce, Notify, NotifyType, Payload,
@@ -171,10 +171,8 @@ pub(crate) fn on_response(
         return send_init(sa, ctx);
     }
     if let Some(n) = msg.notify(NotifyType::INVALID_KE_PAYLOAD) {
-        let wanted = <[u8; 2]>::try_from(n.data.as_slice())
-            .ok()
-            .and_then(|b| DhAlg::from_id(u16::from_be_bytes(b)))
-            .filter(|g| cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
+        let wanted =
+            proposal::requested_group(&n.data, cfg.ike_proposals.iter().flat_map(|p| p.dh.iter()));
         let Some(group) = wanted.filter(|g| *g != st.dh.alg() && st.restarts < MAX_RESTARTS) else {
             return fail(sa, ctx, NotifyType::INVALID_KE_PAYLOAD, true);
         };
