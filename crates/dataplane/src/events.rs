@@ -1,6 +1,14 @@
-//! Typed events from a worker to the control thread, over a wait-free SPSC ring (rtrb). Counters
-//! are exact on the worker; events carry samples and notices and may be lost when the ring is
-//! full (counted as `events_lost`).
+//! Typed messages from a worker to the control thread, over wait-free SPSC rings (rtrb).
+//!
+//! Two rings per worker, because they promise different things:
+//! - **Notices** ([`Notice`]: an SA crossed its soft or hard lifetime) must arrive: a lost soft
+//!   expiry is a lost rekey. Each SA sends at most one notice of each kind, and the notice ring
+//!   is sized by [`notice_capacity`] so that it cannot fill (argument there); a failed push is
+//!   still counted (`notices_lost`) so a broken argument would show.
+//! - **Events** ([`Event`]: unknown-SPI samples, ICMP errors, neighbour misses) are samples:
+//!   counters are exact on the worker, and the ring may drop what does not fit (counted as
+//!   `events_lost`). Unknown-SPI samples first pass a per-worker token bucket
+//!   ([`SampleBudget`]), so a flood of forged ESP cannot crowd the ring.
 
 use std::net::IpAddr;
 
@@ -11,6 +19,103 @@ use crate::tables::TunnelId;
 
 /// Capacity of each worker's event ring.
 pub const EVENT_RING: usize = 4096;
+
+/// Which lifetime an SA crossed (RFC 4301 §4.4.2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// The soft lifetime: rekey now.
+    Soft,
+    /// The hard lifetime (or sequence numbers exhausted): the SA no longer processes packets.
+    Hard,
+}
+
+/// An SA crossed a lifetime. Sent once per SA and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// Inbound (else outbound).
+    pub inbound: bool,
+    /// Slot in the worker's slab.
+    pub slot: u32,
+    /// The SA's SPI (the control thread checks it against the slot's current SA).
+    pub spi: u32,
+    /// Soft or hard.
+    pub kind: NoticeKind,
+}
+
+/// A notice ring size that cannot fill for a slab of `slots` slots per direction.
+///
+/// Argument: each SA sends at most one notice per kind, so at most two. The control thread
+/// empties the notice ring at the start of each turn, before it reads replies and sends
+/// commands, and never has more than [`crate::slab::COMMAND_RING`] commands in flight to a
+/// worker. Between two of its drains, the SAs that can send are those in the slab at the first
+/// drain (at most `2 · slots`) and those installed by commands in flight then (at most
+/// `COMMAND_RING`). Hence at most `2 · (2 · slots + COMMAND_RING)` notices wait at any time.
+pub fn notice_capacity(slots: u32) -> usize {
+    2 * (2 * slots as usize + crate::slab::COMMAND_RING)
+}
+
+/// Token buckets for unknown-SPI samples on one worker: `burst` samples at once, then `rate`
+/// per second, separately for packets from strangers ([`UnknownSpiClass::UnknownSource`]) and
+/// for the classes that point at a configured peer (tombstone, known peer), so a flood of
+/// forged ESP cannot starve the samples an operator needs to see a desynchronised peer. Time is
+/// the caller's (the worker passes TSC cycles once per loop turn), so nothing on the packet path
+/// reads a clock.
+#[derive(Clone, Debug)]
+pub struct SampleBudget {
+    /// Tokens per bucket: `[peer classes, unknown source]`.
+    tokens: [u32; 2],
+    burst: u32,
+    /// Clock units per token.
+    per_token: u64,
+    /// Clock value up to which tokens have been credited.
+    credited: u64,
+}
+
+impl SampleBudget {
+    /// Default burst of samples per bucket.
+    pub const BURST: u32 = 64;
+    /// Default samples per second per bucket.
+    pub const RATE: u64 = 1000;
+
+    /// Full buckets for a clock of `hz` units per second.
+    pub fn new(hz: u64, rate: u64, burst: u32) -> SampleBudget {
+        SampleBudget {
+            tokens: [burst; 2],
+            burst,
+            per_token: (hz / rate.max(1)).max(1),
+            credited: 0,
+        }
+    }
+
+    /// Credits the tokens earned up to `now` (same clock as [`SampleBudget::new`]).
+    #[inline]
+    pub fn refill(&mut self, now: u64) {
+        if self.credited == 0 {
+            self.credited = now;
+            return;
+        }
+        let earned = now.saturating_sub(self.credited) / self.per_token;
+        if earned > 0 {
+            for t in &mut self.tokens {
+                *t = (u64::from(*t) + earned).min(u64::from(self.burst)) as u32;
+            }
+            self.credited += earned * self.per_token;
+        }
+    }
+
+    /// Takes one token from the bucket of `class`; false when it is empty.
+    #[inline]
+    pub fn take(&mut self, class: UnknownSpiClass) -> bool {
+        let b = &mut self.tokens[usize::from(class == UnknownSpiClass::UnknownSource)];
+        match b.checked_sub(1) {
+            Some(t) => {
+                *b = t;
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// How an unknown SPI was classified (operators' causes 1–4 in shared/seeds-digest.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,15 +165,6 @@ pub struct UnknownSpi {
 pub enum Event {
     /// An ESP packet with an unknown SPI was dropped.
     UnknownSpi(UnknownSpi),
-    /// An SA crossed its soft lifetime (exactly once per SA): rekey it.
-    SoftExpired {
-        /// The tunnel.
-        tunnel: TunnelId,
-        /// The SA's SPI.
-        spi: u32,
-        /// Inbound (else outbound).
-        inbound: bool,
-    },
     /// An ICMP error quoted an ESP packet this box sent on `tunnel`.
     IcmpError {
         /// The tunnel.
@@ -76,11 +172,45 @@ pub enum Event {
         /// What the error said (with the MTU for PMTU errors).
         kind: IcmpErrorKind,
     },
-    /// A packet could not be sent because the next hop's MAC is unknown: resolve it.
+    /// A packet could not be sent because the next hop's MAC is unknown: resolve the next hop
+    /// towards `dst`.
     NeighborMiss {
         /// The port.
         port: PortRole,
-        /// The next hop.
-        ip: IpAddr,
+        /// The packet's destination on that port (its next hop is the port's business).
+        dst: IpAddr,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let peer = UnknownSpiClass::KnownPeer;
+        let mut b = SampleBudget::new(1_000_000, 1000, 4);
+        b.refill(5);
+        assert_eq!((0..10).filter(|_| b.take(peer)).count(), 4, "burst");
+        b.refill(5 + 999);
+        assert!(!b.take(peer), "less than one token period");
+        b.refill(5 + 1000);
+        assert!(b.take(peer));
+        assert!(!b.take(peer));
+        b.refill(5 + 1_000_000);
+        assert_eq!(
+            (0..10).filter(|_| b.take(peer)).count(),
+            4,
+            "never above the burst"
+        );
+    }
+
+    #[test]
+    fn a_flood_from_strangers_leaves_the_peer_samples_alone() {
+        let mut b = SampleBudget::new(1_000_000, 1000, 4);
+        let stranger = UnknownSpiClass::UnknownSource;
+        assert_eq!((0..1000).filter(|_| b.take(stranger)).count(), 4);
+        assert!(b.take(UnknownSpiClass::Tombstone));
+        assert!(b.take(UnknownSpiClass::KnownPeer));
+    }
 }

@@ -17,11 +17,13 @@ use espada_esp::{Class, DropReason, InnerProto, classify};
 
 use crate::PortRole;
 use crate::drops::{DpDrop, Why};
+use crate::eth::Mac;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use crate::events::{Event, UnknownSpi, UnknownSpiClass};
+use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
-use crate::tables::{Tables, Tunnel};
+use crate::tables::{L2Miss, Tables, selects};
+use espada_lookup::sad::Lookup;
 
 /// Which stage the owner runs on a handed-off packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +64,12 @@ pub struct Ctx<'a> {
     pub sas: &'a mut Slab,
     /// This worker's counters.
     pub stats: &'a WorkerStats,
-    /// Events to the control thread.
+    /// Events to the control thread (samples; may be lost).
     pub events: &'a mut rtrb::Producer<Event>,
+    /// Lifetime notices to the control thread (must arrive).
+    pub notices: &'a mut rtrb::Producer<Notice>,
+    /// Budget of unknown-SPI samples.
+    pub samples: &'a mut SampleBudget,
 }
 
 impl Ctx<'_> {
@@ -73,6 +79,20 @@ impl Ctx<'_> {
             self.stats.add(Counter::EventsLost, 1);
         }
     }
+
+    #[inline]
+    fn notice(&mut self, n: Notice) {
+        if self.notices.push(n).is_err() {
+            self.stats.add(Counter::NoticesLost, 1);
+        }
+    }
+}
+
+/// True for the ESP drops that mean an SA reached its hard limit (RFC 4301 §4.4.2.1; RFC 4303
+/// §3.3.3 for an exhausted sequence number).
+#[inline]
+fn is_hard_expiry(r: DropReason) -> bool {
+    matches!(r, DropReason::LifetimeExpired | DropReason::SeqExhausted)
 }
 
 #[inline]
@@ -126,23 +146,15 @@ fn punt<B: PacketBuf>(m: &mut B, port: PortRole) -> Verdict {
     Verdict::Punt(port)
 }
 
-/// Adds the Ethernet header towards `dst` on `port`, or reports the missing neighbour.
+/// Adds an Ethernet header towards `mac` on `port`.
 #[inline]
-fn to_port<B: PacketBuf>(
+fn frame_to<B: PacketBuf>(
     m: &mut B,
-    cx: &mut Ctx<'_>,
+    cx: &Ctx<'_>,
     port: PortRole,
-    dst: IpAddr,
+    mac: Mac,
     inner: InnerProto,
 ) -> Verdict {
-    let mac = match cx.t.neighbor_for(port, dst) {
-        Ok(mac) => mac,
-        Err(Some(hop)) => {
-            cx.event(Event::NeighborMiss { port, ip: hop });
-            return drop_dp(DpDrop::NoNeighbor);
-        }
-        Err(None) => return drop_dp(DpDrop::NoRoute),
-    };
     let ethertype = match inner {
         InnerProto::V4 => ETHERTYPE_IPV4,
         InnerProto::V6 => ETHERTYPE_IPV6,
@@ -154,6 +166,18 @@ fn to_port<B: PacketBuf>(
             Verdict::Tx(port)
         }
         None => drop_esp(DropReason::NoHeadroom),
+    }
+}
+
+/// The verdict for a packet whose next hop towards `dst` on `port` has no MAC yet.
+#[inline]
+fn l2_miss(cx: &mut Ctx<'_>, port: PortRole, dst: IpAddr, miss: L2Miss) -> Verdict {
+    match miss {
+        L2Miss::NoRoute => drop_dp(DpDrop::NoRoute),
+        L2Miss::Unresolved => {
+            cx.event(Event::NeighborMiss { port, dst });
+            drop_dp(DpDrop::NoNeighbor)
+        }
     }
 }
 
@@ -212,9 +236,9 @@ fn icmp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, _src: IpAddr) -> Verdict {
     let Ok(e) = parse_icmp_error(m.data()) else {
         return punt(m, PortRole::Outside);
     };
-    let by_spi = e.spi.and_then(|spi| cx.t.outbound_spis.get(&spi).copied());
+    let by_spi = e.spi.and_then(|spi| cx.t.outbound_spis.get(spi));
     // A quote of UDP-encapsulated ESP may be too short to hold the SPI: fall back to the peer.
-    let tunnel = by_spi.or_else(|| e.udp_ports.and(cx.t.peers.get(&e.dst).copied()));
+    let tunnel = by_spi.or_else(|| e.udp_ports.and_then(|_| cx.t.tunnel_of_peer(e.dst)));
     match tunnel {
         Some(tunnel) if cx.t.port(PortRole::Outside).is_local(e.src) => {
             cx.event(Event::IcmpError {
@@ -268,82 +292,112 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
 
 /// A classified ESP packet: decapsulate it if this worker owns its SA, hand it to the owner
 /// otherwise, classify the SPI when no SA has it.
+///
+/// The owner looks the SPI up again for a handed-off packet. That is safe while SAs change: the
+/// directory is one atomic word per SA, and the handoff ring orders the sender's lookup before
+/// the owner's, so the owner sees the entry the sender saw or a later one (coherence), never an
+/// older one; and an entry is Live only while its slab slot holds the SA (filled before the
+/// entry is installed, emptied after it is retired), which the SPI compare below re-checks.
 fn esp_classified<B: PacketBuf>(
     m: &mut B,
     cx: &mut Ctx<'_>,
     handed_off: bool,
     f: EspFacts,
 ) -> Verdict {
-    let EspFacts {
-        src,
-        dst,
-        spi,
-        seq,
-        udp_encap,
-    } = f;
-    let Some(entry) = cx.t.inbound.get(&spi).copied() else {
-        return unknown_spi(
-            cx,
-            UnknownSpi {
-                class: UnknownSpiClass::UnknownSource,
-                src,
-                dst,
-                spi,
-                seq,
-                len: m.len() as u32,
-                udp_encap,
-                port: PortRole::Outside,
-            },
-        );
+    let (owner, slot) = match cx.t.sad.lookup(f.spi) {
+        Lookup::Live { owner, slot, .. } => (owner, slot),
+        Lookup::Tombstone { .. } => {
+            return unknown_spi(cx, &f, m.len(), UnknownSpiClass::Tombstone);
+        }
+        Lookup::Unknown => {
+            let class = if cx.t.tunnel_of_peer(f.src).is_some() {
+                UnknownSpiClass::KnownPeer
+            } else {
+                UnknownSpiClass::UnknownSource
+            };
+            return unknown_spi(cx, &f, m.len(), class);
+        }
     };
-    match (entry.sa.owner == cx.me, handed_off) {
+    match (owner == cx.me, handed_off) {
         (true, _) => {}
         (false, false) => {
             return Verdict::Handoff {
-                owner: entry.sa.owner,
+                owner,
                 kind: HandoffKind::Inbound,
             };
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
-    let Some(sa) = cx.sas.inbound(entry.sa.slot) else {
+    let Some(e) = cx.sas.inbound(slot).filter(|e| e.sa.spi() == f.spi) else {
         return drop_dp(DpDrop::NotOwner);
     };
-    let p = match sa.decap(m) {
-        Ok(p) => p,
-        Err(r) => return drop_esp(r),
+    let r = e.sa.decap(m);
+    let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
+    e.hard_noticed |= hard_first;
+    // Inner addresses and the selector check (RFC 4301 §5.2 step 4) while the slot is borrowed.
+    let inner = r.map(|p| {
+        let addrs = ip_addrs(m.data());
+        let ok = addrs.is_some_and(|(isrc, idst)| {
+            selects(&e.policy.remote_ts, isrc) && selects(&e.policy.local_ts, idst)
+        });
+        (p, addrs, ok)
+    });
+    let (p, addrs, policy_ok) = match inner {
+        Ok(x) => x,
+        Err(d) => {
+            if hard_first {
+                cx.notice(Notice {
+                    inbound: true,
+                    slot,
+                    spi: f.spi,
+                    kind: NoticeKind::Hard,
+                });
+            }
+            return drop_esp(d);
+        }
     };
     cx.stats.add(Counter::EspDecap, 1);
     if p.soft_expired {
-        cx.event(Event::SoftExpired {
-            tunnel: entry.tunnel,
-            spi,
+        cx.notice(Notice {
             inbound: true,
+            slot,
+            spi: f.spi,
+            kind: NoticeKind::Soft,
         });
     }
-    let tun: &Tunnel = &cx.t.tunnels[entry.tunnel as usize];
-    let Some((isrc, idst)) = ip_addrs(m.data()) else {
+    let Some((_, idst)) = addrs else {
         return drop_esp(DropReason::BadInnerHeader);
     };
-    if !Tunnel::selects(&tun.remote_ts, isrc) || !Tunnel::selects(&tun.local_ts, idst) {
+    if !policy_ok {
         return drop_dp(DpDrop::PolicyMismatch);
     }
-    to_port(m, cx, PortRole::Inside, idst, p.inner)
+    match cx.t.l2_towards(PortRole::Inside, idst) {
+        Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, p.inner),
+        Err(miss) => l2_miss(cx, PortRole::Inside, idst, miss),
+    }
 }
 
-fn unknown_spi(cx: &mut Ctx<'_>, mut u: UnknownSpi) -> Verdict {
-    let (class, drop) = if cx.t.tombstones.contains_key(&u.spi) {
-        (UnknownSpiClass::Tombstone, DpDrop::UnknownSpiTombstone)
-    } else if cx.t.peers.contains_key(&u.src) {
-        (UnknownSpiClass::KnownPeer, DpDrop::UnknownSpiKnownPeer)
-    } else {
-        (
-            UnknownSpiClass::UnknownSource,
-            DpDrop::UnknownSpiUnknownSource,
-        )
+/// Counts an ESP packet no SA takes, and samples it to the control thread within the budget.
+fn unknown_spi(cx: &mut Ctx<'_>, f: &EspFacts, len: usize, class: UnknownSpiClass) -> Verdict {
+    let drop = match class {
+        UnknownSpiClass::Tombstone => DpDrop::UnknownSpiTombstone,
+        UnknownSpiClass::KnownPeer => DpDrop::UnknownSpiKnownPeer,
+        UnknownSpiClass::UnknownSource => DpDrop::UnknownSpiUnknownSource,
     };
-    u.class = class;
-    cx.event(Event::UnknownSpi(u));
+    if cx.samples.take(class) {
+        cx.event(Event::UnknownSpi(UnknownSpi {
+            class,
+            src: f.src,
+            dst: f.dst,
+            spi: f.spi,
+            seq: f.seq,
+            len: len as u32,
+            udp_encap: f.udp_encap,
+            port: PortRole::Outside,
+        }));
+    } else {
+        cx.stats.add(Counter::SamplesSuppressed, 1);
+    }
     drop_dp(drop)
 }
 
@@ -364,8 +418,11 @@ pub fn inside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
     clear_out(m, cx, false)
 }
 
-/// A cleartext packet (data at the inner IP header): find its tunnel by the selectors and
+/// A cleartext packet (data at the inner IP header): find its tunnel by the destination and
 /// encapsulate it if this worker owns the tunnel's outbound SA, else hand it to the owner.
+///
+/// The owner reads the tunnel's outbound word again for a handed-off packet, so a switch to a
+/// new SA takes effect for every packet it encrypts from one point on ([`crate::tunnels`]).
 pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
     let Some((src, dst)) = ip_addrs(m.data()) else {
         return drop_dp(DpDrop::BadIpHeader);
@@ -373,11 +430,7 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     let Some(id) = cx.t.routes.lookup(dst) else {
         return drop_dp(DpDrop::NoRoute);
     };
-    let tun = &cx.t.tunnels[id as usize];
-    if !Tunnel::selects(&tun.local_ts, src) {
-        return drop_dp(DpDrop::PolicyMismatch);
-    }
-    let Some((spi, sa_ref)) = tun.outbound else {
+    let Some(sa_ref) = cx.t.tunnels.outbound(id) else {
         return drop_dp(DpDrop::NoOutboundSa);
     };
     match (sa_ref.owner == cx.me, handed_off) {
@@ -390,20 +443,40 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
-    let peer = tun.peer;
-    let Some(sa) = cx.sas.outbound(sa_ref.slot) else {
+    let Some(e) = cx.sas.outbound(sa_ref.slot) else {
         return drop_dp(DpDrop::NoOutboundSa);
     };
-    let p = match sa.encap(m) {
+    if !selects(&e.policy.local_ts, src) {
+        return drop_dp(DpDrop::PolicyMismatch);
+    }
+    let (spi, hop, peer) = (e.sa.spi(), e.hop, e.peer);
+    let r = e.sa.encap(m);
+    let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
+    if hard_first {
+        e.hard_noticed = true;
+    }
+    let slot = sa_ref.slot;
+    let p = match r {
         Ok(p) => p,
-        Err(r) => return drop_esp(r),
+        Err(d) => {
+            if hard_first {
+                cx.notice(Notice {
+                    inbound: false,
+                    slot,
+                    spi,
+                    kind: NoticeKind::Hard,
+                });
+            }
+            return drop_esp(d);
+        }
     };
     cx.stats.add(Counter::EspEncap, 1);
     if p.soft_expired {
-        cx.event(Event::SoftExpired {
-            tunnel: id,
-            spi,
+        cx.notice(Notice {
             inbound: false,
+            slot,
+            spi,
+            kind: NoticeKind::Soft,
         });
     }
     let outer = if peer.is_ipv6() {
@@ -411,5 +484,8 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     } else {
         InnerProto::V4
     };
-    to_port(m, cx, PortRole::Outside, peer, outer)
+    match cx.t.hops.mac(hop) {
+        Some(mac) => frame_to(m, cx, PortRole::Outside, mac, outer),
+        None => l2_miss(cx, PortRole::Outside, peer, L2Miss::Unresolved),
+    }
 }

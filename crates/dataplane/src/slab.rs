@@ -2,18 +2,99 @@
 //!
 //! Every SA lives in exactly one worker's slab; only that worker touches its mutable state
 //! (sequence number, replay window, lifetime, counters). The control thread installs and
-//! removes SAs by [`Command`]s over an SPSC ring; a removed SA is sent back in a [`Reply`] so
-//! that its memory (and key material, zeroized on drop) is freed on the control thread, never
-//! on a worker. The published tables refer to slots by [`crate::tables::SaRef`]; a slot is
-//! filled before any table refers to it and emptied only after no table does.
+//! removes SAs by [`Command`]s over an SPSC ring ([`crate::lifecycle`] sends them); a removed
+//! SA is sent back in a [`Reply`] so that its memory (and key material, zeroized on drop) is
+//! freed on the control thread, never on a worker. A slot is filled before any shared
+//! structure refers to it and emptied only after none does.
+//!
+//! Each slot holds, next to the SA, what a worker needs to forward its packets without another
+//! lookup: the tunnel, the traffic selectors to check (RFC 4301 §5.2 step 4 inbound, §5.1
+//! outbound), and for outbound SAs the next hop whose MAC goes into the Ethernet header.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use espada_config::Prefix;
 use espada_esp::{InboundSa, OutboundSa};
 
-/// Capacity of the command and reply rings of each worker.
+use crate::tables::TunnelId;
+
+/// Capacity of the command and reply rings of each worker. The control thread never has more
+/// commands in flight to one worker than this, so the reply ring cannot overflow.
 pub const COMMAND_RING: usize = 1024;
 
-/// Slots per direction a worker's slab is built with (8 octets each when empty).
+/// Slots per direction a worker's slab is built with by default (8 octets each when empty).
 pub const SLAB_SLOTS: u32 = 65_536;
+
+/// A tunnel's traffic selectors (RFC 4301 §4.4.1), shared by its SAs. Built and dropped on the
+/// control thread (the control thread keeps a reference for as long as any SA has one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Local selectors (inner sources outbound, inner destinations inbound).
+    pub local_ts: Vec<Prefix>,
+    /// Remote selectors (inner destinations outbound, inner sources inbound).
+    pub remote_ts: Vec<Prefix>,
+}
+
+/// An inbound SA and what forwarding its packets needs.
+pub struct InboundSlot {
+    /// The SA.
+    pub sa: InboundSa,
+    /// Its tunnel.
+    pub tunnel: TunnelId,
+    /// Selectors decrypted packets must match.
+    pub policy: Arc<Policy>,
+    /// A hard-expiry notice was sent.
+    pub hard_noticed: bool,
+}
+
+/// An outbound SA and what forwarding its packets needs.
+pub struct OutboundSlot {
+    /// The SA.
+    pub sa: OutboundSa,
+    /// Its tunnel.
+    pub tunnel: TunnelId,
+    /// Selectors cleartext packets must match.
+    pub policy: Arc<Policy>,
+    /// The peer (outer destination).
+    pub peer: IpAddr,
+    /// Next hop towards the peer on the outside port ([`crate::hops`]).
+    pub hop: u32,
+    /// A hard-expiry notice was sent.
+    pub hard_noticed: bool,
+}
+
+impl InboundSlot {
+    /// A slot for `sa` of `tunnel`.
+    pub fn new(sa: InboundSa, tunnel: TunnelId, policy: Arc<Policy>) -> Box<InboundSlot> {
+        Box::new(InboundSlot {
+            sa,
+            tunnel,
+            policy,
+            hard_noticed: false,
+        })
+    }
+}
+
+impl OutboundSlot {
+    /// A slot for `sa` of `tunnel`, sent towards `peer` through next hop `hop`.
+    pub fn new(
+        sa: OutboundSa,
+        tunnel: TunnelId,
+        policy: Arc<Policy>,
+        peer: IpAddr,
+        hop: u32,
+    ) -> Box<OutboundSlot> {
+        Box::new(OutboundSlot {
+            sa,
+            tunnel,
+            policy,
+            peer,
+            hop,
+            hard_noticed: false,
+        })
+    }
+}
 
 /// A change to a worker's slab.
 pub enum Command {
@@ -22,33 +103,41 @@ pub enum Command {
         /// Slot index.
         slot: u32,
         /// The SA.
-        sa: Box<InboundSa>,
+        entry: Box<InboundSlot>,
     },
     /// Put an outbound SA into `slot`.
     InstallOutbound {
         /// Slot index.
         slot: u32,
         /// The SA.
-        sa: Box<OutboundSa>,
+        entry: Box<OutboundSlot>,
     },
-    /// Take the inbound SA out of `slot`.
+    /// Take the inbound SA with `spi` out of `slot`.
     RemoveInbound {
         /// Slot index.
         slot: u32,
+        /// The SPI it must hold.
+        spi: u32,
     },
-    /// Take the outbound SA out of `slot`.
+    /// Take the outbound SA with `spi` out of `slot`.
     RemoveOutbound {
         /// Slot index.
         slot: u32,
+        /// The SPI it must hold.
+        spi: u32,
     },
 }
 
-/// A worker's answer to a [`Command`].
+/// A worker's answer to a [`Command`], one per command, in order.
 pub enum Reply {
     /// The slot is filled.
     Installed {
+        /// Inbound (else outbound).
+        inbound: bool,
         /// Slot index.
         slot: u32,
+        /// The SA's SPI.
+        spi: u32,
     },
     /// The slot is occupied or beyond the slab's capacity: nothing was changed, and the SA
     /// comes back to be dropped by the control thread.
@@ -56,27 +145,42 @@ pub enum Reply {
         /// Slot index.
         slot: u32,
         /// The SA that was not installed.
-        sa: Box<InboundSa>,
+        entry: Box<InboundSlot>,
     },
     /// As [`Reply::RefusedInbound`], for an outbound SA.
     RefusedOutbound {
         /// Slot index.
         slot: u32,
         /// The SA that was not installed.
-        sa: Box<OutboundSa>,
+        entry: Box<OutboundSlot>,
     },
-    /// The inbound SA taken out, to be dropped by the control thread.
-    RemovedInbound(Option<Box<InboundSa>>),
-    /// The outbound SA taken out, to be dropped by the control thread.
-    RemovedOutbound(Option<Box<OutboundSa>>),
+    /// The inbound SA taken out (`None`: the slot did not hold that SPI), to be dropped by the
+    /// control thread.
+    RemovedInbound {
+        /// Slot index.
+        slot: u32,
+        /// The SPI asked for.
+        spi: u32,
+        /// The SA.
+        entry: Option<Box<InboundSlot>>,
+    },
+    /// As [`Reply::RemovedInbound`], for an outbound SA.
+    RemovedOutbound {
+        /// Slot index.
+        slot: u32,
+        /// The SPI asked for.
+        spi: u32,
+        /// The SA.
+        entry: Option<Box<OutboundSlot>>,
+    },
 }
 
 /// The SAs one worker owns. The slot vectors are sized when the slab is built (on the control
 /// thread) and never grow, so a worker never allocates or frees SA storage; an occupied slot is
 /// never overwritten.
 pub struct Slab {
-    inbound: Vec<Option<Box<InboundSa>>>,
-    outbound: Vec<Option<Box<OutboundSa>>>,
+    inbound: Vec<Option<Box<InboundSlot>>>,
+    outbound: Vec<Option<Box<OutboundSlot>>>,
 }
 
 impl Default for Slab {
@@ -97,6 +201,16 @@ fn put<T>(v: &mut [Option<T>], slot: u32, x: T) -> Result<(), T> {
     }
 }
 
+/// Empties a slot when it holds the SA with `spi`.
+fn take<T>(v: &mut [Option<Box<T>>], slot: u32, has: impl Fn(&T) -> bool) -> Option<Box<T>> {
+    let s = v.get_mut(slot as usize)?;
+    if s.as_deref().is_some_and(has) {
+        s.take()
+    } else {
+        None
+    }
+}
+
 impl Slab {
     /// A slab of `slots` slots per direction.
     pub fn with_capacity(slots: u32) -> Self {
@@ -107,36 +221,67 @@ impl Slab {
         }
     }
 
+    /// Slots per direction.
+    pub fn capacity(&self) -> u32 {
+        self.inbound.len() as u32
+    }
+
     /// Applies a command and returns the reply.
     pub fn apply(&mut self, c: Command) -> Reply {
         match c {
-            Command::InstallInbound { slot, sa } => match put(&mut self.inbound, slot, sa) {
-                Ok(()) => Reply::Installed { slot },
-                Err(sa) => Reply::RefusedInbound { slot, sa },
-            },
-            Command::InstallOutbound { slot, sa } => match put(&mut self.outbound, slot, sa) {
-                Ok(()) => Reply::Installed { slot },
-                Err(sa) => Reply::RefusedOutbound { slot, sa },
-            },
-            Command::RemoveInbound { slot } => {
-                Reply::RemovedInbound(self.inbound.get_mut(slot as usize).and_then(Option::take))
+            Command::InstallInbound { slot, entry } => {
+                let spi = entry.sa.spi();
+                match put(&mut self.inbound, slot, entry) {
+                    Ok(()) => Reply::Installed {
+                        inbound: true,
+                        slot,
+                        spi,
+                    },
+                    Err(entry) => Reply::RefusedInbound { slot, entry },
+                }
             }
-            Command::RemoveOutbound { slot } => {
-                Reply::RemovedOutbound(self.outbound.get_mut(slot as usize).and_then(Option::take))
+            Command::InstallOutbound { slot, entry } => {
+                let spi = entry.sa.spi();
+                match put(&mut self.outbound, slot, entry) {
+                    Ok(()) => Reply::Installed {
+                        inbound: false,
+                        slot,
+                        spi,
+                    },
+                    Err(entry) => Reply::RefusedOutbound { slot, entry },
+                }
             }
+            Command::RemoveInbound { slot, spi } => Reply::RemovedInbound {
+                slot,
+                spi,
+                entry: take(&mut self.inbound, slot, |e| e.sa.spi() == spi),
+            },
+            Command::RemoveOutbound { slot, spi } => Reply::RemovedOutbound {
+                slot,
+                spi,
+                entry: take(&mut self.outbound, slot, |e| e.sa.spi() == spi),
+            },
         }
     }
 
     /// The inbound SA in `slot`.
     #[inline]
-    pub fn inbound(&mut self, slot: u32) -> Option<&mut InboundSa> {
+    pub fn inbound(&mut self, slot: u32) -> Option<&mut InboundSlot> {
         self.inbound.get_mut(slot as usize)?.as_deref_mut()
     }
 
     /// The outbound SA in `slot`.
     #[inline]
-    pub fn outbound(&mut self, slot: u32) -> Option<&mut OutboundSa> {
+    pub fn outbound(&mut self, slot: u32) -> Option<&mut OutboundSlot> {
         self.outbound.get_mut(slot as usize)?.as_deref_mut()
+    }
+
+    /// SAs held (inbound, outbound).
+    pub fn occupied(&self) -> (usize, usize) {
+        (
+            self.inbound.iter().filter(|s| s.is_some()).count(),
+            self.outbound.iter().filter(|s| s.is_some()).count(),
+        )
     }
 }
 
@@ -145,13 +290,21 @@ mod tests {
     use super::*;
     use espada_esp::{Backend, Direction, SaConfig};
 
-    fn inbound(spi: u32) -> Box<InboundSa> {
+    fn inbound(spi: u32) -> Box<InboundSlot> {
         let (a, b) = (
             "192.0.2.1".parse().unwrap(),
             "198.51.100.2".parse().unwrap(),
         );
         let cfg = SaConfig::new(spi, Direction::Inbound, b, a);
-        Box::new(InboundSa::new(cfg, &[7u8; 20], Backend::Ring).unwrap())
+        let policy = Arc::new(Policy {
+            local_ts: vec![],
+            remote_ts: vec![],
+        });
+        InboundSlot::new(
+            InboundSa::new(cfg, &[7u8; 20], Backend::Ring).unwrap(),
+            0,
+            policy,
+        )
     }
 
     #[test]
@@ -160,40 +313,58 @@ mod tests {
         assert!(matches!(
             slab.apply(Command::InstallInbound {
                 slot: 1,
-                sa: inbound(0x1001)
+                entry: inbound(0x1001)
             }),
-            Reply::Installed { slot: 1 }
+            Reply::Installed {
+                slot: 1,
+                spi: 0x1001,
+                inbound: true
+            }
         ));
         match slab.apply(Command::InstallInbound {
             slot: 1,
-            sa: inbound(0x2002),
+            entry: inbound(0x2002),
         }) {
-            Reply::RefusedInbound { slot: 1, sa } => assert_eq!(sa.spi(), 0x2002),
+            Reply::RefusedInbound { slot: 1, entry } => assert_eq!(entry.sa.spi(), 0x2002),
             _ => panic!("occupied slot not refused"),
         }
         assert_eq!(
-            slab.inbound(1).map(|s| s.spi()),
+            slab.inbound(1).map(|s| s.sa.spi()),
             Some(0x1001),
             "kept the first SA"
         );
         assert!(matches!(
             slab.apply(Command::InstallInbound {
                 slot: 2,
-                sa: inbound(0x3003)
+                entry: inbound(0x3003)
             }),
             Reply::RefusedInbound { slot: 2, .. }
         ));
         assert_eq!(slab.inbound.len(), 2, "no growth");
-        match slab.apply(Command::RemoveInbound { slot: 1 }) {
-            Reply::RemovedInbound(Some(sa)) => assert_eq!(sa.spi(), 0x1001),
+        assert!(
+            matches!(
+                slab.apply(Command::RemoveInbound {
+                    slot: 1,
+                    spi: 0x9999
+                }),
+                Reply::RemovedInbound { entry: None, .. }
+            ),
+            "a remove naming another SPI leaves the slot alone"
+        );
+        match slab.apply(Command::RemoveInbound {
+            slot: 1,
+            spi: 0x1001,
+        }) {
+            Reply::RemovedInbound { entry: Some(e), .. } => assert_eq!(e.sa.spi(), 0x1001),
             _ => panic!("not removed"),
         }
         assert!(matches!(
             slab.apply(Command::InstallInbound {
                 slot: 1,
-                sa: inbound(0x4004)
+                entry: inbound(0x4004)
             }),
-            Reply::Installed { slot: 1 }
+            Reply::Installed { slot: 1, .. }
         ));
+        assert_eq!(slab.occupied(), (1, 0));
     }
 }

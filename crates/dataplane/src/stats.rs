@@ -58,6 +58,11 @@ counters! {
     NattKeepalives = "natt_keepalives",
     /// Worker→control events lost because the event ring was full.
     EventsLost = "events_lost",
+    /// Lifetime notices lost (the notice ring is sized so that this stays 0).
+    NoticesLost = "notices_lost",
+    /// Unknown-SPI samples not sent because the worker's sample budget was spent (the drop
+    /// itself is still counted).
+    SamplesSuppressed = "unknown_spi_samples_suppressed",
     /// Loop iterations that found work.
     BusyPolls = "busy_polls",
     /// Loop iterations that found nothing.

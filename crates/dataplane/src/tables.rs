@@ -1,17 +1,27 @@
-//! The immutable lookup tables shared read-only by all workers and replaced as a whole by the
-//! control thread (RCU-style epoch swap, `espada-qsbr`). Nothing mutable per packet lives here:
-//! sequence numbers, replay windows and counters stay in the owner worker's [`crate::slab`].
+//! What every worker reads: the per-entry lookup structures (issue 13, deliver item 3) and the
+//! port addresses. The control thread changes the structures one entry at a time, in place,
+//! with atomic stores ([`espada_lookup::sad`], [`espada_lookup::route`], [`espada_lookup::map`],
+//! [`crate::tunnels`], [`crate::hops`]); nothing is copied per change. A [`Tables`] value holds
+//! `Arc` handles to them plus the port addresses, and is published through the QSBR channel
+//! (`espada-qsbr`): a new version costs a few `Arc` clones, and its generation is what
+//! acknowledgements and reclamation count in ([`crate::lifecycle`]). Nothing mutable per packet
+//! lives here: sequence numbers, replay windows and counters stay in the owner's
+//! [`crate::slab`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use espada_config::Prefix;
+use espada_lookup::map::KeyMap;
+use espada_lookup::route::Routes;
+use espada_lookup::sad::Directory;
 
 use crate::PortRole;
 use crate::eth::Mac;
-use crate::lpm::Lpm;
+use crate::hops::{NextHops, ON_LINK};
+use crate::tunnels::{TunnelTable, peer_key};
 
-/// Index of a tunnel in [`Tables::tunnels`].
+/// Index of a tunnel in the [`TunnelTable`].
 pub type TunnelId = u32;
 
 /// Where an SA's mutable state lives: its owner worker and slot in that worker's slab.
@@ -23,43 +33,10 @@ pub struct SaRef {
     pub slot: u32,
 }
 
-/// An inbound SPI: its tunnel and SA (RFC 4301 §4.4.2 SAD lookup by SPI).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InboundEntry {
-    /// The tunnel the SA protects.
-    pub tunnel: TunnelId,
-    /// The SA.
-    pub sa: SaRef,
-}
-
-/// A tunnel as the data plane sees it: endpoints, selectors, and its SA slots (one TX SA and
-/// up to three RX SAs: current, new, previous — what makes make-before-break cheap).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tunnel {
-    /// Operator's name.
-    pub name: String,
-    /// Peer's outer address.
-    pub peer: IpAddr,
-    /// Our outer address.
-    pub local: IpAddr,
-    /// ESP in UDP 4500 (RFC 3948) rather than IP protocol 50.
-    pub udp_encap: bool,
-    /// Local traffic selectors (inner sources outbound, inner destinations inbound).
-    pub local_ts: Vec<Prefix>,
-    /// Remote traffic selectors.
-    pub remote_ts: Vec<Prefix>,
-    /// The outbound SA: its SPI and where it lives.
-    pub outbound: Option<(u32, SaRef)>,
-    /// Inbound SPIs in use (current, new, previous).
-    pub inbound: [Option<u32>; 3],
-}
-
-impl Tunnel {
-    /// True when `ip` is inside one of `selectors`.
-    #[inline]
-    pub fn selects(selectors: &[Prefix], ip: IpAddr) -> bool {
-        selectors.iter().any(|p| p.contains(ip))
-    }
+/// True when `ip` is inside one of `selectors` (RFC 4301 §4.4.1).
+#[inline]
+pub fn selects(selectors: &[Prefix], ip: IpAddr) -> bool {
+    selectors.iter().any(|p| p.contains(ip))
 }
 
 /// Addresses of one port of the box.
@@ -99,29 +76,38 @@ impl Iface {
     }
 }
 
-/// One version of every lookup table.
-#[derive(Clone, Debug, Default)]
+/// Why a packet cannot get an Ethernet header towards its next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2Miss {
+    /// The port has no route towards the destination.
+    NoRoute,
+    /// The next hop's MAC is not known yet (ARP / neighbour discovery needed).
+    Unresolved,
+}
+
+/// One version of the workers' view: handles to the shared structures and the port addresses.
+#[derive(Clone, Debug)]
 pub struct Tables {
-    /// Version number (1, 2, …) for `show workers`.
+    /// Version number (1, 2, …), the QSBR generation it was published as.
     pub generation: u64,
-    /// Number of workers (SPI ownership is `spi % workers`).
+    /// Number of workers.
     pub workers: u16,
-    /// Inbound SPI → tunnel and SA.
-    pub inbound: HashMap<u32, InboundEntry>,
-    /// Our outbound SPIs → tunnel (to recognise ICMP errors about packets we sent).
-    pub outbound_spis: HashMap<u32, TunnelId>,
-    /// Inner destination → tunnel (longest prefix of the remote selectors).
-    pub routes: Lpm<TunnelId>,
-    /// Tunnels by id.
-    pub tunnels: Vec<Tunnel>,
-    /// Peer outer address → tunnel (for unknown-SPI classification).
-    pub peers: HashMap<IpAddr, TunnelId>,
-    /// Recently deleted inbound SPIs → tunnel (late packets after a rekey or delete).
-    pub tombstones: HashMap<u32, TunnelId>,
     /// The box's ports, indexed by [`PortRole`].
     pub ports: [Iface; 2],
-    /// Resolved neighbours (next hop → MAC) per port, published by the control thread.
-    pub neighbors: [HashMap<IpAddr, Mac>; 2],
+    /// Inbound SPI → owner, slot and tunnel (live or tombstone).
+    pub sad: Arc<Directory>,
+    /// Inner destination → tunnel (longest prefix of the remote selectors).
+    pub routes: Routes,
+    /// Per tunnel: the outbound SA and the peer address.
+    pub tunnels: Arc<TunnelTable>,
+    /// MAC of every next hop.
+    pub hops: Arc<NextHops>,
+    /// Per port: destination → next hop (or [`ON_LINK`]).
+    pub neighbours: [Routes; 2],
+    /// Our outbound SPIs → tunnel (to recognise ICMP errors about packets we sent).
+    pub outbound_spis: Arc<KeyMap>,
+    /// Peer outer address ([`peer_key`]) → tunnel (unknown-SPI classification).
+    pub peers: Arc<KeyMap>,
 }
 
 impl Tables {
@@ -131,14 +117,21 @@ impl Tables {
         &self.ports[role as usize]
     }
 
-    /// The MAC of the next hop towards `dst` on port `role`, when resolved.
+    /// The MAC of the next hop towards `dst` on port `role`: one route lookup, one load.
     #[inline]
-    pub fn neighbor_for(&self, role: PortRole, dst: IpAddr) -> Result<Mac, Option<IpAddr>> {
-        let hop = self.port(role).next_hop(dst).ok_or(None)?;
-        self.neighbors[role as usize]
-            .get(&hop)
-            .copied()
-            .ok_or(Some(hop))
+    pub fn l2_towards(&self, role: PortRole, dst: IpAddr) -> Result<Mac, L2Miss> {
+        match self.neighbours[role as usize].lookup(dst) {
+            None => Err(L2Miss::NoRoute),
+            Some(ON_LINK) => Err(L2Miss::Unresolved),
+            Some(hop) => self.hops.mac(hop).ok_or(L2Miss::Unresolved),
+        }
+    }
+
+    /// A tunnel whose peer is `ip`, if any.
+    #[inline]
+    pub fn tunnel_of_peer(&self, ip: IpAddr) -> Option<TunnelId> {
+        self.peers
+            .find(peer_key(ip), |t| self.tunnels.peer(t) == Some(ip))
     }
 }
 

@@ -13,7 +13,7 @@ use espada_qsbr::Reader;
 
 use crate::PortRole;
 use crate::drops::{DpDrop, Why};
-use crate::events::Event;
+use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
 use crate::slab::{Command, Reply, Slab};
 use crate::stats::{Counter, WorkerStats};
@@ -64,6 +64,10 @@ pub struct Worker {
     pub outputs: WorkerOutputs,
     /// Events to the control thread.
     pub events: rtrb::Producer<Event>,
+    /// Lifetime notices to the control thread (ring of [`crate::events::notice_capacity`]).
+    pub notices: rtrb::Producer<Notice>,
+    /// Budget of unknown-SPI samples (in TSC cycles, refilled once per loop turn).
+    pub samples: SampleBudget,
     /// The SAs it owns.
     pub slab: Slab,
     /// Its reader of the published tables.
@@ -192,6 +196,8 @@ impl Worker {
             mut inputs,
             mut outputs,
             mut events,
+            mut notices,
+            mut samples,
             mut slab,
             mut tables,
             stats,
@@ -209,12 +215,15 @@ impl Worker {
             }
             let t = tables.quiescent();
             stats.set(Counter::TableGeneration, t.generation);
+            samples.refill(dpdk::rdtsc());
             let mut cx = Ctx {
                 me: id,
                 t,
                 sas: &mut slab,
                 stats: &stats,
                 events: &mut events,
+                notices: &mut notices,
+                samples: &mut samples,
             };
             let mut work = 0usize;
             for (role, q) in inputs.rx.iter_mut() {

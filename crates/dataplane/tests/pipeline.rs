@@ -7,7 +7,8 @@ use common::*;
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
-use espada_dataplane::events::{Event, UnknownSpiClass};
+use espada_dataplane::events::{Event, NoticeKind, UnknownSpiClass};
+use espada_dataplane::lifecycle::SaNotice;
 use espada_dataplane::pipeline::{self, HandoffKind, Verdict};
 use espada_dataplane::stats::Counter;
 use espada_esp::DropReason;
@@ -310,7 +311,7 @@ fn selectors_routes_and_neighbours_are_enforced() {
         Verdict::Drop(Why::Dp(DpDrop::NoNeighbor))
     );
     assert!(
-        matches!(s.drain_events().as_slice(), [Event::NeighborMiss { port: PortRole::Inside, ip: hop }] if *hop == ip("192.0.2.11"))
+        matches!(s.drain_events().as_slice(), [Event::NeighborMiss { port: PortRole::Inside, dst }] if *dst == ip("192.0.2.11"))
     );
     // Not for us at all.
     let other = ipv4_udp([198, 51, 100, 2], [198, 51, 100, 9], 4500, 4500, &[1; 30]);
@@ -379,16 +380,26 @@ fn soft_lifetime_reaches_the_control_thread_once_and_hard_lifetime_stops_the_sa(
         vec![tx, tx, tx, tx, tx, expired, expired],
         "exactly the hard limit is processed"
     );
-    let ev = s.drain_events();
     assert_eq!(
-        ev,
-        vec![Event::SoftExpired {
-            tunnel: 0,
-            spi: SPI_IN,
-            inbound: true
-        }],
-        "one soft-expiry event, at the third packet, for the inbound SA"
+        s.drain_notices(),
+        vec![
+            SaNotice {
+                tunnel: 0,
+                spi: SPI_IN,
+                inbound: true,
+                kind: NoticeKind::Soft
+            },
+            SaNotice {
+                tunnel: 0,
+                spi: SPI_IN,
+                inbound: true,
+                kind: NoticeKind::Hard
+            }
+        ],
+        "one soft notice at the third packet and one hard notice, for the inbound SA, on the \
+         channel that cannot lose them"
     );
+    assert!(s.drain_events().is_empty());
     // The outbound SA has its own lifetime: the same happens on the encap side.
     for _ in 0..3 {
         let mut c = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &lan_to_remote(b"out")));
@@ -398,11 +409,12 @@ fn soft_lifetime_reaches_the_control_thread_once_and_hard_lifetime_stops_the_sa(
         );
     }
     assert_eq!(
-        s.drain_events(),
-        vec![Event::SoftExpired {
+        s.drain_notices(),
+        vec![SaNotice {
             tunnel: 0,
             spi: SPI_OUT,
-            inbound: false
+            inbound: false,
+            kind: NoticeKind::Soft
         }]
     );
 }

@@ -11,17 +11,16 @@ use dpdk::{Eal, MbufRing, Mempool, Port, PortConfig};
 use espada_admin::AdminServer;
 use espada_config::SiteConfig;
 use espada_dataplane::PortRole;
-use espada_dataplane::events::EVENT_RING;
-use espada_dataplane::slab::{COMMAND_RING, Reply, Slab};
+use espada_dataplane::events::{EVENT_RING, SampleBudget};
+use espada_dataplane::lifecycle::{Lifecycle, Sizes};
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
 use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
 use espada_hostpath::{HostConfig, HostStack, MacAddr, NeighborConfig};
-use espada_qsbr::Publisher;
 use tracing::{info, warn};
 
 use crate::control::{Control, WorkerLink};
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, PlannedTunnel, plan};
 use crate::unknown_spi::UnknownSpiLog;
 
 /// Mbufs in the packet pool.
@@ -30,6 +29,49 @@ const POOL_MBUFS: u32 = 16383;
 const POOL_CACHE: u32 = 256;
 /// Capacity of each handoff and punt ring.
 const RING_MBUFS: u32 = 1024;
+/// Tunnels the data plane is sized for beyond the configured ones (room for later additions).
+const MIN_TUNNELS: u32 = 4096;
+
+/// Adds every planned tunnel and installs its static SAs, make-before-break: inbound and
+/// outbound into the slabs, then the outbound switched on; all before the workers start.
+fn install_tunnels(
+    lc: &mut Lifecycle,
+    parts: &mut [espada_dataplane::lifecycle::WorkerParts],
+    tunnels: Vec<PlannedTunnel>,
+) -> Result<()> {
+    let now = Instant::now();
+    let mut outbound = Vec::new();
+    for (i, t) in tunnels.into_iter().enumerate() {
+        let name = t.spec.name.clone();
+        let id = lc
+            .add_tunnel(t.spec)
+            .with_context(|| format!("tunnel {name}"))?;
+        anyhow::ensure!(
+            id as usize == i,
+            "tunnel {name}: id {id} is not its index {i}"
+        );
+        if let Some((inb, outb)) = t.static_sas {
+            lc.allocate_static_spi(id, inb.spi())
+                .with_context(|| format!("tunnel {name}: inbound SPI {:08x}", inb.spi()))?;
+            lc.install_inbound(id, inb)
+                .with_context(|| format!("tunnel {name}: inbound SA"))?;
+            outbound.push((id, outb.spi(), name.clone()));
+            lc.install_outbound(id, outb)
+                .with_context(|| format!("tunnel {name}: outbound SA"))?;
+        }
+    }
+    lc.apply_directly(parts, now);
+    for (id, spi, name) in outbound {
+        lc.switch_outbound(id, spi)
+            .with_context(|| format!("tunnel {name}: outbound SA"))?;
+    }
+    lc.apply_directly(parts, now);
+    while let Some(a) = lc.poll_ack() {
+        a.result
+            .map_err(|e| anyhow::anyhow!("tunnel #{}: SA {:08x}: {e}", a.tunnel, a.spi))?;
+    }
+    Ok(())
+}
 
 fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConfig {
     let v4 = p.ipv4.and_then(|x| match x.addr {
@@ -67,8 +109,8 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         eal_args,
         port_names,
         queues,
-        mut tables,
-        installs,
+        ports: ifaces,
+        tunnels,
         sas,
     } = plan(cfg, extra_eal)?;
     info!(args = %eal_args.join(" "), "initialising DPDK EAL");
@@ -77,6 +119,10 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     let pool =
         Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, 2176).context("mbuf pool")?;
 
+    let ntunnels = u32::try_from(tunnels.len()).context("too many tunnels")?;
+    let sizes = Sizes::for_tunnels(nworkers as u16, ntunnels.max(MIN_TUNNELS));
+    let (mut lc, mut parts) =
+        Lifecycle::new(sizes, ifaces).map_err(|e| anyhow::anyhow!("data plane tables: {e}"))?;
     let mut ports: Vec<Port> = Vec::new();
     for role in PortRole::ALL {
         let name = &port_names[role as usize];
@@ -93,7 +139,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             .with_context(|| format!("configuring {} port {name}", role.name()))?;
         port.start()
             .with_context(|| format!("starting {} port {name}", role.name()))?;
-        tables.ports[role as usize].mac = port.mac().0;
+        lc.set_port_mac(role, port.mac().0);
         info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), "port up");
         ports.push(port);
     }
@@ -119,12 +165,12 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         }
     }
 
-    let (mut publisher, mut links, mut workers) =
-        (Publisher::new(tables.clone()), Vec::new(), Vec::new());
+    install_tunnels(&mut lc, &mut parts, tunnels)?;
+    let (mut links, mut workers) = (Vec::new(), Vec::new());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    for (w, (mut tx_row, (rx_row, cmds))) in handoff_tx
+    for (w, (mut tx_row, (rx_row, p))) in handoff_tx
         .into_iter()
-        .zip(handoff_rx.into_iter().zip(installs))
+        .zip(handoff_rx.into_iter().zip(parts))
         .enumerate()
     {
         let mut rx = Vec::new();
@@ -137,37 +183,27 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         }
         let (po, co) = MbufRing::pair(&eal, &format!("po{w}"), RING_MBUFS)?;
         let (pi, ci) = MbufRing::pair(&eal, &format!("pi{w}"), RING_MBUFS)?;
-        let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
-        let (rep_tx, rep_rx) = rtrb::RingBuffer::new(COMMAND_RING);
         let (ev_tx, ev_rx) = rtrb::RingBuffer::new(EVENT_RING);
         let stats = Arc::new(WorkerStats::default());
-        let mut slab = Slab::default();
-        for c in cmds {
-            match slab.apply(c) {
-                Reply::Installed { .. } => {}
-                Reply::RefusedInbound { slot, .. } | Reply::RefusedOutbound { slot, .. } => {
-                    anyhow::bail!("worker {w}: SA slot {slot} is taken twice or beyond the slab")
-                }
-                Reply::RemovedInbound(_) | Reply::RemovedOutbound(_) => {}
-            }
-        }
         let q = w as u16;
         workers.push(Worker {
             id: q,
             inputs: WorkerInputs {
                 rx,
                 handoff: rx_row,
-                commands: cmd_rx,
+                commands: p.commands,
             },
             outputs: WorkerOutputs {
                 tx: [ports[0].tx_queue(q)?, ports[1].tx_queue(q)?],
                 handoff: std::mem::take(&mut tx_row),
                 punt: [po, pi],
-                replies: rep_tx,
+                replies: p.replies,
             },
             events: ev_tx,
-            slab,
-            tables: publisher.register_reader(),
+            notices: p.notices,
+            samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
+            slab: p.slab,
+            tables: p.tables,
             stats: stats.clone(),
             stop: worker_stop.clone(),
             adaptive: cfg.cores.polling == espada_config::Polling::Adaptive,
@@ -176,8 +212,6 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             stats,
             lcore: cfg.cores.workers[w],
             rx_queues: rx_names,
-            commands: cmd_tx,
-            replies: rep_rx,
             events: ev_rx,
             punts: [co, ci],
         });
@@ -185,8 +219,8 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
 
     let ctl_q = nworkers as u16;
     let host = HostStack::new(HostConfig {
-        outside: host_port(&cfg.ports.outside, tables.ports[0].mac),
-        inside: host_port(&cfg.ports.inside, tables.ports[1].mac),
+        outside: host_port(&cfg.ports.outside, lc.tables().ports[0].mac),
+        inside: host_port(&cfg.ports.inside, lc.tables().ports[1].mac),
         neighbor: NeighborConfig::default(),
         router: true,
     })
@@ -199,8 +233,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         }
     };
     let mut control = Control::new(
-        publisher,
-        tables,
+        lc,
         links,
         [ports[0].tx_queue(ctl_q)?, ports[1].tx_queue(ctl_q)?],
         pool.clone(),

@@ -5,11 +5,11 @@
 //!    neighbour discovery, ICMP echo to the box), sending the answers on its own TX queue of
 //!    each port; IKE frames are dropped with a debug log line (the IKEv2 issue handles them; the
 //!    workers' `punted` counter counts them);
-//! 2. drains every worker's events: unknown-SPI samples go to the rate-limited log, soft
-//!    expiries are logged for the rekey scheduler, ICMP errors are accounted to their tunnel
-//!    (path MTU), neighbour misses start ARP/ND resolution;
-//! 3. publishes a new table version when neighbours changed, and reclaims old versions once
-//!    every worker has passed a quiescent point (QSBR);
+//! 2. drains every worker's events: unknown-SPI samples go to the rate-limited log, ICMP errors
+//!    are accounted to their tunnel (path MTU), neighbour misses start ARP/ND resolution;
+//! 3. polls the data plane's lifecycle (`espada_dataplane::lifecycle`): lifetime notices (soft
+//!    expiry: rekey due; hard expiry), worker replies (removed SAs are freed here), deadlines,
+//!    table publication and QSBR reclamation;
 //! 4. answers the admin socket.
 //!
 //! It never blocks a worker: all exchanges are SPSC rings, and the only waiting it does is a
@@ -24,13 +24,11 @@ use dpdk::{Burst, Mempool, RingConsumer, TxQueue};
 use espada_admin::{AdminError, AdminServer, Request, Response};
 use espada_buf::PacketBuf;
 use espada_dataplane::PortRole;
-use espada_dataplane::events::Event;
-use espada_dataplane::slab::{Command, Reply};
+use espada_dataplane::events::{Event, NoticeKind};
+use espada_dataplane::lifecycle::Lifecycle;
 use espada_dataplane::stats::WorkerStats;
-use espada_dataplane::tables::Tables;
 use espada_esp::icmp::IcmpErrorKind;
 use espada_hostpath::{HostEvent, HostOutput, HostStack, MacAddr};
-use espada_qsbr::Publisher;
 use tracing::{debug, info, warn};
 
 use crate::plan::SaInfo;
@@ -50,10 +48,6 @@ pub struct WorkerLink {
     pub lcore: u32,
     /// Its RX queues, for `show workers` (e.g. `outside/0`).
     pub rx_queues: Vec<String>,
-    /// Commands to it.
-    pub commands: rtrb::Producer<Command>,
-    /// Its replies.
-    pub replies: rtrb::Consumer<Reply>,
     /// Its events.
     pub events: rtrb::Consumer<Event>,
     /// Frames it punted, per port role.
@@ -62,10 +56,8 @@ pub struct WorkerLink {
 
 /// The control thread's state.
 pub struct Control {
-    /// Publisher of the tables.
-    pub publisher: Publisher<Tables>,
-    /// The current table version (the master copy new versions are cloned from).
-    pub tables: Tables,
+    /// The data plane's SAs, tunnels and tables.
+    pub lc: Lifecycle,
     /// Worker links.
     pub workers: Vec<WorkerLink>,
     /// The control TX queue of each port.
@@ -84,7 +76,6 @@ pub struct Control {
     pub admin: Option<AdminServer>,
     out: HostOutput,
     last_host_poll: Option<Instant>,
-    dirty: bool,
 }
 
 /// True for an IPv4/IPv6 UDP frame to port 500 or 4500 (IKE, RFC 7296 §2; RFC 3948 §2.2).
@@ -106,8 +97,7 @@ impl Control {
     /// A control thread over its parts.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        publisher: Publisher<Tables>,
-        tables: Tables,
+        lc: Lifecycle,
         workers: Vec<WorkerLink>,
         tx: [TxQueue; 2],
         pool: Mempool,
@@ -116,10 +106,9 @@ impl Control {
         unknown: UnknownSpiLog,
         admin: Option<AdminServer>,
     ) -> Control {
-        let runtime = vec![TunnelRuntime::default(); tables.tunnels.len()];
+        let runtime = vec![TunnelRuntime::default(); lc.sizes().tunnels as usize];
         Control {
-            publisher,
-            tables,
+            lc,
             workers,
             tx,
             pool,
@@ -130,7 +119,6 @@ impl Control {
             admin,
             out: HostOutput::default(),
             last_host_poll: None,
-            dirty: false,
         }
     }
 
@@ -138,13 +126,13 @@ impl Control {
     /// announces the box's addresses.
     pub fn prime(&mut self, now: Instant) {
         let mut hops: Vec<(PortRole, IpAddr)> = Vec::new();
-        for t in &self.tables.tunnels {
-            if let Some(h) = self.tables.port(PortRole::Outside).next_hop(t.peer) {
+        for (_, t) in self.lc.tunnels() {
+            if let Some(h) = self.lc.next_hop(PortRole::Outside, t.spec.peer) {
                 hops.push((PortRole::Outside, h));
             }
         }
         for r in PortRole::ALL {
-            let p = self.tables.port(r);
+            let p = self.lc.tables().port(r);
             hops.extend(p.gateway4.iter().chain(p.gateway6.iter()).map(|g| (r, *g)));
         }
         for (r, ip) in hops {
@@ -169,7 +157,6 @@ impl Control {
     pub fn turn(&mut self, now: Instant) -> bool {
         let mut work = self.punts(now);
         work |= self.events(now);
-        work |= self.replies();
         if self
             .last_host_poll
             .is_none_or(|t| now.duration_since(t) >= HOST_POLL_EVERY)
@@ -178,13 +165,28 @@ impl Control {
             self.last_host_poll = Some(now);
         }
         self.flush_host_output();
-        if self.dirty {
-            self.dirty = false;
-            self.tables.generation += 1;
-            self.publisher.publish(self.tables.clone());
-            debug!(generation = self.tables.generation, "published tables");
+        let before = self.lc.stats();
+        self.lc.poll(now);
+        work |= self.lc.stats() != before;
+        while let Some(n) = self.lc.poll_notice() {
+            work = true;
+            let name = self.tunnel_name(n.tunnel);
+            let spi = format!("0x{:08x}", n.spi);
+            match n.kind {
+                NoticeKind::Soft => {
+                    info!(tunnel = %name, spi, inbound = n.inbound, "SA reached its soft lifetime: rekey due");
+                }
+                NoticeKind::Hard => {
+                    warn!(tunnel = %name, spi, inbound = n.inbound, "SA reached its hard lifetime: it no longer carries traffic");
+                }
+            }
         }
-        self.publisher.reclaim();
+        while let Some(a) = self.lc.poll_ack() {
+            work = true;
+            if let Err(e) = a.result {
+                warn!(tunnel = %self.tunnel_name(a.tunnel), spi = format!("0x{:08x}", a.spi), op = ?a.op, error = %e, "data-plane change failed");
+            }
+        }
         if let Some(mut admin) = self.admin.take() {
             work |= admin.poll(&mut |r| self.answer(r)) > 0;
             self.admin = Some(admin);
@@ -221,10 +223,8 @@ impl Control {
             match e {
                 HostEvent::NeighborLearned { port, ip, mac } => {
                     let MacAddr(mac) = mac;
-                    let map = &mut self.tables.neighbors[port as usize];
-                    if map.insert(ip, mac) != Some(mac) {
+                    if self.lc.neighbour_learned(port, ip, mac) {
                         info!(port = %port, %ip, mac = %MacAddr(mac), "neighbour learned");
-                        self.dirty = true;
                     }
                 }
                 HostEvent::AddressConflict { port, ip, mac } => {
@@ -273,14 +273,6 @@ impl Control {
                     warn!("{line}");
                 }
             }
-            Event::SoftExpired {
-                tunnel,
-                spi,
-                inbound,
-            } => {
-                let name = self.tunnel_name(tunnel);
-                info!(tunnel = %name, spi = format!("0x{spi:08x}"), inbound, "SA reached its soft lifetime: rekey due");
-            }
             Event::IcmpError { tunnel, kind } => {
                 let name = self.tunnel_name(tunnel);
                 let Some(rt) = self.runtime.get_mut(tunnel as usize) else {
@@ -301,48 +293,18 @@ impl Control {
                     debug!(tunnel = %name, ?kind, "ICMP error about an ESP packet we sent");
                 }
             }
-            Event::NeighborMiss { port, ip } => {
-                self.host.resolve(port, ip, now, &mut self.out);
-            }
-        }
-    }
-
-    fn replies(&mut self) -> bool {
-        let mut work = false;
-        for w in &mut self.workers {
-            // Removed SAs are dropped here, on the control thread (key material zeroized).
-            while let Ok(r) = w.replies.pop() {
-                work = true;
-                match &r {
-                    Reply::RefusedInbound { slot, sa } => {
-                        warn!(
-                            slot,
-                            spi = format_args!("{:08x}", sa.spi()),
-                            "worker refused an inbound SA: slot occupied or out of range"
-                        );
-                    }
-                    Reply::RefusedOutbound { slot, sa } => {
-                        warn!(
-                            slot,
-                            spi = format_args!("{:08x}", sa.spi()),
-                            "worker refused an outbound SA: slot occupied or out of range"
-                        );
-                    }
-                    Reply::Installed { .. }
-                    | Reply::RemovedInbound(_)
-                    | Reply::RemovedOutbound(_) => {}
+            Event::NeighborMiss { port, dst } => {
+                if let Some(ip) = self.lc.next_hop(port, dst) {
+                    self.host.resolve(port, ip, now, &mut self.out);
                 }
-                drop(r);
             }
         }
-        work
     }
 
     fn tunnel_name(&self, id: u32) -> String {
-        self.tables
-            .tunnels
-            .get(id as usize)
-            .map(|t| t.name.clone())
+        self.lc
+            .tunnel(id)
+            .map(|t| t.spec.name.clone())
             .unwrap_or_else(|| format!("#{id}"))
     }
 
@@ -354,7 +316,7 @@ impl Control {
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
             Request::ShowSa { spi } => {
-                let v = views::sas(&self.sas, &self.tables, spi);
+                let v = views::sas(&self.sas, &self.lc, spi);
                 match (spi, v.is_empty()) {
                     (Some(s), true) => {
                         Err(AdminError::not_found(format!("no SA with SPI 0x{s:08x}")))
@@ -364,7 +326,7 @@ impl Control {
             }
             Request::ShowTunnels => Ok(Response::Tunnels(views::tunnels(
                 &self.sas,
-                &self.tables,
+                &self.lc,
                 &self.runtime,
             ))),
             Request::ShowDrops => Ok(Response::Drops(views::drops(&stats, self.unknown.recent()))),

@@ -1,13 +1,15 @@
 //! From a site configuration to what the data plane needs: EAL arguments, the RX/TX queue
-//! layout, the SAs of every worker and the first version of the tables. No DPDK here.
+//! layout, the port addresses, and the tunnels with their static SAs (installed through
+//! `espada_dataplane::lifecycle` at start-up). No DPDK here.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use espada_config::{Device, Encapsulation, SiteConfig};
-use espada_dataplane::slab::Command;
-use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
+use espada_dataplane::lifecycle::TunnelSpec;
+use espada_dataplane::slab::Policy;
+use espada_dataplane::tables::Iface;
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
 use espada_esp::{
@@ -33,6 +35,14 @@ pub struct SaInfo {
     pub counters: Arc<SaCounters>,
 }
 
+/// A tunnel and, in the lab, its static SAs.
+pub struct PlannedTunnel {
+    /// What the data plane needs to know.
+    pub spec: TunnelSpec,
+    /// Static SAs (inbound, outbound), installed at start-up.
+    pub static_sas: Option<(InboundSa, OutboundSa)>,
+}
+
 /// The queue layout of one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuePlan {
@@ -52,10 +62,10 @@ pub struct Plan {
     pub port_names: [String; 2],
     /// Queue layout per port, indexed by [`PortRole`].
     pub queues: [QueuePlan; 2],
-    /// The first table version (port MACs still zero: known once the ports are up).
-    pub tables: Tables,
-    /// SA installs per worker, applied before the workers start.
-    pub installs: Vec<Vec<Command>>,
+    /// The port addresses (MACs still zero: known once the ports are up).
+    pub ports: [Iface; 2],
+    /// The tunnels, in configuration order (a tunnel's id is its index).
+    pub tunnels: Vec<PlannedTunnel>,
     /// Every SA, for `show sa`.
     pub sas: Vec<SaInfo>,
 }
@@ -180,14 +190,8 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
         ),
     ];
 
-    let mut t = Tables {
-        generation: 1,
-        workers,
-        ..Default::default()
-    };
-    t.ports = [iface(&cfg.ports.outside), iface(&cfg.ports.inside)];
-    let mut installs: Vec<Vec<Command>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut next_slot = vec![(0u32, 0u32); workers as usize];
+    let ports = [iface(&cfg.ports.outside), iface(&cfg.ports.inside)];
+    let mut tunnels = Vec::new();
     let mut sas = Vec::new();
     for (id, tun) in cfg.tunnels.iter().enumerate() {
         let id = id as u32;
@@ -202,23 +206,24 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             )
         })?;
         let udp = tun.encapsulation == Encapsulation::Udp;
-        let mut entry = Tunnel {
+        let mut spec = TunnelSpec {
             name: tun.name.clone(),
             peer: tun.peer,
             local,
-            udp_encap: udp,
-            local_ts: tun.local_ts.clone(),
-            remote_ts: tun.remote_ts.clone(),
-            outbound: None,
-            inbound: [None; 3],
+            policy: Policy {
+                local_ts: tun.local_ts.clone(),
+                remote_ts: tun.remote_ts.clone(),
+            },
+            owner: None,
         };
+        let mut static_sas = None;
         if let Some(st) = &tun.static_sa {
             if !cfg.appliance.lab {
                 bail!("tunnel {}: static SAs need `appliance.lab: true`", tun.name);
             }
-            // The tunnel lives on the worker its inbound SPI names.
+            // A lab tunnel lives on the worker its inbound SPI names (`owner_of_spi`).
             let owner = owner_of_spi(st.inbound.spi, workers);
-            let (in_slot, out_slot) = &mut next_slot[owner as usize];
+            spec.owner = Some(owner);
             let sa_cfg = |spi, dir, keys: &espada_config::SaKeys| {
                 let mut c = SaConfig::new(spi, dir, local, tun.peer);
                 c.natt = udp.then(NattPorts::default);
@@ -251,47 +256,16 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 config: oc,
                 counters: outb.counters().clone(),
             });
-            let inb_ref = SaRef {
-                owner,
-                slot: *in_slot,
-            };
-            let out_ref = SaRef {
-                owner,
-                slot: *out_slot,
-            };
-            installs[owner as usize].push(Command::InstallInbound {
-                slot: *in_slot,
-                sa: Box::new(inb),
-            });
-            installs[owner as usize].push(Command::InstallOutbound {
-                slot: *out_slot,
-                sa: Box::new(outb),
-            });
-            *in_slot += 1;
-            *out_slot += 1;
-            t.inbound.insert(
-                st.inbound.spi,
-                InboundEntry {
-                    tunnel: id,
-                    sa: inb_ref,
-                },
-            );
-            t.outbound_spis.insert(st.outbound.spi, id);
-            entry.inbound[0] = Some(st.inbound.spi);
-            entry.outbound = Some((st.outbound.spi, out_ref));
+            static_sas = Some((inb, outb));
         }
-        for p in &tun.remote_ts {
-            t.routes.insert(*p, id);
-        }
-        t.peers.insert(tun.peer, id);
-        t.tunnels.push(entry);
+        tunnels.push(PlannedTunnel { spec, static_sas });
     }
     Ok(Plan {
         eal_args,
         port_names,
         queues,
-        tables: t,
-        installs,
+        ports,
+        tunnels,
         sas,
     })
 }

@@ -9,8 +9,8 @@ use espada_admin::{
     DropsView, LifetimeView, SaCountersView, SaView, TunnelView, UnknownSpiView, WorkerView,
 };
 use espada_dataplane::drops::Why;
+use espada_dataplane::lifecycle::{InState, Lifecycle};
 use espada_dataplane::stats::{Counter, WorkerStats};
-use espada_dataplane::tables::Tables;
 use espada_esp::DropReason;
 
 use crate::plan::SaInfo;
@@ -29,7 +29,7 @@ fn opt(v: u64) -> Option<u64> {
 }
 
 /// `show sa` (optionally one SPI).
-pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
+pub fn sas(sas: &[SaInfo], lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
     sas.iter()
         .filter(|s| spi.is_none_or(|x| x == s.spi))
         .map(|s| {
@@ -43,10 +43,9 @@ pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
             let hard = c.bytes >= l.hard_bytes || c.packets >= l.hard_packets;
             let soft = c.soft_expired_events > 0;
             SaView {
-                tunnel: t
-                    .tunnels
-                    .get(s.tunnel as usize)
-                    .map(|x| x.name.clone())
+                tunnel: lc
+                    .tunnel(s.tunnel)
+                    .map(|x| x.spec.name.clone())
                     .unwrap_or_default(),
                 direction: if s.inbound {
                     Direction::Inbound
@@ -93,11 +92,10 @@ pub fn sas(sas: &[SaInfo], t: &Tables, spi: Option<u32>) -> Vec<SaView> {
 }
 
 /// `show tunnels`.
-pub fn tunnels(sas: &[SaInfo], t: &Tables, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
-    t.tunnels
-        .iter()
-        .enumerate()
+pub fn tunnels(sas: &[SaInfo], lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
+    lc.tunnels()
         .map(|(i, tun)| {
+            let i = i as usize;
             let mine = sas.iter().filter(|s| s.tunnel as usize == i);
             let (mut pin, mut pout, mut bin, mut bout, mut drops) = (0, 0, 0, 0, 0);
             for s in mine {
@@ -110,15 +108,33 @@ pub fn tunnels(sas: &[SaInfo], t: &Tables, rt: &[TunnelRuntime]) -> Vec<TunnelVi
                 }
             }
             let r = rt.get(i).copied().unwrap_or_default();
+            let udp = sas
+                .iter()
+                .any(|s| s.tunnel as usize == i && s.config.natt.is_some());
             TunnelView {
-                name: tun.name.clone(),
-                peer: tun.peer,
-                local: tun.local,
-                encapsulation: if tun.udp_encap { "udp-4500" } else { "esp" }.into(),
-                local_ts: tun.local_ts.iter().map(ToString::to_string).collect(),
-                remote_ts: tun.remote_ts.iter().map(ToString::to_string).collect(),
-                inbound_spi: tun.inbound[0],
-                outbound_spi: tun.outbound.map(|(spi, _)| spi),
+                name: tun.spec.name.clone(),
+                peer: tun.spec.peer,
+                local: tun.spec.local,
+                encapsulation: if udp { "udp-4500" } else { "esp" }.into(),
+                local_ts: tun
+                    .policy
+                    .local_ts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                remote_ts: tun
+                    .policy
+                    .remote_ts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                inbound_spi: tun
+                    .inbound
+                    .iter()
+                    .rev()
+                    .find(|s| s.state == InState::Live)
+                    .map(|s| s.at.spi),
+                outbound_spi: tun.active_outbound(),
                 packets_in: pin,
                 packets_out: pout,
                 bytes_in: bin,

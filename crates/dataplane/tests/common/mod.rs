@@ -4,15 +4,16 @@
 //! an independent SA object.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use espada_buf::{PacketBuf, VecBuf};
-use espada_dataplane::events::{EVENT_RING, Event};
+use espada_dataplane::events::{EVENT_RING, Event, SampleBudget};
+use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec, WorkerParts};
 use espada_dataplane::pipeline::Ctx;
-use espada_dataplane::slab::{Command, Slab};
+use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::WorkerStats;
-use espada_dataplane::tables::{Iface, InboundEntry, SaRef, Tables, Tunnel};
+use espada_dataplane::tables::{Iface, Tables};
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
 use espada_esp::{Backend, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
@@ -23,19 +24,22 @@ pub const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
 pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 4];
 pub const KEY_IN: [u8; 20] = [0x11; 20];
 pub const KEY_OUT: [u8; 20] = [0x22; 20];
-pub const SPI_IN: u32 = 0x1000; // owned by worker 0 of 2
+pub const SPI_IN: u32 = 0x1000; // a static SPI, owned by worker 0 of 2
 pub const SPI_OUT: u32 = 0x2001;
+/// A static SPI of the tunnel that was retired: its late packets hit a tombstone.
+pub const SPI_TOMBSTONE: u32 = 0x0bad_0001;
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
 pub struct Site {
-    pub tables: Tables,
-    pub slabs: Vec<Slab>,
+    pub lc: Lifecycle,
+    pub parts: Vec<WorkerParts>,
     pub stats: WorkerStats,
     pub events: rtrb::Producer<Event>,
     pub event_rx: rtrb::Consumer<Event>,
+    pub samples: SampleBudget,
     /// The peer's outbound SA (seals what the box's inbound SA opens).
     pub peer_out: OutboundSa,
     /// The peer's inbound SA (opens what the box's outbound SA seals).
@@ -47,6 +51,29 @@ fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaC
     c.esn = false;
     c.natt = udp.then(NattPorts::default);
     c
+}
+
+pub fn ports() -> [Iface; 2] {
+    [
+        Iface {
+            mac: BOX_OUT_MAC,
+            ipv4: Some("198.51.100.1/24".parse().unwrap()),
+            gateway4: Some(ip("198.51.100.254")),
+            ..Default::default()
+        },
+        Iface {
+            mac: BOX_IN_MAC,
+            ipv4: Some("192.0.2.1/24".parse().unwrap()),
+            ..Default::default()
+        },
+    ]
+}
+
+pub fn policy() -> Policy {
+    Policy {
+        local_ts: vec!["192.0.2.0/24".parse().unwrap()],
+        remote_ts: vec!["203.0.113.0/24".parse().unwrap()],
+    }
 }
 
 /// A site with `workers` workers; the tunnel's SAs live on `owner_of_spi(SPI_IN)`.
@@ -62,7 +89,38 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
         c
     };
     let owner = owner_of_spi(SPI_IN, workers);
-    let mut slabs: Vec<Slab> = (0..workers).map(|_| Slab::default()).collect();
+    let (mut lc, mut parts) =
+        Lifecycle::with_seed(Sizes::for_tunnels(workers, 64), ports(), 7).expect("lifecycle");
+    let t = lc
+        .add_tunnel(TunnelSpec {
+            name: "site-b".into(),
+            peer: ip("198.51.100.2"),
+            local: ip("198.51.100.1"),
+            policy: policy(),
+            owner: Some(owner),
+        })
+        .unwrap();
+    let now = Instant::now();
+    // A retired SA first, so its SPI is a tombstone.
+    lc.allocate_static_spi(t, SPI_TOMBSTONE).unwrap();
+    let old = InboundSa::new(
+        box_sa(SPI_TOMBSTONE, Direction::Inbound),
+        &KEY_IN,
+        Backend::Ring,
+    )
+    .unwrap();
+    lc.install_inbound(t, old).unwrap();
+    lc.apply_directly(&mut parts, now);
+    lc.retire_inbound(
+        t,
+        SPI_TOMBSTONE,
+        now,
+        Duration::ZERO,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    lc.apply_directly(&mut parts, now);
+    lc.allocate_static_spi(t, SPI_IN).unwrap();
     let inb = InboundSa::new(box_sa(SPI_IN, Direction::Inbound), &KEY_IN, Backend::Ring).unwrap();
     let outb = OutboundSa::new(
         box_sa(SPI_OUT, Direction::Outbound),
@@ -70,14 +128,16 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
         Backend::Ring,
     )
     .unwrap();
-    slabs[owner as usize].apply(Command::InstallInbound {
-        slot: 0,
-        sa: Box::new(inb),
-    });
-    slabs[owner as usize].apply(Command::InstallOutbound {
-        slot: 0,
-        sa: Box::new(outb),
-    });
+    lc.install_inbound(t, inb).unwrap();
+    lc.install_outbound(t, outb).unwrap();
+    lc.apply_directly(&mut parts, now);
+    lc.switch_outbound(t, SPI_OUT).unwrap();
+    lc.neighbour_learned(PortRole::Outside, ip("198.51.100.2"), PEER_MAC);
+    lc.neighbour_learned(PortRole::Inside, ip("192.0.2.10"), LAN_MAC);
+    lc.apply_directly(&mut parts, now);
+    while let Some(a) = lc.poll_ack() {
+        a.result.expect("every set-up step is acknowledged");
+    }
     let peer_out = OutboundSa::new(
         sa_cfg(
             SPI_IN,
@@ -102,64 +162,36 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
         Backend::RustCrypto,
     )
     .unwrap();
-
-    let sa = SaRef { owner, slot: 0 };
-    let mut t = Tables {
-        generation: 1,
-        workers,
-        ..Default::default()
-    };
-    t.tunnels.push(Tunnel {
-        name: "site-b".into(),
-        peer: ip("198.51.100.2"),
-        local: ip("198.51.100.1"),
-        udp_encap: udp,
-        local_ts: vec!["192.0.2.0/24".parse().unwrap()],
-        remote_ts: vec!["203.0.113.0/24".parse().unwrap()],
-        outbound: Some((SPI_OUT, sa)),
-        inbound: [Some(SPI_IN), None, None],
-    });
-    t.inbound.insert(SPI_IN, InboundEntry { tunnel: 0, sa });
-    t.outbound_spis.insert(SPI_OUT, 0);
-    t.routes.insert("203.0.113.0/24".parse().unwrap(), 0);
-    t.peers.insert(ip("198.51.100.2"), 0);
-    t.tombstones.insert(0x0bad_0001, 0);
-    t.ports[PortRole::Outside as usize] = Iface {
-        mac: BOX_OUT_MAC,
-        ipv4: Some("198.51.100.1/24".parse().unwrap()),
-        gateway4: Some(ip("198.51.100.254")),
-        ..Default::default()
-    };
-    t.ports[PortRole::Inside as usize] = Iface {
-        mac: BOX_IN_MAC,
-        ipv4: Some("192.0.2.1/24".parse().unwrap()),
-        ..Default::default()
-    };
-    t.neighbors = [
-        HashMap::from([(ip("198.51.100.2"), PEER_MAC)]),
-        HashMap::from([(ip("192.0.2.10"), LAN_MAC)]),
-    ];
     let (events, event_rx) = rtrb::RingBuffer::new(EVENT_RING);
     Site {
-        tables: t,
-        slabs,
+        lc,
+        parts,
         stats: WorkerStats::default(),
         events,
         event_rx,
+        samples: SampleBudget::new(1_000_000, 1000, 64),
         peer_out,
         peer_in,
     }
 }
 
 impl Site {
+    /// The tables the workers see.
+    pub fn tables(&self) -> &Tables {
+        self.lc.tables()
+    }
+
     /// The stage context of worker `me`.
     pub fn ctx(&mut self, me: u16) -> Ctx<'_> {
+        let p = &mut self.parts[me as usize];
         Ctx {
             me,
-            t: &self.tables,
-            sas: &mut self.slabs[me as usize],
+            t: self.lc.tables(),
+            sas: &mut p.slab,
             stats: &self.stats,
             events: &mut self.events,
+            notices: &mut p.notices,
+            samples: &mut self.samples,
         }
     }
 
@@ -167,6 +199,16 @@ impl Site {
         let mut v = Vec::new();
         while let Ok(e) = self.event_rx.pop() {
             v.push(e);
+        }
+        v
+    }
+
+    /// Lifetime notices as the control thread gets them.
+    pub fn drain_notices(&mut self) -> Vec<espada_dataplane::lifecycle::SaNotice> {
+        self.lc.apply_directly(&mut self.parts, Instant::now());
+        let mut v = Vec::new();
+        while let Some(n) = self.lc.poll_notice() {
+            v.push(n);
         }
         v
     }

@@ -1,0 +1,177 @@
+//! The tunnels as the workers see them: per tunnel, the outbound SA to send on and the peer's
+//! address, each in atomics that the control thread changes one tunnel at a time (issue 13,
+//! deliver items 1 and 3). Everything else about a tunnel (name, selectors, SA history) is
+//! control-thread bookkeeping ([`crate::lifecycle`]); the selectors a worker checks travel
+//! with each SA in its slab slot.
+//!
+//! **Switching outbound** ([`TunnelTable::set_outbound`]) is one `Release` store of one word:
+//! every worker sees the old SA or the new one, never a mix. Only the tunnel's owner worker
+//! encrypts, and it reads the word itself for every packet (also for packets another worker
+//! handed to it), so from the packet where it first sees the new word on, it sends on the new
+//! SA and never again on the old one (coherence of one location).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::tables::SaRef;
+
+/// Bit of an outbound word that says an SA is set.
+const SET: u64 = 1 << 63;
+
+/// Family tag of a cell with no peer.
+const NO_PEER: u32 = 0;
+
+/// One tunnel's words.
+#[derive(Default)]
+struct Cell {
+    /// `SET | owner << 32 | slot`, or 0 when the tunnel has no outbound SA.
+    outbound: AtomicU64,
+    /// 0 (none), 4 or 6.
+    family: AtomicU32,
+    /// The peer's address, most significant word first (IPv4 in word 0).
+    peer: [AtomicU32; 4],
+}
+
+/// Per-tunnel words, preallocated for a fixed number of tunnels.
+pub struct TunnelTable {
+    cells: Box<[Cell]>,
+}
+
+impl TunnelTable {
+    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 32 bytes per tunnel.
+    pub fn new(capacity: u32) -> TunnelTable {
+        TunnelTable {
+            cells: (0..capacity).map(|_| Cell::default()).collect(),
+        }
+    }
+
+    /// Number of tunnel ids.
+    pub fn capacity(&self) -> u32 {
+        self.cells.len() as u32
+    }
+
+    /// Bytes of the table.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.cells)
+    }
+
+    /// The outbound SA of `tunnel` (worker, `Acquire`).
+    #[inline]
+    pub fn outbound(&self, tunnel: u32) -> Option<SaRef> {
+        let w = self
+            .cells
+            .get(tunnel as usize)?
+            .outbound
+            .load(Ordering::Acquire);
+        (w & SET != 0).then_some(SaRef {
+            owner: (w >> 32) as u16,
+            slot: w as u32,
+        })
+    }
+
+    /// The peer address of `tunnel` (any thread).
+    pub fn peer(&self, tunnel: u32) -> Option<IpAddr> {
+        let c = self.cells.get(tunnel as usize)?;
+        let w = |i: usize| c.peer[i].load(Ordering::Acquire);
+        match c.family.load(Ordering::Acquire) {
+            4 => Some(Ipv4Addr::from(w(0)).into()),
+            6 => {
+                let v = (u128::from(w(0)) << 96)
+                    | (u128::from(w(1)) << 64)
+                    | (u128::from(w(2)) << 32)
+                    | u128::from(w(3));
+                Some(Ipv6Addr::from(v).into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Control thread: sets or clears the outbound SA of `tunnel` (`Release`). False when
+    /// `tunnel` is out of range.
+    pub fn set_outbound(&self, tunnel: u32, sa: Option<SaRef>) -> bool {
+        let Some(c) = self.cells.get(tunnel as usize) else {
+            return false;
+        };
+        let w = sa.map_or(0, |r| SET | (u64::from(r.owner) << 32) | u64::from(r.slot));
+        c.outbound.store(w, Ordering::Release);
+        true
+    }
+
+    /// Control thread: sets or clears the peer of `tunnel` (before the peer map refers to it).
+    pub fn set_peer(&self, tunnel: u32, peer: Option<IpAddr>) -> bool {
+        let Some(c) = self.cells.get(tunnel as usize) else {
+            return false;
+        };
+        let (family, words) = match peer {
+            None => (NO_PEER, [0; 4]),
+            Some(IpAddr::V4(a)) => (4, [u32::from(a), 0, 0, 0]),
+            Some(IpAddr::V6(a)) => {
+                let v = u128::from(a);
+                (
+                    6,
+                    [
+                        (v >> 96) as u32,
+                        (v >> 64) as u32,
+                        (v >> 32) as u32,
+                        v as u32,
+                    ],
+                )
+            }
+        };
+        for (cell, w) in c.peer.iter().zip(words) {
+            cell.store(w, Ordering::Relaxed);
+        }
+        c.family.store(family, Ordering::Release);
+        true
+    }
+}
+
+/// The key a peer address is filed under in the peer map: the IPv4 address itself, or a fold
+/// of the IPv6 address (the map's values are checked against [`TunnelTable::peer`]).
+#[inline]
+pub fn peer_key(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(17);
+            (folded ^ (folded >> 32)) as u32
+        }
+    }
+}
+
+impl std::fmt::Debug for TunnelTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelTable")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_and_peer_round_trip() {
+        let t = TunnelTable::new(3);
+        assert_eq!(t.outbound(1), None);
+        let r = SaRef {
+            owner: 513,
+            slot: 0xfff_fffe,
+        };
+        assert!(t.set_outbound(1, Some(r)));
+        assert_eq!(t.outbound(1), Some(r));
+        assert!(t.set_outbound(1, None));
+        assert_eq!(t.outbound(1), None);
+        assert!(!t.set_outbound(3, Some(r)));
+        for ip in ["198.51.100.2", "2001:db8::1:2", "::ffff:192.0.2.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            t.set_peer(2, Some(ip));
+            assert_eq!(t.peer(2), Some(ip));
+        }
+        t.set_peer(2, None);
+        assert_eq!(t.peer(2), None);
+        assert_eq!(t.outbound(7), None);
+    }
+}
