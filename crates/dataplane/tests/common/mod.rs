@@ -90,7 +90,7 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
     };
     let owner = owner_of_spi(SPI_IN, workers);
     let (mut lc, mut parts) =
-        Lifecycle::with_seed(Sizes::for_tunnels(workers, 64), ports(), 7).expect("lifecycle");
+        Lifecycle::with_seed(Sizes::for_tunnels(workers, 4096), ports(), 7).expect("lifecycle");
     let t = lc
         .add_tunnel(TunnelSpec {
             name: "site-b".into(),
