@@ -29,18 +29,70 @@ pub enum NoticeKind {
     Hard,
 }
 
-/// An SA crossed a lifetime. Sent once per SA and kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An SA crossed a lifetime. Sent once per SA and kind. Eight bytes: the SPI, and the slot
+/// (below 2^24, `espada_lookup::spi::MAX_INDEX_BITS`) with the direction and kind in its top
+/// bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Notice {
-    /// Inbound (else outbound).
-    pub inbound: bool,
-    /// Slot in the worker's slab.
-    pub slot: u32,
-    /// The SA's SPI (the control thread checks it against the slot's current SA).
-    pub spi: u32,
-    /// Soft or hard.
-    pub kind: NoticeKind,
+    spi: u32,
+    slot_flags: u32,
 }
+
+const NOTICE_INBOUND: u32 = 1 << 31;
+const NOTICE_HARD: u32 = 1 << 30;
+const NOTICE_SLOT: u32 = (1 << 30) - 1;
+
+impl Notice {
+    /// A notice for the SA with `spi` in `slot` (inbound or outbound).
+    #[inline]
+    pub fn new(inbound: bool, slot: u32, spi: u32, kind: NoticeKind) -> Notice {
+        let mut f = slot & NOTICE_SLOT;
+        if inbound {
+            f |= NOTICE_INBOUND;
+        }
+        if kind == NoticeKind::Hard {
+            f |= NOTICE_HARD;
+        }
+        Notice { spi, slot_flags: f }
+    }
+
+    /// Inbound (else outbound).
+    pub fn inbound(self) -> bool {
+        self.slot_flags & NOTICE_INBOUND != 0
+    }
+
+    /// Slot in the worker's slab.
+    pub fn slot(self) -> u32 {
+        self.slot_flags & NOTICE_SLOT
+    }
+
+    /// The SA's SPI (the control thread checks it against the slot's current SA).
+    pub fn spi(self) -> u32 {
+        self.spi
+    }
+
+    /// Soft or hard.
+    pub fn kind(self) -> NoticeKind {
+        if self.slot_flags & NOTICE_HARD != 0 {
+            NoticeKind::Hard
+        } else {
+            NoticeKind::Soft
+        }
+    }
+}
+
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notice")
+            .field("inbound", &self.inbound())
+            .field("slot", &self.slot())
+            .field("spi", &format_args!("{:08x}", self.spi))
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Notice>() == 8);
 
 /// A notice ring size that cannot fill for a slab of `slots` slots per direction.
 ///
@@ -203,6 +255,21 @@ mod tests {
             4,
             "never above the burst"
         );
+    }
+
+    #[test]
+    fn a_notice_packs_into_eight_bytes_and_round_trips() {
+        for (inbound, slot, kind) in [
+            (true, 0, NoticeKind::Soft),
+            (false, (1 << 24) - 1, NoticeKind::Hard),
+            (true, 12345, NoticeKind::Hard),
+        ] {
+            let n = Notice::new(inbound, slot, 0xdead_beef, kind);
+            assert_eq!(
+                (n.inbound(), n.slot(), n.spi(), n.kind()),
+                (inbound, slot, 0xdead_beef, kind)
+            );
+        }
     }
 
     #[test]

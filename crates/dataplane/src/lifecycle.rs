@@ -957,29 +957,29 @@ impl Lifecycle {
     }
 
     fn notice(&mut self, w: usize, n: Notice) {
-        let map = if n.inbound {
+        let map = if n.inbound() {
             &self.ends[w].in_tunnel
         } else {
             &self.ends[w].out_tunnel
         };
-        let tunnel = map.get(n.slot as usize).copied().flatten();
+        let tunnel = map.get(n.slot() as usize).copied().flatten();
         let known = tunnel.and_then(|t| self.tunnel(t)).is_some_and(|b| {
-            if n.inbound {
+            if n.inbound() {
                 b.inbound
                     .iter()
-                    .any(|i| i.at.spi == n.spi && i.at.slot == n.slot)
+                    .any(|i| i.at.spi == n.spi() && i.at.slot == n.slot())
             } else {
                 b.outbound
                     .iter()
-                    .any(|o| o.spi == n.spi && o.slot == n.slot)
+                    .any(|o| o.spi == n.spi() && o.slot == n.slot())
             }
         });
         match tunnel {
             Some(tunnel) if known => self.notices.push_back(SaNotice {
                 tunnel,
-                spi: n.spi,
-                inbound: n.inbound,
-                kind: n.kind,
+                spi: n.spi(),
+                inbound: n.inbound(),
+                kind: n.kind(),
             }),
             _ => self.stats.stale_notices += 1,
         }

@@ -346,24 +346,14 @@ fn esp_classified<B: PacketBuf>(
         Ok(x) => x,
         Err(d) => {
             if hard_first {
-                cx.notice(Notice {
-                    inbound: true,
-                    slot,
-                    spi: f.spi,
-                    kind: NoticeKind::Hard,
-                });
+                cx.notice(Notice::new(true, slot, f.spi, NoticeKind::Hard));
             }
             return drop_esp(d);
         }
     };
     cx.stats.add(Counter::EspDecap, 1);
     if p.soft_expired {
-        cx.notice(Notice {
-            inbound: true,
-            slot,
-            spi: f.spi,
-            kind: NoticeKind::Soft,
-        });
+        cx.notice(Notice::new(true, slot, f.spi, NoticeKind::Soft));
     }
     let Some((_, idst)) = addrs else {
         return drop_esp(DropReason::BadInnerHeader);
@@ -460,24 +450,14 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         Ok(p) => p,
         Err(d) => {
             if hard_first {
-                cx.notice(Notice {
-                    inbound: false,
-                    slot,
-                    spi,
-                    kind: NoticeKind::Hard,
-                });
+                cx.notice(Notice::new(false, slot, spi, NoticeKind::Hard));
             }
             return drop_esp(d);
         }
     };
     cx.stats.add(Counter::EspEncap, 1);
     if p.soft_expired {
-        cx.notice(Notice {
-            inbound: false,
-            slot,
-            spi,
-            kind: NoticeKind::Soft,
-        });
+        cx.notice(Notice::new(false, slot, spi, NoticeKind::Soft));
     }
     let outer = if peer.is_ipv6() {
         InnerProto::V6
