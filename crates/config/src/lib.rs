@@ -29,14 +29,19 @@
 
 mod diag;
 mod model;
+mod negotiate;
 mod raw;
 mod secret;
 mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::{
-    Admin, Algorithm, Appliance, Cores, Device, Dpdk, Encapsulation, Lifetime, Logging, Polling,
-    Port, Ports, Prefix, PrefixError, SaKeys, SiteConfig, StaticSa, Tunnel,
+    Admin, Algorithm, Appliance, Cores, Device, Dpd, DpdAction, Dpdk, Encapsulation, Lifetime,
+    Logging, Negotiated, Polling, Port, Ports, Prefix, PrefixError, RekeyTiming, SaKeys,
+    SiteConfig, StartAction, StaticSa, Tunnel,
+};
+pub use negotiate::{
+    DEFAULT_CHILD_LIFETIME, DEFAULT_DPD, DEFAULT_ESP, DEFAULT_IKE, DEFAULT_IKE_LIFETIME,
 };
 pub use secret::Secret;
 pub use validate::{

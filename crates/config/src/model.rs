@@ -248,15 +248,94 @@ pub struct Tunnel {
     pub esn: bool,
     /// Manually keyed SAs (lab only).
     pub static_sa: Option<StaticSa>,
+    /// IKEv2 negotiation (every tunnel without `static_sa`).
+    pub negotiated: Option<Negotiated>,
 }
 
 /// ESP encapsulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encapsulation {
-    /// ESP in UDP port 4500 (NAT-T, RFC 3948); the default.
+    /// UDP 4500 when IKEv2 detects a NAT on either side (RFC 7296 §2.23), raw ESP otherwise;
+    /// the default of negotiated tunnels.
+    Auto,
+    /// ESP in UDP port 4500 (NAT-T, RFC 3948) always; the default of static tunnels.
     Udp,
     /// Raw ESP, IP protocol 50.
     Esp,
+}
+
+/// How a tunnel is negotiated with IKEv2 (RFC 7296). Every value has a default; `defaults:`
+/// at the top of the file changes them for every tunnel, a tunnel's own keys for itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// IKE proposals in preference order (strongSwan syntax, e.g.
+    /// `aes256gcm16-prfsha384-ecp384`).
+    pub ike: Vec<espada_ike::proposal::IkeProposal>,
+    /// ESP proposals in preference order (a DH group means PFS on rekeys, e.g.
+    /// `aes256gcm16-modp2048`).
+    pub esp: Vec<espada_ike::proposal::EspProposal>,
+    /// Our identity (default: our outside address).
+    pub local_id: espada_ike::config::Identity,
+    /// The identity the peer must prove (default: its address).
+    pub remote_id: espada_ike::config::Identity,
+    /// The pre-shared key (RFC 7296 §2.15). Never printed.
+    pub psk: Secret,
+    /// IKE SA lifetime and rekey timing.
+    pub ike_lifetime: RekeyTiming,
+    /// CHILD SA lifetime and rekey timing.
+    pub child_lifetime: RekeyTiming,
+    /// CHILD SA byte limit (hard; the soft limit is derived like the time's).
+    pub child_bytes: Option<u64>,
+    /// CHILD SA packet limit (hard).
+    pub child_packets: Option<u64>,
+    /// Dead peer detection.
+    pub dpd: Dpd,
+    /// What to do at start-up.
+    pub start: StartAction,
+}
+
+/// A lifetime and when to rekey before it: soft lifetime = `time − margin − random(0..jitter)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RekeyTiming {
+    /// Hard lifetime: the SA stops at this age.
+    pub time: std::time::Duration,
+    /// Rekey this long before `time`.
+    pub margin: std::time::Duration,
+    /// Up to this much earlier again, at random, so that tunnels do not rekey in step.
+    pub jitter: std::time::Duration,
+}
+
+/// Dead peer detection (RFC 7296 §2.4 liveness checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dpd {
+    /// Check after this long without inbound traffic (0: only on demand).
+    pub delay: std::time::Duration,
+    /// Declare the peer dead when a check is unanswered this long.
+    pub timeout: std::time::Duration,
+    /// What then.
+    pub action: DpdAction,
+}
+
+/// What to do when the peer is dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpdAction {
+    /// Remove the tunnel's SAs.
+    Clear,
+    /// Remove them and negotiate again at once.
+    Restart,
+    /// Remove them and negotiate again on the next packet for the tunnel.
+    Trap,
+}
+
+/// What a negotiated tunnel does at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAction {
+    /// Wait for the peer to initiate.
+    None,
+    /// Initiate at once.
+    Start,
+    /// Initiate on the first packet for the tunnel.
+    Trap,
 }
 
 /// A manually keyed SA pair.

@@ -22,6 +22,76 @@ pub(crate) struct RawSite {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub dpdk: Option<RawDpdk>,
+    #[serde(default)]
+    pub defaults: Option<RawNegotiation>,
+}
+
+/// IKEv2 settings of a tunnel, or their defaults (top-level `defaults:`). The same keys are
+/// repeated in [`RawTunnel`] (serde-saphyr keeps no locations through `flatten`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNegotiation {
+    #[serde(default)]
+    pub ike: Option<S<String>>,
+    #[serde(default)]
+    pub esp: Option<S<String>>,
+    #[serde(default)]
+    pub local_id: Option<S<String>>,
+    #[serde(default)]
+    pub remote_id: Option<S<String>>,
+    #[serde(default)]
+    pub psk: Option<S<RawKey>>,
+    #[serde(default)]
+    pub ike_lifetime: Option<S<RawRekey>>,
+    #[serde(default)]
+    pub child_lifetime: Option<S<RawRekey>>,
+    #[serde(default)]
+    pub dpd: Option<S<RawDpd>>,
+    #[serde(default)]
+    pub start: Option<S<RawStart>>,
+}
+
+/// A lifetime with its rekey margin and jitter (durations as `30s`, `10m`, `4h`, `1d`, `500ms`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRekey {
+    #[serde(default)]
+    pub time: Option<S<String>>,
+    #[serde(default)]
+    pub margin: Option<S<String>>,
+    #[serde(default)]
+    pub jitter: Option<S<String>>,
+    #[serde(default)]
+    pub bytes: Option<S<u64>>,
+    #[serde(default)]
+    pub packets: Option<S<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpd {
+    #[serde(default)]
+    pub delay: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub action: Option<S<RawDpdAction>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawDpdAction {
+    Clear,
+    Restart,
+    Trap,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawStart {
+    None,
+    Start,
+    Trap,
 }
 
 #[derive(Deserialize)]
@@ -95,11 +165,92 @@ pub(crate) struct RawTunnel {
     pub esn: Option<bool>,
     #[serde(default)]
     pub static_sa: Option<S<RawStaticSa>>,
+    #[serde(default)]
+    pub ike: Option<S<String>>,
+    #[serde(default)]
+    pub esp: Option<S<String>>,
+    #[serde(default)]
+    pub local_id: Option<S<String>>,
+    #[serde(default)]
+    pub remote_id: Option<S<String>>,
+    #[serde(default)]
+    pub psk: Option<S<RawKey>>,
+    #[serde(default)]
+    pub ike_lifetime: Option<S<RawRekey>>,
+    #[serde(default)]
+    pub child_lifetime: Option<S<RawRekey>>,
+    #[serde(default)]
+    pub dpd: Option<S<RawDpd>>,
+    #[serde(default)]
+    pub start: Option<S<RawStart>>,
+}
+
+impl RawTunnel {
+    /// The tunnel's IKEv2 keys, borrowed as one [`RawNegotiation`]-shaped view.
+    pub fn negotiation(&self) -> NegotiationRef<'_> {
+        NegotiationRef {
+            ike: self.ike.as_ref(),
+            esp: self.esp.as_ref(),
+            local_id: self.local_id.as_ref(),
+            remote_id: self.remote_id.as_ref(),
+            psk: self.psk.as_ref(),
+            ike_lifetime: self.ike_lifetime.as_ref(),
+            child_lifetime: self.child_lifetime.as_ref(),
+            dpd: self.dpd.as_ref(),
+            start: self.start.as_ref(),
+        }
+    }
+
+    /// True when any IKEv2 key is set on the tunnel itself.
+    pub fn has_negotiation_keys(&self) -> bool {
+        let n = self.negotiation();
+        n.ike.is_some()
+            || n.esp.is_some()
+            || n.local_id.is_some()
+            || n.remote_id.is_some()
+            || n.psk.is_some()
+            || n.ike_lifetime.is_some()
+            || n.child_lifetime.is_some()
+            || n.dpd.is_some()
+            || n.start.is_some()
+    }
+}
+
+impl RawNegotiation {
+    /// Borrowed view.
+    pub fn as_ref(&self) -> NegotiationRef<'_> {
+        NegotiationRef {
+            ike: self.ike.as_ref(),
+            esp: self.esp.as_ref(),
+            local_id: self.local_id.as_ref(),
+            remote_id: self.remote_id.as_ref(),
+            psk: self.psk.as_ref(),
+            ike_lifetime: self.ike_lifetime.as_ref(),
+            child_lifetime: self.child_lifetime.as_ref(),
+            dpd: self.dpd.as_ref(),
+            start: self.start.as_ref(),
+        }
+    }
+}
+
+/// The IKEv2 keys of a tunnel or of `defaults:`, borrowed.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NegotiationRef<'a> {
+    pub ike: Option<&'a S<String>>,
+    pub esp: Option<&'a S<String>>,
+    pub local_id: Option<&'a S<String>>,
+    pub remote_id: Option<&'a S<String>>,
+    pub psk: Option<&'a S<RawKey>>,
+    pub ike_lifetime: Option<&'a S<RawRekey>>,
+    pub child_lifetime: Option<&'a S<RawRekey>>,
+    pub dpd: Option<&'a S<RawDpd>>,
+    pub start: Option<&'a S<RawStart>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RawEncapsulation {
+    Auto,
     Udp,
     Esp,
 }

@@ -2,6 +2,7 @@
 
 use crate::diag::Diagnostic;
 use crate::model::*;
+use crate::negotiate;
 use crate::raw::*;
 use crate::secret::Secret;
 use serde_saphyr::Location;
@@ -39,7 +40,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn error(
+    pub(crate) fn error(
         &mut self,
         at: &Location,
         path: &str,
@@ -56,6 +57,18 @@ impl<'a> Ctx<'a> {
             label: label.into(),
             help,
         });
+    }
+}
+
+impl Ctx<'_> {
+    /// An environment variable, through the caller's look-up.
+    pub(crate) fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// Where relative file paths are resolved.
+    pub(crate) fn base_dir(&self) -> &Path {
+        self.base_dir
     }
 }
 
@@ -85,7 +98,16 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
             raw.ports.outside.value.ipv4.is_some(),
             raw.ports.outside.value.ipv6.is_some(),
         );
-        let tunnel = tunnel(t, &path, lab, families, cx);
+        let outside = (
+            parse_addr(raw.ports.outside.value.ipv4.as_ref()),
+            parse_addr(raw.ports.outside.value.ipv6.as_ref()),
+        );
+        let defaults = raw
+            .defaults
+            .as_ref()
+            .map(RawNegotiation::as_ref)
+            .unwrap_or_default();
+        let tunnel = tunnel(t, &path, lab, families, outside, defaults, cx);
         if let Some(sa) = t.static_sa.as_ref() {
             let spi = &sa.value.inbound.spi;
             if let Ok(v) = u32::try_from(spi.value)
@@ -564,11 +586,18 @@ fn selectors(raw: &S<Vec<S<String>>>, path: &str, cx: &mut Ctx<'_>) -> Vec<Prefi
     out
 }
 
+/// The address of an `ipv4:`/`ipv6:` port key (`198.51.100.1/24` → `198.51.100.1`), if valid.
+fn parse_addr(v: Option<&S<String>>) -> Option<IpAddr> {
+    v?.value.split('/').next()?.parse().ok()
+}
+
 fn tunnel(
     raw: &RawTunnel,
     path: &str,
     lab: bool,
     (outside_v4, outside_v6): (bool, bool),
+    (local_v4, local_v6): (Option<IpAddr>, Option<IpAddr>),
+    defaults: NegotiationRef<'_>,
     cx: &mut Ctx<'_>,
 ) -> Option<Tunnel> {
     let before = cx.diags.len();
@@ -633,21 +662,61 @@ fn tunnel(
         .static_sa
         .as_ref()
         .and_then(|sa| static_sa(sa, &format!("{path}.static_sa"), lab, cx));
+    let negotiated = match &raw.static_sa {
+        Some(sa) => {
+            if raw.has_negotiation_keys() {
+                cx.error(
+                    &sa.referenced,
+                    &format!("{path}.static_sa"),
+                    "a tunnel has static SAs or IKEv2 settings, not both",
+                    "static SAs here",
+                    Some("remove `static_sa` to negotiate the tunnel with IKEv2".into()),
+                );
+            }
+            if let Some(RawEncapsulation::Auto) = raw.encapsulation {
+                cx.error(
+                    &sa.referenced,
+                    &format!("{path}.encapsulation"),
+                    "`encapsulation: auto` needs IKEv2 to detect NAT",
+                    "static SAs cannot detect NAT",
+                    Some("use `encapsulation: udp` or `encapsulation: esp`".into()),
+                );
+            }
+            None
+        }
+        None => {
+            let local = match peer {
+                Some(IpAddr::V6(_)) => local_v6,
+                _ => local_v4,
+            };
+            negotiate::negotiated(
+                raw.negotiation(),
+                defaults,
+                path,
+                &raw.name,
+                local,
+                peer,
+                cx,
+            )
+        }
+    };
     if cx.diags.len() != before {
         return None;
     }
     Some(Tunnel {
         name: raw.name.value.clone(),
         peer: peer?,
-        encapsulation: match raw.encapsulation {
-            Some(RawEncapsulation::Esp) => Encapsulation::Esp,
-            Some(RawEncapsulation::Udp) | None => Encapsulation::Udp,
+        encapsulation: match (raw.encapsulation, &negotiated) {
+            (Some(RawEncapsulation::Esp), _) => Encapsulation::Esp,
+            (Some(RawEncapsulation::Udp), _) | (None, None) => Encapsulation::Udp,
+            (Some(RawEncapsulation::Auto), _) | (None, Some(_)) => Encapsulation::Auto,
         },
         local_ts,
         remote_ts,
         replay_window,
         esn: raw.esn.unwrap_or(false),
         static_sa,
+        negotiated,
     })
 }
 
@@ -866,7 +935,7 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
     }
 }
 
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
@@ -880,6 +949,11 @@ enum HexError {
 }
 
 /// Hex with whitespace anywhere and an optional `0x`; the result is the only copy of the bytes.
+/// Hex digits (optionally after `0x`, whitespace ignored) → bytes; `None` when not hex.
+pub(crate) fn decode_hex_bytes(text: &str) -> Option<Vec<u8>> {
+    decode_hex(text).ok()
+}
+
 fn decode_hex(text: &str) -> Result<Vec<u8>, HexError> {
     let trimmed = text.trim();
     let body = trimmed

@@ -6,7 +6,13 @@ use std::path::Path;
 const EXAMPLE: &str = include_str!("examples/lab-static.yaml");
 
 fn env(name: &str) -> Option<String> {
-    (name == "ESPADA_KEY_B_IN").then(|| "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3".to_string())
+    match name {
+        "ESPADA_KEY_B_IN" => Some("a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3".to_string()),
+        "ESPADA_PSK_C" => {
+            Some("0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".into())
+        }
+        _ => None,
+    }
 }
 
 fn run(text: &str) {

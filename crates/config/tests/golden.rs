@@ -10,6 +10,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "ESPADA_KEY_B_IN" => Some(KEY_B_IN.to_string()),
         "ESPADA_KEY_SHORT" => Some(format!("  {KEY_SHORT}\n")),
+        "ESPADA_PSK_C" => Some("correct horse battery staple, espada".to_string()),
         _ => None,
     }
 }
@@ -35,6 +36,7 @@ const CASES: &[&str] = &[
     "gateway-outside",
     "many-problems",
     "missing-env-key",
+    "negotiation-problems",
     "spi-reserved",
     "static-without-lab",
     "unknown-key",
@@ -116,10 +118,11 @@ fn errors_name_file_line_column_and_key_path() {
 fn all_semantic_problems_are_collected() {
     let out = render("many-problems");
     let count = out.matches("\nerror: ").count() + usize::from(out.starts_with("error: "));
-    // device, mtu, peer family, empty remote_ts, replay window, admin socket + summary line.
-    assert_eq!(count, 7, "{out}");
+    // device, mtu, peer family, empty remote_ts, replay window, a negotiated tunnel without a
+    // PSK, admin socket + summary line.
+    assert_eq!(count, 8, "{out}");
     assert!(
-        out.ends_with("error: 6 problems in many-problems.yaml\n"),
+        out.ends_with("error: 7 problems in many-problems.yaml\n"),
         "{out}"
     );
 }

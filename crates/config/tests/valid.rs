@@ -14,8 +14,11 @@ fn prefix(s: &str) -> Prefix {
 }
 
 fn env(name: &str) -> Option<String> {
-    (name == "ESPADA_KEY_B_IN")
-        .then(|| "0x a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 \n".to_string())
+    match name {
+        "ESPADA_KEY_B_IN" => Some("0x a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 \n".to_string()),
+        "ESPADA_PSK_C" => Some("correct horse battery staple, espada\n".to_string()),
+        _ => None,
+    }
 }
 
 fn load_example() -> Loaded {
@@ -103,6 +106,28 @@ fn lab_example_parses_into_expected_values() {
     assert_eq!(cc.encapsulation, Encapsulation::Esp);
     assert_eq!(cc.replay_window, DEFAULT_REPLAY_WINDOW);
     assert!(cc.static_sa.is_none());
+    // site-c is negotiated: its own keys, then `defaults:`, then espada's defaults.
+    let n = cc.negotiated.as_ref().expect("negotiated");
+    assert!(b.negotiated.is_none(), "static tunnels are not negotiated");
+    assert_eq!(n.ike.len(), 1);
+    assert_eq!(n.esp.len(), 2, "from defaults.esp");
+    assert!(!n.esp[0].dh.is_empty(), "PFS from defaults.esp");
+    assert_eq!(
+        n.remote_id,
+        espada_ike::config::Identity::Fqdn("c.example.net".into())
+    );
+    assert_eq!(
+        n.local_id,
+        espada_ike::config::Identity::Addr(ip("2001:db8:1::1")),
+        "our outside address of the peer's family"
+    );
+    assert_eq!(n.psk.expose(), b"correct horse battery staple, espada");
+    assert_eq!(n.child_lifetime.time, Duration::from_secs(3600));
+    assert_eq!(n.child_lifetime.margin, Duration::from_secs(300));
+    assert_eq!(n.child_bytes, Some(1_000_000_000));
+    assert_eq!(n.ike_lifetime, espada_config::DEFAULT_IKE_LIFETIME);
+    assert_eq!(n.dpd.delay, Duration::from_secs(10));
+    assert_eq!(n.start, espada_config::StartAction::Start);
     assert_eq!(c.logging.unknown_spi_interval, Duration::from_secs(5));
     assert_eq!(c.admin.socket, Path::new("/run/espada/admin.sock"));
     // Static SAs in lab mode load, with a loud warning naming the tunnel.
@@ -202,4 +227,79 @@ fn dpdk_args_and_rx_queues_are_read_and_derived_eal_options_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("ports.outside.rx_queues"), "{e}");
+}
+
+/// A negotiated tunnel whose PSK is in `psk.txt` (mode `mode`) next to the configuration.
+fn negotiated_site(psk: &str, mode: u32) -> Loaded {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("espada-psk-{}-{mode:o}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("psk.txt");
+    std::fs::write(&file, psk).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let text = r#"
+appliance: { name: hub }
+cores: { control: 0, workers: [1] }
+ports:
+  outside: { device: "net_af_packet0,iface=wan0", ipv4: 198.51.100.1/24 }
+  inside: { device: "net_af_packet1,iface=lan0", ipv4: 192.0.2.1/24 }
+tunnels:
+  - name: branch
+    peer: 198.51.100.2
+    local_ts: [192.0.2.0/24]
+    remote_ts: [203.0.113.0/24]
+    psk: { file: psk.txt }
+"#;
+    let loaded =
+        parse_str_with_env(text, "hub.yaml", &dir, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    loaded
+}
+
+#[test]
+fn a_psk_file_others_can_read_and_a_short_psk_are_warned_about_never_printed() {
+    let secret = "a-long-enough-passphrase-for-the-lab";
+    let ok = negotiated_site(&format!("{secret}\n"), 0o600);
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let n = ok.config.tunnels[0].negotiated.as_ref().unwrap();
+    assert_eq!(
+        n.psk.expose(),
+        secret.as_bytes(),
+        "trailing newline removed"
+    );
+    assert_eq!(
+        ok.config.tunnels[0].encapsulation,
+        Encapsulation::Auto,
+        "negotiated default"
+    );
+    assert!(
+        !format!("{:?}", ok.config).contains(secret),
+        "Debug shows no PSK"
+    );
+    let open = negotiated_site(secret, 0o644);
+    assert_eq!(open.warnings.len(), 1);
+    assert!(
+        open.warnings[0].contains("readable by group or others")
+            && open.warnings[0].contains("0644"),
+        "{:?}",
+        open.warnings
+    );
+    let short = negotiated_site("0x0011223344", 0o600);
+    assert_eq!(short.warnings.len(), 1);
+    assert!(
+        short.warnings[0].contains("only 5 bytes"),
+        "{:?}",
+        short.warnings
+    );
+    assert_eq!(
+        short.config.tunnels[0]
+            .negotiated
+            .as_ref()
+            .unwrap()
+            .psk
+            .expose(),
+        &[0, 0x11, 0x22, 0x33, 0x44],
+        "0x… is hex"
+    );
+    assert!(short.warnings.iter().all(|w| !w.contains("0011223344")));
 }

@@ -50,15 +50,17 @@ fn install_tunnels(
             id as usize == i,
             "tunnel {name}: id {id} is not its index {i}"
         );
-        if let Some((inb, outb)) = t.static_sas {
-            lc.allocate_static_spi(id, inb.spi())
-                .with_context(|| format!("tunnel {name}: inbound SPI {:08x}", inb.spi()))?;
-            lc.install_inbound(id, inb)
-                .with_context(|| format!("tunnel {name}: inbound SA"))?;
-            outbound.push((id, outb.spi(), name.clone()));
-            lc.install_outbound(id, outb)
-                .with_context(|| format!("tunnel {name}: outbound SA"))?;
-        }
+        let Some((inb, outb)) = t.static_sas else {
+            warn!(tunnel = %name, "negotiated (IKEv2) tunnels are validated but not negotiated by the daemon yet: this tunnel carries no traffic");
+            continue;
+        };
+        lc.allocate_static_spi(id, inb.spi())
+            .with_context(|| format!("tunnel {name}: inbound SPI {:08x}", inb.spi()))?;
+        lc.install_inbound(id, inb)
+            .with_context(|| format!("tunnel {name}: inbound SA"))?;
+        outbound.push((id, outb.spi(), name.clone()));
+        lc.install_outbound(id, outb)
+            .with_context(|| format!("tunnel {name}: outbound SA"))?;
     }
     lc.apply_directly(parts, now);
     for (id, spi, name) in outbound {
