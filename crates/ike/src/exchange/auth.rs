@@ -41,7 +41,7 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: InitData) {
         return;
     };
     let Some(keys) = sa.keys.as_ref() else { return };
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+    let Some(spi_in) = ctx.spis.allocate(sa.peer, ctx.rng) else {
         ctx.out.event(Event::ExchangeFailed {
             ike: sa.id,
             notify: NotifyType::NO_ADDITIONAL_SAS,

@@ -446,7 +446,7 @@ pub(crate) fn respond_in_auth(
         Ok(a) => a,
         Err(p) => return p,
     };
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+    let Some(spi_in) = ctx.spis.allocate(sa.peer, ctx.rng) else {
         return notify(NotifyType::NO_ADDITIONAL_SAS);
     };
     let Some(k) = sa.keys.as_ref() else {
@@ -494,7 +494,7 @@ pub(crate) fn start_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: ChildId, rekey
             .first()
             .and_then(|p| p.dh.first().copied())
     });
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+    let Some(spi_in) = ctx.spis.allocate(sa.peer, ctx.rng) else {
         ctx.out.event(Event::ExchangeFailed {
             ike: sa.id,
             notify: NotifyType::NO_ADDITIONAL_SAS,
@@ -848,7 +848,7 @@ fn respond_create(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<Paylo
         }
         _ => (None, None),
     };
-    let Some(spi_in) = ctx.spis.allocate(ctx.rng) else {
+    let Some(spi_in) = ctx.spis.allocate(sa.peer, ctx.rng) else {
         return notify(NotifyType::NO_ADDITIONAL_SAS);
     };
     let nr = super::init::nonce(ctx);

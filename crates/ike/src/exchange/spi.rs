@@ -7,8 +7,10 @@ use crate::rng::Random;
 
 /// Allocates inbound ESP SPIs, unique among all live ones; never 0..=255 (RFC 4303 §2.1).
 pub trait SpiAllocator {
-    /// A fresh SPI, or `None` when none is left.
-    fn allocate(&mut self, rng: &mut dyn Random) -> Option<u32>;
+    /// A fresh SPI for a CHILD_SA with the peer of index `peer` in the endpoint's peer list
+    /// (`None` only before the peer is known), or `None` when none is left. The data plane
+    /// uses `peer` to place the SA on the worker of the peer's tunnel.
+    fn allocate(&mut self, peer: Option<usize>, rng: &mut dyn Random) -> Option<u32>;
     /// `spi` is no longer in use (its SA is retired or was never installed).
     fn release(&mut self, spi: u32);
 }
@@ -27,7 +29,7 @@ impl RandomSpis {
 }
 
 impl SpiAllocator for RandomSpis {
-    fn allocate(&mut self, rng: &mut dyn Random) -> Option<u32> {
+    fn allocate(&mut self, _peer: Option<usize>, rng: &mut dyn Random) -> Option<u32> {
         // A bounded number of draws: with far fewer live SPIs than 2^32 the first succeeds.
         (0..64)
             .map(|_| rng.next_u32())

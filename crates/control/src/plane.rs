@@ -1,0 +1,875 @@
+//! [`ControlPlane`]: the IKE endpoint, one IKE SA and one CHILD_SA per negotiated tunnel, the
+//! rekey scheduler, dead peer detection and start actions, and the translation of the
+//! endpoint's actions into data-plane lifecycle calls — driven by time, datagrams and admin
+//! commands (the quinn-proto shape: `handle_*` in, `poll_*` out).
+//!
+//! Make-before-break, end to end:
+//! - every IKE message the endpoint produces after an `InstallInbound` is **held** until the
+//!   data plane acknowledges the install (every worker decrypts the new SPI), so the peer can
+//!   never send on an SPI a worker does not know yet;
+//! - a switch, retirement or removal of an SA whose install is not acknowledged yet waits for
+//!   that acknowledgement, in order;
+//! - a CHILD_SA (or IKE SA) whose rekey has not completed when its hard lifetime arrives is
+//!   deleted: its outbound SA is removed, so the tunnel drops and counts (`no_outbound_sa`),
+//!   never sends in clear, and the event is logged as an error.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use espada_config::{Dpd, DpdAction, RekeyTiming, StartAction};
+use espada_ike::config::{EndpointConfig, PeerConfig};
+use espada_ike::exchange::{
+    Action, ChildId, ChildSaParams, DeleteReason, Endpoint, Event, IkeSaId, Transmit,
+};
+use espada_ike::rng::Random;
+
+use crate::dataplane::{DataPlane, Expiry, Ticket, TunnelId};
+use crate::spis::{DataPlaneSpis, Reserved};
+
+/// How long a tunnel that failed to come up waits before trying again (`start: start`).
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The control plane's settings of one negotiated tunnel (the IKE side is its `PeerConfig`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelSettings {
+    /// Operator's name.
+    pub name: String,
+    /// The data plane's tunnel.
+    pub tunnel: TunnelId,
+    /// What to do at start-up.
+    pub start: StartAction,
+    /// IKE SA lifetime and rekey timing.
+    pub ike_lifetime: RekeyTiming,
+    /// CHILD SA lifetime and rekey timing.
+    pub child_lifetime: RekeyTiming,
+    /// Dead peer detection.
+    pub dpd: Dpd,
+}
+
+/// Severity of a [`LogLine`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// A normal state change.
+    Info,
+    /// Something failed that the peer or the operator should look at.
+    Warn,
+    /// Traffic stopped.
+    Error,
+}
+
+/// One line per state change, for the daemon's log. Never contains key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: Level,
+    /// The tunnel's name (empty for endpoint-wide lines).
+    pub tunnel: String,
+    /// What happened.
+    pub text: String,
+}
+
+/// What `show tunnels` / `show ike` print of one negotiated tunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelStatus {
+    /// Name.
+    pub name: String,
+    /// IKE SA state (`none`, `connecting`, `established`, …).
+    pub ike_state: String,
+    /// IKE SPIs (initiator, responder).
+    pub ike_spis: Option<(u64, u64)>,
+    /// Current CHILD_SA (inbound, outbound) SPIs.
+    pub child_spis: Option<(u32, u32)>,
+    /// Time to the next CHILD_SA rekey.
+    pub next_child_rekey: Option<Duration>,
+    /// Time to the next IKE SA rekey.
+    pub next_ike_rekey: Option<Duration>,
+    /// CHILD_SA rekeys completed.
+    pub child_rekeys: u64,
+    /// IKE SA rekeys completed.
+    pub ike_rekeys: u64,
+    /// When the last liveness check was sent.
+    pub last_dpd: Option<Instant>,
+}
+
+/// State of one negotiated tunnel.
+#[derive(Debug)]
+struct Run {
+    s: TunnelSettings,
+    ike: Option<IkeSaId>,
+    child: Option<ChildId>,
+    spis: Option<(u32, u32)>,
+    child_soft: Option<Instant>,
+    child_hard: Option<Instant>,
+    ike_soft: Option<Instant>,
+    ike_hard: Option<Instant>,
+    dpd_next: Option<Instant>,
+    dpd_packets: u64,
+    last_dpd: Option<Instant>,
+    restart_at: Option<Instant>,
+    child_rekeys: u64,
+    ike_rekeys: u64,
+}
+
+impl Run {
+    fn new(s: TunnelSettings) -> Run {
+        Run {
+            s,
+            ike: None,
+            child: None,
+            spis: None,
+            child_soft: None,
+            child_hard: None,
+            ike_soft: None,
+            ike_hard: None,
+            dpd_next: None,
+            dpd_packets: 0,
+            last_dpd: None,
+            restart_at: None,
+            child_rekeys: 0,
+            ike_rekeys: 0,
+        }
+    }
+
+    fn deadlines(&self) -> impl Iterator<Item = Instant> {
+        [
+            self.child_soft,
+            self.child_hard,
+            self.ike_soft,
+            self.ike_hard,
+            self.dpd_next,
+            self.restart_at,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// A data-plane call waiting for an SA's install to be acknowledged.
+#[derive(Clone, Copy, Debug)]
+enum Deferred {
+    Switch { tunnel: TunnelId, spi: u32 },
+    Retire { tunnel: TunnelId, spi: u32 },
+    Remove { tunnel: TunnelId, spi: u32 },
+}
+
+/// Counters of the control plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControlStats {
+    /// IKE messages held until an inbound install was acknowledged.
+    pub held_transmits: u64,
+    /// Data-plane calls deferred until an install was acknowledged.
+    pub deferred_calls: u64,
+    /// Data-plane calls that failed.
+    pub dataplane_errors: u64,
+    /// Rekeys started by the scheduler or a soft-lifetime notice.
+    pub rekeys_started: u64,
+    /// SAs deleted because their hard lifetime came before the rekey completed.
+    pub hard_expired: u64,
+    /// Liveness checks sent by DPD.
+    pub dpd_checks: u64,
+}
+
+/// See the module documentation.
+pub struct ControlPlane<D: DataPlane> {
+    ep: Endpoint,
+    dp: Rc<RefCell<D>>,
+    reserved: Rc<RefCell<Reserved>>,
+    runs: Vec<Run>,
+    by_name: HashMap<String, usize>,
+    ike_peer: HashMap<IkeSaId, usize>,
+    child_peer: HashMap<ChildId, usize>,
+    /// Inbound installs not yet acknowledged: IKE messages wait for them.
+    blocking: HashSet<Ticket>,
+    /// Installs not yet acknowledged, by ticket: (tunnel, spi, inbound).
+    installing: HashMap<Ticket, (TunnelId, u32, bool)>,
+    /// The SAs of `installing`, for deferring calls on them.
+    installing_sas: HashSet<(TunnelId, u32, bool)>,
+    deferred: Vec<((TunnelId, u32, bool), Deferred)>,
+    /// Inbound SAs whose first packet the endpoint wants to hear of.
+    watch: Vec<(TunnelId, u32)>,
+    held: VecDeque<Transmit>,
+    out: VecDeque<Transmit>,
+    log: VecDeque<LogLine>,
+    jitter: Box<dyn Random>,
+    stats: ControlStats,
+}
+
+impl<D: DataPlane + 'static> ControlPlane<D> {
+    /// A control plane for `peers` (the IKE side of each negotiated tunnel) with `settings`
+    /// (same order), over data plane `dp`. `rng` feeds the IKE endpoint (nonces, DH, SPIs of
+    /// IKE SAs), `jitter` the rekey jitter.
+    pub fn new(
+        config: EndpointConfig,
+        peers: Vec<PeerConfig>,
+        settings: Vec<TunnelSettings>,
+        dp: D,
+        rng: Box<dyn Random>,
+        jitter: Box<dyn Random>,
+    ) -> ControlPlane<D> {
+        let dp = Rc::new(RefCell::new(dp));
+        let reserved = Rc::new(RefCell::new(Reserved::default()));
+        let tunnels = Rc::new(settings.iter().map(|s| s.tunnel).collect::<Vec<_>>());
+        let spis = DataPlaneSpis {
+            dp: dp.clone(),
+            reserved: reserved.clone(),
+            tunnels,
+        };
+        let by_name = settings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        ControlPlane {
+            ep: Endpoint::new(config, peers, rng, Box::new(spis)),
+            dp,
+            reserved,
+            runs: settings.into_iter().map(Run::new).collect(),
+            by_name,
+            ike_peer: HashMap::new(),
+            child_peer: HashMap::new(),
+            blocking: HashSet::new(),
+            installing: HashMap::new(),
+            installing_sas: HashSet::new(),
+            deferred: Vec::new(),
+            watch: Vec::new(),
+            held: VecDeque::new(),
+            out: VecDeque::new(),
+            log: VecDeque::new(),
+            jitter,
+            stats: ControlStats::default(),
+        }
+    }
+
+    /// The IKE endpoint (for its statistics and IKE SAs).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+
+    /// The data plane.
+    pub fn dataplane(&self) -> std::cell::Ref<'_, D> {
+        self.dp.borrow()
+    }
+
+    /// The data plane, mutably (tests, the daemon's own calls between turns).
+    pub fn dataplane_mut(&self) -> std::cell::RefMut<'_, D> {
+        self.dp.borrow_mut()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ControlStats {
+        self.stats
+    }
+
+    /// Initiates every tunnel configured with `start: start`.
+    pub fn start(&mut self, now: Instant) {
+        for i in 0..self.runs.len() {
+            if self.runs[i].s.start == StartAction::Start {
+                self.initiate_peer(i, now);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn line(&mut self, level: Level, run: Option<usize>, text: String) {
+        let tunnel = run
+            .and_then(|i| self.runs.get(i))
+            .map(|r| r.s.name.clone())
+            .unwrap_or_default();
+        self.log.push_back(LogLine {
+            level,
+            tunnel,
+            text,
+        });
+    }
+
+    fn initiate_peer(&mut self, i: usize, now: Instant) {
+        self.runs[i].restart_at = None;
+        match self.ep.initiate(now, i) {
+            Ok(ike) => {
+                self.ike_peer.insert(ike, i);
+                self.runs[i].ike = Some(ike);
+                self.line(Level::Info, Some(i), "initiating".into());
+            }
+            Err(e) => self.line(Level::Warn, Some(i), format!("cannot initiate: {e}")),
+        }
+    }
+
+    /// `espada initiate TUNNEL`.
+    pub fn initiate(&mut self, now: Instant, name: &str) -> Result<(), String> {
+        let i = self.index(name)?;
+        self.initiate_peer(i, now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// `espada rekey TUNNEL [--ike|--child]`.
+    pub fn rekey(&mut self, now: Instant, name: &str, ike: bool) -> Result<(), String> {
+        let i = self.index(name)?;
+        let r = &self.runs[i];
+        let res = match (ike, r.ike, r.child) {
+            (true, Some(sa), _) => self.ep.rekey_ike(now, sa).map_err(|e| e.to_string()),
+            (false, _, Some(c)) => self.ep.rekey_child(now, c).map_err(|e| e.to_string()),
+            _ => Err(format!("tunnel {name} is not established")),
+        };
+        if res.is_ok() {
+            self.stats.rekeys_started += 1;
+        }
+        self.pump(now);
+        res
+    }
+
+    /// `espada clear TUNNEL`: deletes its IKE SA (and so its CHILD_SAs).
+    pub fn clear(&mut self, now: Instant, name: &str) -> Result<(), String> {
+        let i = self.index(name)?;
+        let Some(ike) = self.runs[i].ike else {
+            return Err(format!("tunnel {name} has no IKE SA"));
+        };
+        let r = self.ep.delete_ike(now, ike).map_err(|e| e.to_string());
+        self.pump(now);
+        r
+    }
+
+    fn index(&self, name: &str) -> Result<usize, String> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("no negotiated tunnel named {name}"))
+    }
+
+    /// An IKE datagram arrived (`bytes` as on the wire: with the non-ESP marker on port 4500).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.ep.handle_datagram(now, local, remote, bytes);
+        self.pump(now);
+    }
+
+    /// Time has passed: the endpoint's timers, rekeys, hard lifetimes, DPD, restarts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        for i in 0..self.runs.len() {
+            self.timers(i, now);
+        }
+        self.pump(now);
+    }
+
+    /// The earliest time [`ControlPlane::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.runs
+            .iter()
+            .flat_map(Run::deadlines)
+            .chain(self.ep.poll_timeout())
+            .min()
+    }
+
+    /// Acknowledgements and notices from the data plane; releases held IKE messages.
+    pub fn poll(&mut self, now: Instant) {
+        self.dp.borrow_mut().poll(now);
+        loop {
+            let ack = self.dp.borrow_mut().poll_ack();
+            let Some((t, r)) = ack else { break };
+            self.ack(t, r, now);
+        }
+        loop {
+            let n = self.dp.borrow_mut().poll_notice();
+            let Some(n) = n else { break };
+            let Some(i) = self.runs.iter().position(|r| r.s.tunnel == n.tunnel) else {
+                continue;
+            };
+            match n.expiry {
+                Expiry::Soft => {
+                    if self.runs[i]
+                        .spis
+                        .is_some_and(|(a, b)| a == n.spi || b == n.spi)
+                        && let Some(c) = self.runs[i].child
+                        && self.ep.rekey_child(now, c).is_ok()
+                    {
+                        self.stats.rekeys_started += 1;
+                    }
+                }
+                Expiry::Hard => self.line(
+                    Level::Error,
+                    Some(i),
+                    format!(
+                        "SA 0x{:08x} ({}) reached its hard byte/packet limit before a rekey \
+                         replaced it: it carries no more traffic",
+                        n.spi,
+                        if n.inbound { "inbound" } else { "outbound" }
+                    ),
+                ),
+            }
+        }
+        let seen: Vec<(TunnelId, u32)> = {
+            let dp = self.dp.borrow();
+            self.watch
+                .iter()
+                .copied()
+                .filter(|&(t, spi)| dp.inbound_packets(t, spi).is_some_and(|n| n > 0))
+                .collect()
+        };
+        for (t, spi) in seen {
+            self.watch.retain(|&w| w != (t, spi));
+            self.ep.inbound_traffic(now, spi);
+        }
+        self.pump(now);
+    }
+
+    /// The next IKE datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// The next log line.
+    pub fn poll_log(&mut self) -> Option<LogLine> {
+        self.log.pop_front()
+    }
+
+    /// Status of every negotiated tunnel.
+    pub fn status(&self, now: Instant) -> Vec<TunnelStatus> {
+        self.runs
+            .iter()
+            .map(|r| {
+                let sa = r
+                    .ike
+                    .and_then(|id| self.ep.ike_sas().find(|s| s.id() == id));
+                TunnelStatus {
+                    name: r.s.name.clone(),
+                    ike_state: sa.map_or("none", |s| s.state_name()).to_string(),
+                    ike_spis: sa.map(|s| s.spis()),
+                    child_spis: r.spis,
+                    next_child_rekey: r.child_soft.map(|t| t.saturating_duration_since(now)),
+                    next_ike_rekey: r.ike_soft.map(|t| t.saturating_duration_since(now)),
+                    child_rekeys: r.child_rekeys,
+                    ike_rekeys: r.ike_rekeys,
+                    last_dpd: r.last_dpd,
+                }
+            })
+            .collect()
+    }
+
+    /// Drains the endpoint: actions to the data plane, then messages (held while an inbound
+    /// install is unacknowledged), then events.
+    fn pump(&mut self, now: Instant) {
+        while let Some(a) = self.ep.poll_action() {
+            self.action(a, now);
+        }
+        while let Some(t) = self.ep.poll_transmit() {
+            if self.blocking.is_empty() && self.held.is_empty() {
+                self.out.push_back(t);
+            } else {
+                self.stats.held_transmits += 1;
+                self.held.push_back(t);
+            }
+        }
+        if self.blocking.is_empty() {
+            self.out.extend(self.held.drain(..));
+        }
+        while let Some(e) = self.ep.poll_event() {
+            self.event(e, now);
+        }
+    }
+
+    fn peer_of_ike(&self, ike: IkeSaId) -> Option<usize> {
+        self.ike_peer.get(&ike).copied().or_else(|| {
+            self.ep
+                .ike_sas()
+                .find(|s| s.id() == ike)
+                .and_then(|s| s.peer_index())
+        })
+    }
+
+    fn tunnel_of_params(&mut self, p: &ChildSaParams) -> Option<TunnelId> {
+        let i = self.peer_of_ike(p.ike)?;
+        self.child_peer.insert(p.child, i);
+        Some(self.runs[i].s.tunnel)
+    }
+
+    fn tunnel_of_child(&self, c: ChildId) -> Option<TunnelId> {
+        self.child_peer.get(&c).map(|&i| self.runs[i].s.tunnel)
+    }
+
+    fn dp_result(&mut self, r: Result<Ticket, String>, what: &str) -> Option<Ticket> {
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.stats.dataplane_errors += 1;
+                self.line(
+                    Level::Error,
+                    None,
+                    format!("data plane refused {what}: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn action(&mut self, a: Action, now: Instant) {
+        match a {
+            Action::InstallInbound(p) => {
+                let Some(tunnel) = self.tunnel_of_params(&p) else {
+                    return;
+                };
+                self.reserved.borrow_mut().by_spi.remove(&p.spi);
+                let r = self.dp.borrow_mut().install_inbound(tunnel, &p);
+                if let Some(t) = self.dp_result(r, "an inbound SA") {
+                    self.blocking.insert(t);
+                    self.installing.insert(t, (tunnel, p.spi, true));
+                    self.installing_sas.insert((tunnel, p.spi, true));
+                    if p.report_first_packet {
+                        self.watch.push((tunnel, p.spi));
+                    }
+                }
+            }
+            Action::InstallOutbound(p) => {
+                let Some(tunnel) = self.tunnel_of_params(&p) else {
+                    return;
+                };
+                let r = self.dp.borrow_mut().install_outbound(tunnel, &p);
+                if let Some(t) = self.dp_result(r, "an outbound SA") {
+                    self.installing.insert(t, (tunnel, p.spi, false));
+                    self.installing_sas.insert((tunnel, p.spi, false));
+                }
+            }
+            Action::SwitchOutbound { child, spi } => {
+                let Some(tunnel) = self.tunnel_of_child(child) else {
+                    return;
+                };
+                self.call((tunnel, spi, false), Deferred::Switch { tunnel, spi }, now);
+            }
+            Action::RetireInbound { child, spi } => {
+                let Some(tunnel) = self.tunnel_of_child(child) else {
+                    return;
+                };
+                self.watch.retain(|&w| w != (tunnel, spi));
+                self.call((tunnel, spi, true), Deferred::Retire { tunnel, spi }, now);
+            }
+            Action::RemoveOutbound { child, spi } => {
+                let Some(tunnel) = self.tunnel_of_child(child) else {
+                    return;
+                };
+                self.call((tunnel, spi, false), Deferred::Remove { tunnel, spi }, now);
+            }
+        }
+    }
+
+    /// Runs `d` now, or after the install of `sa` is acknowledged.
+    fn call(&mut self, sa: (TunnelId, u32, bool), d: Deferred, now: Instant) {
+        if self.installing_sas.contains(&sa) {
+            self.stats.deferred_calls += 1;
+            self.deferred.push((sa, d));
+        } else {
+            self.run_call(d, now);
+        }
+    }
+
+    fn run_call(&mut self, d: Deferred, now: Instant) {
+        let r = {
+            let mut dp = self.dp.borrow_mut();
+            match d {
+                Deferred::Switch { tunnel, spi } => dp.switch_outbound(tunnel, spi),
+                Deferred::Retire { tunnel, spi } => dp.retire_inbound(tunnel, spi, now),
+                Deferred::Remove { tunnel, spi } => dp.remove_outbound(tunnel, spi),
+            }
+        };
+        self.dp_result(r, "a lifecycle call");
+    }
+
+    fn ack(&mut self, t: Ticket, r: Result<(), String>, now: Instant) {
+        self.blocking.remove(&t);
+        if let Err(e) = r {
+            self.stats.dataplane_errors += 1;
+            self.line(
+                Level::Error,
+                None,
+                format!("data-plane operation failed: {e}"),
+            );
+        }
+        let Some(sa) = self.installing.remove(&t) else {
+            return;
+        };
+        self.installing_sas.remove(&sa);
+        let (ready, wait): (Vec<_>, Vec<_>) = self.deferred.drain(..).partition(|(s, _)| *s == sa);
+        self.deferred = wait;
+        for (_, d) in ready {
+            self.run_call(d, now);
+        }
+    }
+
+    /// Soft lifetime `time − margin − random(0..jitter)` from `now`, and the hard one.
+    fn schedule(&mut self, t: RekeyTiming, now: Instant) -> (Instant, Instant) {
+        let jitter_ms = t.jitter.as_millis() as u64;
+        let j = if jitter_ms == 0 {
+            0
+        } else {
+            u64::from(self.jitter.next_u32()) % jitter_ms
+        };
+        let soft = t
+            .time
+            .saturating_sub(t.margin)
+            .saturating_sub(Duration::from_millis(j));
+        (now + soft, now + t.time)
+    }
+
+    fn timers(&mut self, i: usize, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.runs[i].restart_at) {
+            self.initiate_peer(i, now);
+        }
+        if due(self.runs[i].child_soft) {
+            self.runs[i].child_soft = None;
+            if let Some(c) = self.runs[i].child
+                && self.ep.rekey_child(now, c).is_ok()
+            {
+                self.stats.rekeys_started += 1;
+            }
+        }
+        if due(self.runs[i].child_hard) {
+            self.runs[i].child_hard = None;
+            if let Some(c) = self.runs[i].child {
+                self.stats.hard_expired += 1;
+                self.line(
+                    Level::Error,
+                    Some(i),
+                    "CHILD_SA reached its hard lifetime before a rekey replaced it: deleted, \
+                     the tunnel drops traffic until a new CHILD_SA is up (never sent in clear)"
+                        .into(),
+                );
+                let _ = self.ep.delete_child(now, c);
+            }
+        }
+        if due(self.runs[i].ike_soft) {
+            self.runs[i].ike_soft = None;
+            if let Some(sa) = self.runs[i].ike
+                && self.ep.rekey_ike(now, sa).is_ok()
+            {
+                self.stats.rekeys_started += 1;
+            }
+        }
+        if due(self.runs[i].ike_hard) {
+            self.runs[i].ike_hard = None;
+            if let Some(sa) = self.runs[i].ike {
+                self.stats.hard_expired += 1;
+                self.line(
+                    Level::Error,
+                    Some(i),
+                    "IKE SA reached its hard lifetime before a rekey replaced it: deleted".into(),
+                );
+                let _ = self.ep.delete_ike(now, sa);
+                self.runs[i].restart_at = Some(now);
+            }
+        }
+        if due(self.runs[i].dpd_next) {
+            self.dpd(i, now);
+        }
+    }
+
+    /// DPD: a liveness check when nothing arrived on the tunnel's inbound SA since the last
+    /// look (RFC 7296 §2.4); the endpoint's retransmission schedule decides when it failed.
+    fn dpd(&mut self, i: usize, now: Instant) {
+        let r = &self.runs[i];
+        let delay = r.s.dpd.delay;
+        let packets = r
+            .spis
+            .and_then(|(spi_in, _)| self.dp.borrow().inbound_packets(r.s.tunnel, spi_in))
+            .unwrap_or(0);
+        let idle = packets == r.dpd_packets;
+        let ike = r.ike;
+        self.runs[i].dpd_packets = packets;
+        self.runs[i].dpd_next = (!delay.is_zero()).then(|| now + delay);
+        if idle
+            && let Some(sa) = ike
+            && self.ep.liveness(now, sa).is_ok()
+        {
+            self.stats.dpd_checks += 1;
+            self.runs[i].last_dpd = Some(now);
+        }
+    }
+
+    fn event(&mut self, e: Event, now: Instant) {
+        match e {
+            Event::IkeEstablished {
+                ike,
+                peer,
+                spis,
+                remote,
+                nat,
+            } => {
+                self.ike_peer.insert(ike, peer);
+                let Some(r) = self.runs.get(peer) else { return };
+                let (timing, delay) = (r.s.ike_lifetime, r.s.dpd.delay);
+                let (soft, hard) = self.schedule(timing, now);
+                let r = &mut self.runs[peer];
+                r.ike = Some(ike);
+                r.restart_at = None;
+                (r.ike_soft, r.ike_hard) = (Some(soft), Some(hard));
+                r.dpd_next = (!delay.is_zero()).then(|| now + delay);
+                self.line(
+                    Level::Info,
+                    Some(peer),
+                    format!(
+                        "IKE SA established with {remote} (SPIs {:016x}_i {:016x}_r{})",
+                        spis.0,
+                        spis.1,
+                        if nat { ", NAT detected: UDP 4500" } else { "" }
+                    ),
+                );
+            }
+            Event::IkeRekeyed { old, new } => {
+                let Some(i) = self.ike_peer.remove(&old) else {
+                    return;
+                };
+                self.ike_peer.insert(new, i);
+                let (soft, hard) = self.schedule(self.runs[i].s.ike_lifetime, now);
+                let r = &mut self.runs[i];
+                r.ike = Some(new);
+                (r.ike_soft, r.ike_hard) = (Some(soft), Some(hard));
+                r.ike_rekeys += 1;
+                self.line(Level::Info, Some(i), "IKE SA rekeyed".into());
+            }
+            Event::IkeDeleted { ike, reason } => {
+                let Some(i) = self.ike_peer.remove(&ike) else {
+                    return;
+                };
+                if self.runs[i].ike == Some(ike) {
+                    let r = &mut self.runs[i];
+                    r.ike = None;
+                    (r.ike_soft, r.ike_hard, r.dpd_next) = (None, None, None);
+                    let retry =
+                        matches!(reason, DeleteReason::Failed | DeleteReason::HalfOpenTimeout)
+                            && r.s.start == StartAction::Start;
+                    if retry && r.restart_at.is_none() {
+                        r.restart_at = Some(now + RETRY_AFTER);
+                    }
+                }
+                self.line(Level::Info, Some(i), format!("IKE SA deleted ({reason:?})"));
+            }
+            Event::ChildEstablished { ike, child, spis } => {
+                let Some(i) = self.peer_of_ike(ike) else {
+                    return;
+                };
+                self.child_peer.insert(child, i);
+                let (soft, hard) = self.schedule(self.runs[i].s.child_lifetime, now);
+                let r = &mut self.runs[i];
+                r.child = Some(child);
+                r.spis = Some(spis);
+                (r.child_soft, r.child_hard) = (Some(soft), Some(hard));
+                self.line(
+                    Level::Info,
+                    Some(i),
+                    format!(
+                        "CHILD_SA established: in 0x{:08x} out 0x{:08x}",
+                        spis.0, spis.1
+                    ),
+                );
+            }
+            Event::ChildRekeyed {
+                child, old, new, ..
+            } => {
+                let Some(&i) = self.child_peer.get(&child) else {
+                    return;
+                };
+                let (soft, hard) = self.schedule(self.runs[i].s.child_lifetime, now);
+                let r = &mut self.runs[i];
+                r.spis = Some(new);
+                (r.child_soft, r.child_hard) = (Some(soft), Some(hard));
+                r.child_rekeys += 1;
+                self.line(
+                    Level::Info,
+                    Some(i),
+                    format!(
+                        "CHILD_SA rekeyed: in 0x{:08x} -> 0x{:08x}, out 0x{:08x} -> 0x{:08x}",
+                        old.0, new.0, old.1, new.1
+                    ),
+                );
+            }
+            Event::ChildDeleted {
+                child,
+                spis,
+                reason,
+                ..
+            } => {
+                let Some(&i) = self.child_peer.get(&child) else {
+                    return;
+                };
+                if self.runs[i].spis == Some(spis) {
+                    let r = &mut self.runs[i];
+                    (r.child, r.spis, r.child_soft, r.child_hard) = (None, None, None, None);
+                }
+                self.line(
+                    Level::Info,
+                    Some(i),
+                    format!(
+                        "CHILD_SA deleted ({reason:?}): in 0x{:08x} out 0x{:08x}",
+                        spis.0, spis.1
+                    ),
+                );
+            }
+            Event::PeerDead { ike, remote } => {
+                let Some(i) = self.peer_of_ike(ike) else {
+                    return;
+                };
+                let action = self.runs[i].s.dpd.action;
+                self.line(
+                    Level::Warn,
+                    Some(i),
+                    format!("peer {remote} is dead (no answer to retransmissions): {action:?}"),
+                );
+                if matches!(action, DpdAction::Restart | DpdAction::Trap) {
+                    self.runs[i].restart_at = Some(now);
+                }
+            }
+            Event::NoProposalChosen {
+                ike,
+                remote,
+                ours,
+                theirs,
+            } => {
+                let i = ike.and_then(|s| self.peer_of_ike(s));
+                self.line(
+                    Level::Warn,
+                    i,
+                    format!("no proposal chosen with {remote}: ours {ours}, theirs {theirs}"),
+                );
+            }
+            Event::AuthenticationFailed {
+                ike,
+                remote,
+                by_peer,
+            } => {
+                let i = self.peer_of_ike(ike);
+                let who = if by_peer {
+                    "the peer refused ours"
+                } else {
+                    "the peer's AUTH did not verify"
+                };
+                self.line(
+                    Level::Warn,
+                    i,
+                    format!("authentication with {remote} failed: {who}"),
+                );
+            }
+            Event::ExchangeFailed {
+                ike,
+                notify,
+                by_peer,
+            } => {
+                let i = self.peer_of_ike(ike);
+                let who = if by_peer { "peer" } else { "us" };
+                self.line(
+                    Level::Warn,
+                    i,
+                    format!("exchange failed: {notify:?} (sent by {who})"),
+                );
+            }
+        }
+    }
+}
