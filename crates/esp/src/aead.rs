@@ -73,10 +73,10 @@ pub trait GcmAead {
     fn key_len(&self) -> usize;
 }
 
-/// ring's AES-GCM.
+/// ring's AES-GCM. ring keeps an AES-256-sized key schedule (15 round keys) and a 16-entry
+/// GHASH table for either key length, so this is 544 bytes for AES-128 as for AES-256.
 pub struct RingGcm {
     key: ra::LessSafeKey,
-    key_len: usize,
 }
 
 impl RingGcm {
@@ -90,7 +90,6 @@ impl RingGcm {
         let unbound = ra::UnboundKey::new(alg, key).map_err(|_| BadKeyLength(key.len()))?;
         Ok(Self {
             key: ra::LessSafeKey::new(unbound),
-            key_len: key.len(),
         })
     }
 }
@@ -137,16 +136,24 @@ impl GcmAead for RingGcm {
     }
 
     fn key_len(&self) -> usize {
-        self.key_len
+        self.key.algorithm().key_len()
     }
 }
 
 /// RustCrypto's AES-GCM (aes-gcm 0.11).
+///
+/// AES-256 is boxed: its key schedule (624 bytes) is larger than ring's (544), and inline it
+/// would make every [`AeadEngine`], ring ones included, 80 bytes larger (docs/architecture.md,
+/// "Memory per SA"). The box is allocated once, at install.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "AES-128 inline is no larger than ring's key, which sets the engine's size anyway"
+)]
 pub enum RustCryptoGcm {
     /// AES-128-GCM.
     Aes128(Aes128Gcm),
     /// AES-256-GCM.
-    Aes256(Aes256Gcm),
+    Aes256(Box<Aes256Gcm>),
 }
 
 impl RustCryptoGcm {
@@ -157,7 +164,7 @@ impl RustCryptoGcm {
                 .map(Self::Aes128)
                 .map_err(|_| BadKeyLength(16)),
             32 => Aes256Gcm::new_from_slice(key)
-                .map(Self::Aes256)
+                .map(|k| Self::Aes256(Box::new(k)))
                 .map_err(|_| BadKeyLength(32)),
             n => Err(BadKeyLength(n)),
         }
@@ -267,7 +274,11 @@ impl GcmAead for AeadEngine {
 
 impl fmt::Debug for RingGcm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RingGcm(AES-{}-GCM-16, key redacted)", self.key_len * 8)
+        write!(
+            f,
+            "RingGcm(AES-{}-GCM-16, key redacted)",
+            self.key_len() * 8
+        )
     }
 }
 impl fmt::Debug for RustCryptoGcm {

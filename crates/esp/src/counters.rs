@@ -3,16 +3,50 @@
 //! Single writer: each counter is an [`AtomicU64`] bumped with a relaxed load and store (no
 //! read-modify-write, no lock prefix); readers on other threads use relaxed loads and may see a
 //! snapshot that is a few packets old, never a torn value.
+//!
+//! Each SA keeps a drop counter only for the reasons its direction can produce
+//! ([`crate::drop::SaScope`] in the drop table): [`SA_DROP_SLOTS`] counters instead of one per
+//! [`DropReason`]. Snapshots are still indexed by every reason (the others read 0).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::drop::DropReason;
+use crate::sa::Direction;
+
+/// Marks a reason the direction cannot produce.
+const NO_SLOT: u8 = u8::MAX;
+
+/// The slot of every reason in an SA's drop array, for inbound (`true`) or outbound SAs, and
+/// the number of slots used.
+const fn slots(inbound: bool) -> ([u8; DropReason::COUNT], usize) {
+    let mut s = [NO_SLOT; DropReason::COUNT];
+    let (mut i, mut n) = (0, 0);
+    while i < DropReason::COUNT {
+        if DropReason::TABLE[i].scope.includes(inbound) {
+            s[i] = n as u8;
+            n += 1;
+        }
+        i += 1;
+    }
+    (s, n)
+}
+
+const INBOUND: ([u8; DropReason::COUNT], usize) = slots(true);
+const OUTBOUND: ([u8; DropReason::COUNT], usize) = slots(false);
+
+/// Drop counters per SA: as many as the direction with more possible reasons needs.
+pub const SA_DROP_SLOTS: usize = if INBOUND.1 > OUTBOUND.1 {
+    INBOUND.1
+} else {
+    OUTBOUND.1
+};
 
 /// Counters of one SA in one direction.
 ///
 /// Outbound: `packets`/`bytes` count packets encapsulated and encrypted. Inbound: packets
 /// decapsulated, decrypted and verified. Bytes are inner IP packet bytes (the protected
-/// payload, as RFC 4301 lifetimes count them). Drops are indexed by [`DropReason`].
+/// payload, as RFC 4301 lifetimes count them). Drops are kept for the reasons of the SA's
+/// direction and read by [`DropReason`].
 #[derive(Debug)]
 pub struct SaCounters {
     seq: AtomicU64,
@@ -20,7 +54,8 @@ pub struct SaCounters {
     packets: AtomicU64,
     bytes: AtomicU64,
     soft_expired_events: AtomicU64,
-    drops: [AtomicU64; DropReason::COUNT],
+    drops: [AtomicU64; SA_DROP_SLOTS],
+    inbound: bool,
 }
 
 /// A plain copy of [`SaCounters`].
@@ -58,29 +93,32 @@ fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-impl Default for SaCounters {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl SaCounters {
-    /// All zero.
-    pub fn new() -> Self {
+    /// All zero, for an SA of `direction`.
+    pub fn new(direction: Direction) -> Self {
         Self {
             seq: AtomicU64::new(0),
             replay_recent: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             soft_expired_events: AtomicU64::new(0),
-            drops: [const { AtomicU64::new(0) }; DropReason::COUNT],
+            drops: [const { AtomicU64::new(0) }; SA_DROP_SLOTS],
+            inbound: direction == Direction::Inbound,
         }
     }
     /// All zero but the sequence state (an SA installed with a starting sequence number).
-    pub fn with_seq(seq: u64) -> Self {
-        let c = Self::new();
+    pub fn with_seq(direction: Direction, seq: u64) -> Self {
+        let c = Self::new(direction);
         c.set_seq(seq);
         c
+    }
+    #[inline(always)]
+    fn slots(&self) -> &'static [u8; DropReason::COUNT] {
+        if self.inbound {
+            &INBOUND.0
+        } else {
+            &OUTBOUND.0
+        }
     }
     /// Counts one processed packet of `bytes` inner bytes (owner worker only).
     #[inline]
@@ -98,10 +136,15 @@ impl SaCounters {
     pub fn set_replay_recent(&self, bits: u64) {
         self.replay_recent.store(bits, Relaxed);
     }
-    /// Counts one drop (owner worker only).
+    /// Counts one drop (owner worker only). A reason the drop table says this direction cannot
+    /// produce has no counter here (the data plane's per-worker counter still has it).
     #[inline]
     pub fn count_drop(&self, r: DropReason) {
-        bump(&self.drops[r.index()], 1);
+        let slot = self.slots()[r.index()];
+        debug_assert!(slot != NO_SLOT, "{r} is not in the drop table's scope");
+        if let Some(c) = self.drops.get(usize::from(slot)) {
+            bump(c, 1);
+        }
     }
     /// Counts the soft-lifetime event (owner worker only).
     #[inline]
@@ -111,8 +154,10 @@ impl SaCounters {
     /// A copy readable from any thread.
     pub fn snapshot(&self) -> CountersSnapshot {
         let mut drops = [0u64; DropReason::COUNT];
-        for (d, c) in drops.iter_mut().zip(&self.drops) {
-            *d = c.load(Relaxed);
+        for (d, &slot) in drops.iter_mut().zip(self.slots()) {
+            if let Some(c) = self.drops.get(usize::from(slot)) {
+                *d = c.load(Relaxed);
+            }
         }
         CountersSnapshot {
             seq: self.seq.load(Relaxed),
@@ -131,7 +176,7 @@ mod tests {
 
     #[test]
     fn counts_and_snapshots() {
-        let c = SaCounters::new();
+        let c = SaCounters::new(Direction::Inbound);
         c.count_packet(100);
         c.count_packet(20);
         c.count_drop(DropReason::Replayed);
@@ -139,5 +184,31 @@ mod tests {
         assert_eq!((s.packets, s.bytes), (2, 120));
         assert_eq!(s.drop(DropReason::Replayed), 1);
         assert_eq!(s.total_drops(), 1);
+    }
+
+    #[test]
+    fn every_reason_of_a_direction_has_its_own_slot() {
+        for dir in [Direction::Inbound, Direction::Outbound] {
+            let c = SaCounters::new(dir);
+            let mine: Vec<_> = DropReason::ALL
+                .iter()
+                .copied()
+                .filter(|r| r.info().scope.includes(dir == Direction::Inbound))
+                .collect();
+            assert!(mine.len() <= SA_DROP_SLOTS);
+            // Count reason k exactly k+1 times: a shared slot would show a sum.
+            for (k, r) in mine.iter().enumerate() {
+                for _ in 0..=k {
+                    c.count_drop(*r);
+                }
+            }
+            let s = c.snapshot();
+            for (k, r) in mine.iter().enumerate() {
+                assert_eq!(s.drop(*r), k as u64 + 1, "{dir:?} {r}");
+            }
+            let n = mine.len() as u64;
+            assert_eq!(s.total_drops(), n * (n + 1) / 2);
+        }
+        assert!(DropReason::UnknownSpi.info().scope == crate::drop::SaScope::DataPlane);
     }
 }

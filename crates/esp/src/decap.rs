@@ -176,7 +176,7 @@ impl InboundSa {
         nonce[..SALT_LEN].copy_from_slice(&self.salt);
         nonce[SALT_LEN..].copy_from_slice(&d[esp_off + ESP_HEADER_LEN..ct_off]);
         let mut aad = [0u8; 12];
-        let aad_len = esp_aad(&mut aad, self.spi, seq, self.esn);
+        let aad_len = esp_aad(&mut aad, self.spi, seq, self.replay.esn());
         let (body, icv) = d.split_at_mut(outer.len - ICV_LEN);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(icv);

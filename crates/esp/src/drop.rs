@@ -12,6 +12,33 @@ pub enum Severity {
     Error,
 }
 
+/// Which SAs can drop a packet for a reason, and so which per-SA counters have a slot for it
+/// ([`crate::counters::SaCounters`] keeps only those; the data plane counts every drop per
+/// worker as well).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SaScope {
+    /// Only decapsulation (RFC 4303 §3.4).
+    Inbound,
+    /// Only encapsulation (RFC 4303 §3.1).
+    Outbound,
+    /// Both directions.
+    Both,
+    /// No SA: only the data plane's lookups.
+    DataPlane,
+}
+
+impl SaScope {
+    /// Whether an SA of this direction (`true` = inbound) can produce the reason.
+    pub const fn includes(self, inbound: bool) -> bool {
+        match self {
+            Self::Both => true,
+            Self::Inbound => inbound,
+            Self::Outbound => !inbound,
+            Self::DataPlane => false,
+        }
+    }
+}
+
 /// Static description of one [`DropReason`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropInfo {
@@ -19,12 +46,14 @@ pub struct DropInfo {
     pub name: &'static str,
     /// Severity for logs.
     pub severity: Severity,
+    /// Which SAs can produce it.
+    pub scope: SaScope,
     /// One-line description for operators.
     pub description: &'static str,
 }
 
 macro_rules! drop_reasons {
-    ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $sev:ident, $desc:literal), )*) => {
+    ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $sev:ident, $scope:ident, $desc:literal), )*) => {
         /// Why a packet was dropped. `#[repr(u8)]`, dense from 0, usable as a counter index.
         #[repr(u8)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,7 +68,7 @@ macro_rules! drop_reasons {
             pub const COUNT: usize = Self::ALL.len();
             /// The table of names, severities and descriptions, indexed by discriminant.
             pub const TABLE: &'static [DropInfo] = &[ $( DropInfo {
-                name: $name, severity: Severity::$sev, description: $desc,
+                name: $name, severity: Severity::$sev, scope: SaScope::$scope, description: $desc,
             }, )* ];
         }
     };
@@ -47,48 +76,48 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     /// Packet shorter than the headers, IV, trailer and ICV it must contain.
-    TooShort = ("too_short", Warn, "packet too short for its headers, IV, ESP trailer and ICV"),
+    TooShort = ("too_short", Warn, Both, "packet too short for its headers, IV, ESP trailer and ICV"),
     /// Outer IP/UDP header malformed: version, header length, total length or checksum
     /// (RFC 791 §3.1, RFC 8200 §3).
-    BadOuterHeader = ("bad_outer_header", Warn, "malformed outer IP or UDP header"),
+    BadOuterHeader = ("bad_outer_header", Warn, Inbound, "malformed outer IP or UDP header"),
     /// Outer IPv4 packet is a fragment; reassembly happens before the ESP engine.
-    OuterFragment = ("outer_fragment", Info, "outer packet is a fragment (needs reassembly first)"),
+    OuterFragment = ("outer_fragment", Info, Inbound, "outer packet is a fragment (needs reassembly first)"),
     /// Not an ESP packet (wrong protocol or port, NAT-T keepalive or non-ESP marker).
-    NotEsp = ("not_esp", Warn, "packet given to the ESP engine is not ESP"),
+    NotEsp = ("not_esp", Warn, Inbound, "packet given to the ESP engine is not ESP"),
     /// The packet's SPI is not this SA's SPI.
-    SpiMismatch = ("spi_mismatch", Error, "SPI of the packet differs from the SA's SPI"),
+    SpiMismatch = ("spi_mismatch", Error, Inbound, "SPI of the packet differs from the SA's SPI"),
     /// ICV verification failed (RFC 4303 §3.4.4, RFC 4106).
-    AuthFailed = ("auth_failed", Warn, "integrity check (ICV) failed"),
+    AuthFailed = ("auth_failed", Warn, Inbound, "integrity check (ICV) failed"),
     /// Sequence number already received (RFC 4303 §3.4.3).
-    Replayed = ("replayed", Warn, "sequence number already received (replay)"),
+    Replayed = ("replayed", Warn, Inbound, "sequence number already received (replay)"),
     /// Sequence number older than the replay window (RFC 4303 §3.4.3).
-    OutsideWindow = ("outside_window", Info, "sequence number left of the replay window"),
+    OutsideWindow = ("outside_window", Info, Inbound, "sequence number left of the replay window"),
     /// Padding bytes not 1, 2, 3, … or pad length beyond the payload (RFC 4303 §2.4).
-    BadPadding = ("bad_padding", Warn, "ESP padding malformed (RFC 4303 §2.4)"),
+    BadPadding = ("bad_padding", Warn, Inbound, "ESP padding malformed (RFC 4303 §2.4)"),
     /// Next header is not IPv4 (4) or IPv6 (41) in tunnel mode (RFC 4303 §2.6).
-    BadNextHeader = ("bad_next_header", Warn, "ESP next header is not IPv4 or IPv6"),
+    BadNextHeader = ("bad_next_header", Warn, Inbound, "ESP next header is not IPv4 or IPv6"),
     /// Next header 59: a dummy packet (RFC 4303 §2.6), authenticated and then discarded.
-    DummyPacket = ("dummy_packet", Info, "dummy packet (next header 59), discarded as RFC 4303 §2.6 says"),
+    DummyPacket = ("dummy_packet", Info, Inbound, "dummy packet (next header 59), discarded as RFC 4303 §2.6 says"),
     /// Inner packet malformed: version, header or total length inconsistent with the payload.
-    BadInnerHeader = ("bad_inner_header", Warn, "inner IP header malformed or longer than the payload"),
+    BadInnerHeader = ("bad_inner_header", Warn, Both, "inner IP header malformed or longer than the payload"),
     /// Outer CE on a Not-ECT inner packet (RFC 6040 §4.2).
-    EcnCeOnNotEct = ("ecn_ce_on_not_ect", Info, "outer ECN CE on Not-ECT inner packet (RFC 6040 §4.2)"),
+    EcnCeOnNotEct = ("ecn_ce_on_not_ect", Info, Inbound, "outer ECN CE on Not-ECT inner packet (RFC 6040 §4.2)"),
     /// Outbound sequence number space used up; the SA never wraps (RFC 4303 §3.3.3).
-    SeqExhausted = ("seq_exhausted", Error, "outbound sequence number exhausted (SA must be rekeyed)"),
+    SeqExhausted = ("seq_exhausted", Error, Outbound, "outbound sequence number exhausted (SA must be rekeyed)"),
     /// Hard byte or packet lifetime reached (RFC 4301 §4.4.2.1).
-    LifetimeExpired = ("lifetime_expired", Info, "hard lifetime reached, SA refuses traffic"),
+    LifetimeExpired = ("lifetime_expired", Info, Both, "hard lifetime reached, SA refuses traffic"),
     /// Not enough headroom in the buffer for the outer headers.
-    NoHeadroom = ("no_headroom", Error, "buffer headroom too small for outer headers"),
+    NoHeadroom = ("no_headroom", Error, Outbound, "buffer headroom too small for outer headers"),
     /// Not enough tailroom in the buffer for the ESP trailer and ICV.
-    NoTailroom = ("no_tailroom", Error, "buffer tailroom too small for ESP trailer and ICV"),
+    NoTailroom = ("no_tailroom", Error, Outbound, "buffer tailroom too small for ESP trailer and ICV"),
     /// The crypto backend refused the operation (input longer than AES-GCM allows).
-    CryptoError = ("crypto_error", Error, "crypto backend refused the operation"),
+    CryptoError = ("crypto_error", Error, Outbound, "crypto backend refused the operation"),
     /// The packet would exceed the maximum IP packet length after encapsulation.
-    TooBig = ("too_big", Warn, "packet too big to encapsulate (IP length limit)"),
+    TooBig = ("too_big", Warn, Outbound, "packet too big to encapsulate (IP length limit)"),
     /// No SA for the traffic (used by the data plane's outbound lookup).
-    NoSa = ("no_sa", Info, "no SA installed for this traffic"),
+    NoSa = ("no_sa", Info, DataPlane, "no SA installed for this traffic"),
     /// Inbound SPI matches no SA (used by the data plane's inbound lookup).
-    UnknownSpi = ("unknown_spi", Warn, "inbound SPI matches no SA"),
+    UnknownSpi = ("unknown_spi", Warn, DataPlane, "inbound SPI matches no SA"),
 }
 
 impl DropReason {

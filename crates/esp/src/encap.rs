@@ -97,7 +97,7 @@ impl OutboundSa {
         if self.lifetime.hard_expired() {
             return Err(DropReason::LifetimeExpired);
         }
-        if self.seq >= self.seq_max {
+        if self.seq >= self.seq_max() {
             return Err(DropReason::SeqExhausted);
         }
         let extra = buf.len() - inner.len;
@@ -139,7 +139,7 @@ impl OutboundSa {
         };
         h[..outer_len].copy_from_slice(&self.tmpl.hdr[..outer_len]);
         let tos = ecn::encap_tos(inner.tos);
-        let ip_len = self.tmpl.ip_len;
+        let ip_len = usize::from(self.tmpl.ip_len);
         if self.tmpl.v6 {
             wire::set_ipv6_traffic_class(h, tos);
             let plen = (total - ip_len) as u16;
@@ -156,7 +156,7 @@ impl OutboundSa {
             h[wire::ipv4::LENGTH].copy_from_slice(&(total as u16).to_be_bytes());
             h[wire::ipv4::IDENT].copy_from_slice(&id.to_be_bytes());
             h[wire::ipv4::FLAGS_FRAG].copy_from_slice(&flags.to_be_bytes());
-            let sum = self.tmpl.csum_base
+            let sum = u64::from(self.tmpl.csum_base)
                 + u64::from(tos)
                 + total as u64
                 + u64::from(id)
@@ -191,7 +191,7 @@ impl OutboundSa {
             // RFC 8200 §8.1: UDP over IPv6 carries a checksum.
             let udp = &mut d[ip_len..];
             let ulen = (total - ip_len) as u64;
-            let sum = self.tmpl.csum_base + ulen + checksum::sum(udp);
+            let sum = u64::from(self.tmpl.csum_base) + ulen + checksum::sum(udp);
             let c = !checksum::fold(sum);
             let c = if c == 0 { 0xffff } else { c };
             udp[6..8].copy_from_slice(&c.to_be_bytes());

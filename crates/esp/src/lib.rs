@@ -6,7 +6,8 @@
 //!
 //! * RFC 4303 tunnel mode, IPv4/IPv6 outer × IPv4/IPv6 inner ([`encap`], [`decap`]).
 //! * AES-GCM-128/-256 with a 16-byte ICV, RFC 4106 ([`aead`]), two backends chosen per SA.
-//! * Sequence numbers, 64-bit ESN and the RFC 6479 anti-replay window ([`replay`]).
+//! * Sequence numbers, 64-bit ESN and the anti-replay window, a bit ring in the manner of
+//!   RFC 6479 ([`replay`]).
 //! * UDP encapsulation for NAT traversal, RFC 3948 ([`natt`], [`mod@classify`]).
 //! * ECN at tunnel endpoints, RFC 6040 normal mode ([`ecn`]).
 //! * Byte/packet lifetimes ([`lifetime`]), per-SA counters ([`counters`]) and one table of drop

@@ -1,15 +1,22 @@
-//! Anti-replay (RFC 4303 §3.4.3) with the RFC 6479 block bitmap, and ESN reconstruction
-//! (RFC 4303 Appendix A2.1).
+//! Anti-replay (RFC 4303 §3.4.3) with a ring bitmap in the manner of RFC 6479, and ESN
+//! reconstruction (RFC 4303 Appendix A2.1).
 //!
 //! Split around the crypto, as DPDK's `ipsec_sqn.h` does: [`ReplayWindow::check`] runs before
 //! decryption and returns a [`Candidate`] (the full 64-bit sequence number); only after the ICV
 //! verified does [`ReplayWindow::commit`] advance the window. A forged packet therefore never
 //! moves the window.
 //!
-//! RFC 6479: the bitmap is an array of 64-bit blocks used as a ring. Advancing the window clears
-//! whole blocks (at most one store per block) instead of shifting bits. With `n` blocks the
-//! bitmap covers `(n-1)*64` sequence numbers behind the highest; `n` is a power of two so the
-//! block index is a mask. The window size enforced is the configured one exactly.
+//! The bitmap is a ring of `C` bits, `C` the window size rounded up to a power of two (at least
+//! 64): sequence number `s` lives at bit `s mod C`. Like RFC 6479 it never shifts bits;
+//! advancing the window clears the positions skipped over with whole-word masks (one store per
+//! 64 positions at most, one bit operation for an in-order packet). RFC 6479 clears whole blocks
+//! and so needs one block more than the window, which a power-of-two ring doubles; clearing at
+//! bit granularity keeps the ring at exactly `C` bits (a window of 64 is one word, 4096 is
+//! 512 bytes). The window size enforced is the configured one exactly.
+//!
+//! Windows up to [`INLINE_WINDOW`] keep the ring inside the [`ReplayWindow`] (and so inside the
+//! SA, no separate allocation and no pointer to follow per packet); larger windows allocate it
+//! once, at install (docs/architecture.md, "Memory per SA").
 
 use crate::drop::DropReason;
 
@@ -17,6 +24,10 @@ use crate::drop::DropReason;
 pub const MIN_WINDOW: u32 = 64;
 /// Largest replay window accepted.
 pub const MAX_WINDOW: u32 = 65536;
+/// Largest window whose bitmap is stored inline (the configuration default, 1024).
+pub const INLINE_WINDOW: u32 = 1024;
+/// 64-bit words of the inline bitmap.
+const INLINE_WORDS: usize = INLINE_WINDOW as usize / 64;
 
 /// A sequence number that passed [`ReplayWindow::check`] and waits for the ICV to verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,17 +55,24 @@ pub struct ReplayState {
     pub bitmap: Vec<u64>,
 }
 
+/// The ring storage: inline for windows up to [`INLINE_WINDOW`], one allocation above.
+#[derive(Clone, Debug)]
+enum Bits {
+    Inline([u64; INLINE_WORDS]),
+    Heap(Box<[u64]>),
+}
+
 /// The inbound replay window of one SA.
 #[derive(Clone, Debug)]
 pub struct ReplayWindow {
     /// Highest sequence number received so far (0 = none).
     top: u64,
-    /// Configured window size W.
-    size: u64,
-    /// Number of blocks minus one (power of two minus one).
-    mask: u64,
+    /// Configured window size W minus one (W is 64 ..= 65536).
+    size_m1: u16,
+    /// Words in the ring minus one (the ring has a power of two of words, at most 1024).
+    mask: u16,
     esn: bool,
-    bitmap: Box<[u64]>,
+    bits: Bits,
 }
 
 /// The replay window size is out of range.
@@ -67,15 +85,41 @@ impl ReplayWindow {
         if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) {
             return Err(BadWindowSize(size));
         }
-        let blocks = (size as usize).div_ceil(64) + 1;
-        let blocks = blocks.next_power_of_two();
+        let words = (size as usize).next_power_of_two() / 64;
+        let bits = if size <= INLINE_WINDOW {
+            Bits::Inline([0; INLINE_WORDS])
+        } else {
+            Bits::Heap(vec![0u64; words].into_boxed_slice())
+        };
         Ok(Self {
             top: 0,
-            size: u64::from(size),
-            mask: blocks as u64 - 1,
+            size_m1: (size - 1) as u16,
+            mask: (words - 1) as u16,
             esn,
-            bitmap: vec![0u64; blocks].into_boxed_slice(),
+            bits,
         })
+    }
+
+    /// Whether the bitmap sits inside this value (windows up to [`INLINE_WINDOW`]) rather than
+    /// in its own allocation.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.bits, Bits::Inline(_))
+    }
+
+    #[inline(always)]
+    fn words(&self) -> &[u64] {
+        match &self.bits {
+            Bits::Inline(a) => a,
+            Bits::Heap(b) => b,
+        }
+    }
+
+    #[inline(always)]
+    fn words_mut(&mut self) -> &mut [u64] {
+        match &mut self.bits {
+            Bits::Inline(a) => a,
+            Bits::Heap(b) => b,
+        }
     }
 
     /// A window with installed state. Fails when `highest` does not fit 32 bits without ESN.
@@ -88,7 +132,7 @@ impl ReplayWindow {
         for (j, word) in state.bitmap.iter().enumerate() {
             for k in 0..64u64 {
                 let off = j as u64 * 64 + k;
-                if word >> k & 1 == 1 && off < w.size && off < state.highest {
+                if word >> k & 1 == 1 && off < w.window() && off < state.highest {
                     w.set_bit(state.highest - off);
                 }
             }
@@ -98,8 +142,8 @@ impl ReplayWindow {
 
     /// Exports the state ([`ReplayState`] layout).
     pub fn state(&self) -> ReplayState {
-        let mut bitmap = vec![0u64; self.size.div_ceil(64) as usize];
-        for off in 0..self.size.min(self.top) {
+        let mut bitmap = vec![0u64; self.window().div_ceil(64) as usize];
+        for off in 0..self.window().min(self.top) {
             if self.get_bit(self.top - off) {
                 bitmap[(off / 64) as usize] |= 1 << (off % 64);
             }
@@ -112,18 +156,18 @@ impl ReplayWindow {
 
     /// The 64 most recent positions of the window as a bitmap: bit *i* is set when sequence
     /// number `highest - i` has been received (Cisco's "replay bitmap" in `show crypto ipsec
-    /// sa`). Two blocks and a shift: cheap enough to publish after every packet.
+    /// sa`). Two words and a shift: cheap enough to publish after every packet.
     pub fn recent(&self) -> u64 {
         if self.top == 0 {
             return 0;
         }
-        let block = self.top >> 6;
-        let w0 = self.bitmap[(block & self.mask) as usize];
-        let w1 = if block == 0 {
-            0
-        } else {
-            self.bitmap[((block - 1) & self.mask) as usize]
-        };
+        let w = self.words();
+        let word = self.top >> 6;
+        let mask = u64::from(self.mask);
+        // Positions top-63 ..= top: bits 0 ..= top%64 of the top's word and the rest of the
+        // word before it in the ring (the same word when the ring is one word long).
+        let w0 = w[(word & mask) as usize];
+        let w1 = w[(word.wrapping_sub(1) & mask) as usize];
         let v = (u128::from(w0) << 64) | u128::from(w1);
         let bits = ((v >> ((self.top & 63) + 1)) as u64).reverse_bits();
         // Positions before sequence number 1 do not exist.
@@ -139,9 +183,21 @@ impl ReplayWindow {
         self.top
     }
 
+    /// Whether the window reconstructs 64-bit sequence numbers (RFC 4303 §2.2.1).
+    #[inline(always)]
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
+
     /// Configured window size.
     pub fn size(&self) -> u32 {
-        self.size as u32
+        u32::from(self.size_m1) + 1
+    }
+
+    /// Configured window size, as the per-packet arithmetic uses it.
+    #[inline(always)]
+    fn window(&self) -> u64 {
+        u64::from(self.size_m1) + 1
     }
 
     /// Reconstructs the 64-bit sequence number from its low 32 bits, RFC 4303 Appendix A2.1,
@@ -176,7 +232,7 @@ impl ReplayWindow {
     #[inline]
     pub fn check(&self, seq_lo: u32) -> Result<Candidate, DropReason> {
         let seq = if self.esn {
-            Self::infer_esn(self.top, self.size, seq_lo).ok_or(DropReason::OutsideWindow)?
+            Self::infer_esn(self.top, self.window(), seq_lo).ok_or(DropReason::OutsideWindow)?
         } else {
             u64::from(seq_lo)
         };
@@ -187,7 +243,7 @@ impl ReplayWindow {
         if seq > self.top {
             return Ok(Candidate { seq });
         }
-        if self.top - seq >= self.size {
+        if self.top - seq >= self.window() {
             return Err(DropReason::OutsideWindow);
         }
         if self.get_bit(seq) {
@@ -201,25 +257,49 @@ impl ReplayWindow {
     pub fn commit(&mut self, c: Candidate) {
         let seq = c.seq;
         if seq > self.top {
-            let old_block = self.top >> 6;
-            let new_block = seq >> 6;
-            let n = (new_block - old_block).min(self.mask + 1);
-            for i in 1..=n {
-                self.bitmap[((old_block + i) & self.mask) as usize] = 0;
-            }
+            self.clear_after_top(seq - self.top);
             self.top = seq;
         }
         self.set_bit(seq);
     }
 
+    /// Clears the `n` ring positions `top+1 ..= top+n` (all of them when `n` covers the ring),
+    /// so that they read "not received" once the top moves there.
+    #[inline(always)]
+    fn clear_after_top(&mut self, n: u64) {
+        let ring_bits = (u64::from(self.mask) + 1) * 64;
+        let mask = u64::from(self.mask);
+        let top = self.top;
+        let w = self.words_mut();
+        if n >= ring_bits {
+            w.fill(0);
+            return;
+        }
+        let mut pos = top.wrapping_add(1);
+        let mut left = n;
+        while left > 0 {
+            let bit = pos & 63;
+            let take = (64 - bit).min(left);
+            let m = if take == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << take) - 1) << bit
+            };
+            w[((pos >> 6) & mask) as usize] &= !m;
+            pos = pos.wrapping_add(take);
+            left -= take;
+        }
+    }
+
     #[inline(always)]
     fn get_bit(&self, seq: u64) -> bool {
-        self.bitmap[((seq >> 6) & self.mask) as usize] >> (seq & 63) & 1 == 1
+        self.words()[((seq >> 6) & u64::from(self.mask)) as usize] >> (seq & 63) & 1 == 1
     }
 
     #[inline(always)]
     fn set_bit(&mut self, seq: u64) {
-        self.bitmap[((seq >> 6) & self.mask) as usize] |= 1 << (seq & 63);
+        let i = ((seq >> 6) & u64::from(self.mask)) as usize;
+        self.words_mut()[i] |= 1 << (seq & 63);
     }
 }
 
@@ -353,6 +433,47 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// The bit ring against a set of received numbers, for windows inline and on the heap,
+    /// powers of two and not, with in-order runs, reordering and jumps of up to twice the
+    /// ring (xorshift, fixed seed).
+    #[test]
+    fn ring_matches_a_set_model_inline_and_on_the_heap() {
+        for size in [64u32, 100, 1000, 1024, 1025, 4096, 65536] {
+            let mut w = ReplayWindow::new(size, false).unwrap();
+            assert_eq!(w.is_inline(), size <= INLINE_WINDOW, "{size}");
+            let mut seen = std::collections::BTreeSet::new();
+            let (mut top, mut x) = (0u64, 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(size));
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let span = 2 * u64::from(size).next_power_of_two();
+                let s = match x % 8 {
+                    0 => top + 1 + (x >> 8) % span,
+                    1..=3 => top + 1,
+                    _ => top.saturating_sub((x >> 8) % (u64::from(size) + 70)),
+                };
+                let want = if s == 0 || (s <= top && top - s >= u64::from(size)) {
+                    Err(DropReason::OutsideWindow)
+                } else if seen.contains(&s) {
+                    Err(DropReason::Replayed)
+                } else {
+                    Ok(s)
+                };
+                assert_eq!(
+                    recv(&mut w, s as u32),
+                    want,
+                    "window {size} seq {s} top {top}"
+                );
+                if want.is_ok() {
+                    seen.insert(s);
+                    top = top.max(s);
+                }
+                assert_eq!(w.highest(), top);
+            }
+        }
     }
 
     #[test]

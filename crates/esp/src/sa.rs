@@ -4,6 +4,11 @@
 //! Each runtime SA is owned and written by exactly one worker. Its counters live in an
 //! [`Arc<SaCounters>`] so the control plane can read them from another thread.
 //! Keys are given as RFC 4106 §8.1 keying material: AES key ‖ 4-byte salt (20 or 36 bytes).
+//!
+//! The runtime SA keeps only what the per-packet path reads; the [`SaConfig`] it was built
+//! from is consumed at install (the control plane keeps its own copy for `show sa`). Sizes are
+//! checked at compile time below and measured in `tests/memory_per_sa.rs`
+//! (docs/architecture.md, "Memory per SA").
 
 use core::fmt;
 use std::net::IpAddr;
@@ -168,6 +173,11 @@ fn check_common(cfg: &SaConfig, dir: Direction) -> Result<(), SaError> {
     Ok(())
 }
 
+/// The last outbound sequence number: RFC 4303 §3.3.3, 64-bit with ESN, else 32-bit.
+const fn seq_max(esn: bool) -> u64 {
+    if esn { u64::MAX } else { u32::MAX as u64 }
+}
+
 fn make_engine(key: &[u8], backend: Backend) -> Result<(AeadEngine, [u8; SALT_LEN]), SaError> {
     let klen = match key.len() {
         20 => 16,
@@ -187,15 +197,16 @@ fn make_engine(key: &[u8], backend: Backend) -> Result<(AeadEngine, [u8; SALT_LE
 pub(crate) struct OuterTemplate {
     /// Outer IP header then UDP header, per-packet fields zero.
     pub hdr: [u8; 48],
+    /// IPv4: checksum sum of the template header. IPv6+UDP: sum of the pseudo-header
+    /// addresses and protocol. Folded to 16 bits once here; folding again after the
+    /// per-packet words are added gives the same one's-complement sum (RFC 1071 §2).
+    pub csum_base: u16,
     /// Outer IP header length (20 or 40).
-    pub ip_len: usize,
+    pub ip_len: u8,
     /// UDP-encapsulated (RFC 3948).
     pub udp: bool,
     /// Outer IPv6.
     pub v6: bool,
-    /// IPv4: unfolded checksum sum of the template header. IPv6+UDP: sum of the pseudo-header
-    /// addresses and protocol.
-    pub csum_base: u64,
 }
 
 impl OuterTemplate {
@@ -229,17 +240,17 @@ impl OuterTemplate {
         }
         Ok(Self {
             hdr,
-            ip_len,
+            csum_base: checksum::fold(csum_base),
+            ip_len: ip_len as u8,
             udp,
             v6,
-            csum_base,
         })
     }
 
     /// Bytes of outer headers before the ESP header.
     #[inline(always)]
     pub fn outer_len(&self) -> usize {
-        self.ip_len + if self.udp { wire::UDP_HEADER_LEN } else { 0 }
+        usize::from(self.ip_len) + if self.udp { wire::UDP_HEADER_LEN } else { 0 }
     }
 }
 
@@ -249,20 +260,27 @@ impl OuterTemplate {
 /// wiped when the SA is dropped — on the control thread, which receives removed SAs back.
 /// The AES key schedule is wiped by the RustCrypto backend; ring's `LessSafeKey` offers no
 /// way to wipe it (docs/architecture.md, "Key hygiene").
+///
+/// Layout (`repr(C)`, cache-line aligned): everything but the key schedule fits the first
+/// 144 bytes, two and a quarter cache lines, and the key schedule follows.
 #[repr(C, align(64))]
 pub struct OutboundSa {
     pub(crate) seq: u64,
-    pub(crate) seq_max: u64,
+    pub(crate) counters: Arc<SaCounters>,
+    pub(crate) lifetime: Lifetime,
     pub(crate) spi: u32,
     pub(crate) salt: [u8; SALT_LEN],
+    pub(crate) tmpl: OuterTemplate,
     pub(crate) esn: bool,
     pub(crate) df: DfPolicy,
-    pub(crate) tmpl: OuterTemplate,
-    pub(crate) lifetime: Lifetime,
-    pub(crate) counters: Arc<SaCounters>,
     pub(crate) engine: AeadEngine,
-    config: SaConfig,
 }
+
+/// Bytes of an [`OutboundSa`] (11 cache lines): 144 of hot state, the engine (ring's key
+/// schedule, 544 bytes, is the largest inline one) and padding to the cache line.
+pub const OUTBOUND_SA_BYTES: usize = 704;
+const _: () = assert!(size_of::<OutboundSa>() <= OUTBOUND_SA_BYTES);
+const _: () = assert!(size_of::<OuterTemplate>() <= 56);
 
 impl fmt::Debug for OutboundSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -272,7 +290,6 @@ impl fmt::Debug for OutboundSa {
             .field("esn", &self.esn)
             .field("lifetime", &self.lifetime)
             .field("engine", &self.engine)
-            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -287,11 +304,9 @@ impl fmt::Debug for InboundSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboundSa")
             .field("spi", &format_args!("{:08x}", self.spi))
-            .field("esn", &self.esn)
             .field("replay", &self.replay)
             .field("lifetime", &self.lifetime)
             .field("engine", &self.engine)
-            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -310,28 +325,31 @@ impl OutboundSa {
         if config.ttl == 0 {
             return Err(SaError::ZeroTtl);
         }
-        let seq_max = if config.esn {
-            u64::MAX
-        } else {
-            u64::from(u32::MAX)
-        };
-        if config.initial_seq > seq_max {
+        if config.initial_seq > seq_max(config.esn) {
             return Err(SaError::BadSequenceState(config.initial_seq));
         }
         let (engine, salt) = make_engine(key, backend)?;
         Ok(Self {
             seq: config.initial_seq,
-            seq_max,
+            counters: Arc::new(SaCounters::with_seq(
+                Direction::Outbound,
+                config.initial_seq,
+            )),
+            lifetime: Lifetime::new(config.lifetime),
             spi: config.spi,
             salt,
+            tmpl: OuterTemplate::new(&config)?,
             esn: config.esn,
             df: config.df,
-            tmpl: OuterTemplate::new(&config)?,
-            lifetime: Lifetime::new(config.lifetime),
-            counters: Arc::new(SaCounters::with_seq(config.initial_seq)),
             engine,
-            config,
         })
+    }
+
+    /// The last sequence number this SA may send: 2^64-1 with ESN, else 2^32-1
+    /// (RFC 4303 §3.3.3, no cycling).
+    #[inline(always)]
+    pub(crate) fn seq_max(&self) -> u64 {
+        seq_max(self.esn)
     }
 
     /// The SPI.
@@ -350,10 +368,6 @@ impl OutboundSa {
     pub fn lifetime(&self) -> &Lifetime {
         &self.lifetime
     }
-    /// The configuration the SA was installed with.
-    pub fn config(&self) -> &SaConfig {
-        &self.config
-    }
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
         self.engine.backend()
@@ -362,18 +376,25 @@ impl OutboundSa {
 
 /// The hot state of an inbound SA (RFC 4303 §3.4 processing), owned by one worker.
 ///
-/// Key hygiene as for [`OutboundSa`].
+/// Key hygiene as for [`OutboundSa`]. Layout (`repr(C)`, cache-line aligned): the hot state,
+/// with the replay bitmap inline for windows up to [`crate::replay::INLINE_WINDOW`], then the
+/// key schedule. Whether ESN is on is the replay window's (it reconstructs the high bits).
 #[repr(C, align(64))]
 pub struct InboundSa {
+    pub(crate) counters: Arc<SaCounters>,
+    pub(crate) lifetime: Lifetime,
     pub(crate) spi: u32,
     pub(crate) salt: [u8; SALT_LEN],
-    pub(crate) esn: bool,
     pub(crate) replay: ReplayWindow,
-    pub(crate) lifetime: Lifetime,
-    pub(crate) counters: Arc<SaCounters>,
     pub(crate) engine: AeadEngine,
-    config: SaConfig,
 }
+
+/// Bytes of an [`InboundSa`] (12 cache lines), the replay bitmap of windows up to 1024
+/// included.
+pub const INBOUND_SA_BYTES: usize = 768;
+const _: () = assert!(size_of::<InboundSa>() <= INBOUND_SA_BYTES);
+/// Largest inline engine (ring, 544 bytes, either key length) plus the enum tag.
+const _: () = assert!(size_of::<AeadEngine>() <= 560);
 
 impl InboundSa {
     /// Installs an inbound SA. `key` is AES key ‖ salt (20 or 36 bytes, RFC 4106 §8.1).
@@ -394,14 +415,12 @@ impl InboundSa {
         })?;
         let (engine, salt) = make_engine(key, backend)?;
         Ok(Self {
+            counters: Arc::new(SaCounters::with_seq(Direction::Inbound, replay.highest())),
+            lifetime: Lifetime::new(config.lifetime),
             spi: config.spi,
             salt,
-            esn: config.esn,
-            counters: Arc::new(SaCounters::with_seq(replay.highest())),
             replay,
-            lifetime: Lifetime::new(config.lifetime),
             engine,
-            config,
         })
     }
 
@@ -420,10 +439,6 @@ impl InboundSa {
     /// Lifetime state.
     pub fn lifetime(&self) -> &Lifetime {
         &self.lifetime
-    }
-    /// The configuration the SA was installed with.
-    pub fn config(&self) -> &SaConfig {
-        &self.config
     }
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
