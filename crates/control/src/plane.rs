@@ -383,6 +383,20 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             let n = self.dp.borrow_mut().poll_notice();
             let Some(n) = n else { break };
             let Some(i) = self.runs.iter().position(|r| r.s.tunnel == n.tunnel) else {
+                // A static (lab) SA: nothing to rekey, but the operator must know.
+                let (level, what) = match n.expiry {
+                    Expiry::Soft => (Level::Warn, "soft"),
+                    Expiry::Hard => (Level::Error, "hard"),
+                };
+                self.line(
+                    level,
+                    None,
+                    format!(
+                        "static SA 0x{:08x} of tunnel #{} reached its {what} lifetime; static \
+                         SAs are not rekeyed",
+                        n.spi, n.tunnel
+                    ),
+                );
                 continue;
             };
             match n.expiry {

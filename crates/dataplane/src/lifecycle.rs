@@ -555,6 +555,12 @@ impl Lifecycle {
         self.hops.ports()[port as usize].next_hop(dst)
     }
 
+    /// The MAC of the next hop towards `dst` on `port`, when resolved (the control thread's
+    /// own frames, e.g. IKE).
+    pub fn mac_towards(&self, port: PortRole, dst: IpAddr) -> Option<Mac> {
+        self.hops.mac_of(port, self.next_hop(port, dst)?)
+    }
+
     fn book_mut(&mut self, id: TunnelId) -> Result<&mut TunnelBook, LifecycleError> {
         self.books
             .get_mut(id as usize)

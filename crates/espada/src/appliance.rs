@@ -20,8 +20,13 @@ use espada_hostpath::{HostConfig, HostStack, MacAddr, NeighborConfig};
 use tracing::{info, warn};
 
 use crate::control::{Control, WorkerLink};
-use crate::plan::{Plan, PlannedTunnel, plan};
+use crate::ike_dp::LifecycleDp;
+use crate::plan::{NegotiatedTunnel, Plan, PlannedTunnel, plan};
 use crate::unknown_spi::UnknownSpiLog;
+use espada_control::ControlPlane;
+use espada_ike::config::EndpointConfig;
+use espada_ike::rng::SystemRandom;
+use std::collections::HashMap;
 
 /// Mbufs in the packet pool.
 const POOL_MBUFS: u32 = 16383;
@@ -38,9 +43,10 @@ fn install_tunnels(
     lc: &mut Lifecycle,
     parts: &mut [espada_dataplane::lifecycle::WorkerParts],
     tunnels: Vec<PlannedTunnel>,
-) -> Result<()> {
+) -> Result<Vec<NegotiatedTunnel>> {
     let now = Instant::now();
     let mut outbound = Vec::new();
+    let mut negotiated = Vec::new();
     for (i, t) in tunnels.into_iter().enumerate() {
         let name = t.spec.name.clone();
         let id = lc
@@ -50,8 +56,8 @@ fn install_tunnels(
             id as usize == i,
             "tunnel {name}: id {id} is not its index {i}"
         );
+        negotiated.extend(t.negotiated);
         let Some((inb, outb)) = t.static_sas else {
-            warn!(tunnel = %name, "negotiated (IKEv2) tunnels are validated but not negotiated by the daemon yet: this tunnel carries no traffic");
             continue;
         };
         lc.allocate_static_spi(id, inb.spi())
@@ -72,7 +78,31 @@ fn install_tunnels(
         a.result
             .map_err(|e| anyhow::anyhow!("tunnel #{}: SA {:08x}: {e}", a.tunnel, a.spi))?;
     }
-    Ok(())
+    Ok(negotiated)
+}
+
+/// The control plane over the data plane's lifecycle, with the negotiated tunnels.
+fn control_plane(
+    lc: Lifecycle,
+    negotiated: Vec<NegotiatedTunnel>,
+    sas: Vec<crate::plan::SaInfo>,
+) -> ControlPlane<LifecycleDp> {
+    let mut peers = Vec::new();
+    let mut settings = Vec::new();
+    let mut dp = HashMap::new();
+    for n in negotiated {
+        dp.insert(n.settings.tunnel, n.dp);
+        peers.push(n.peer);
+        settings.push(n.settings);
+    }
+    ControlPlane::new(
+        EndpointConfig::default(),
+        peers,
+        settings,
+        LifecycleDp::new(lc, dp, sas),
+        Box::new(SystemRandom::new()),
+        Box::new(SystemRandom::new()),
+    )
 }
 
 fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConfig {
@@ -167,7 +197,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         }
     }
 
-    install_tunnels(&mut lc, &mut parts, tunnels)?;
+    let negotiated = install_tunnels(&mut lc, &mut parts, tunnels)?;
     let (mut links, mut workers) = (Vec::new(), Vec::new());
     let worker_stop = Arc::new(AtomicBool::new(false));
     for (w, (mut tx_row, (rx_row, p))) in handoff_tx
@@ -234,13 +264,14 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             None
         }
     };
+    let mut cp = control_plane(lc, negotiated, sas);
+    cp.start(Instant::now());
     let mut control = Control::new(
-        lc,
+        cp,
         links,
         [ports[0].tx_queue(ctl_q)?, ports[1].tx_queue(ctl_q)?],
         pool.clone(),
         host,
-        sas,
         UnknownSpiLog::new(cfg.logging.unknown_spi_interval),
         admin,
     );

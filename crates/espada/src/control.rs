@@ -1,20 +1,22 @@
 //! The control thread: everything that is not per-packet work.
 //!
 //! Each turn of its loop it
-//! 1. takes punted frames from every worker and gives them to the host stack (ARP, IPv6
-//!    neighbour discovery, ICMP echo to the box), sending the answers on its own TX queue of
-//!    each port; IKE frames are dropped with a debug log line (the IKEv2 issue handles them; the
-//!    workers' `punted` counter counts them);
+//! 1. takes punted frames from every worker: IKE datagrams go to the control plane
+//!    (`espada_control`), everything else to the host stack (ARP, IPv6 neighbour discovery,
+//!    ICMP echo to the box); answers leave on its own TX queue of each port;
 //! 2. drains every worker's events: unknown-SPI samples go to the rate-limited log, ICMP errors
 //!    are accounted to their tunnel (path MTU), neighbour misses start ARP/ND resolution;
-//! 3. polls the data plane's lifecycle (`espada_dataplane::lifecycle`): lifetime notices (soft
-//!    expiry: rekey due; hard expiry), worker replies (removed SAs are freed here), deadlines,
-//!    table publication and QSBR reclamation;
+//! 3. polls the control plane, which polls the data plane's lifecycle
+//!    (`espada_dataplane::lifecycle`: worker replies — removed SAs are freed here — lifetime
+//!    notices, deadlines, table publication, QSBR reclamation), runs its IKE timers (rekeys,
+//!    DPD, retransmissions) and hands out IKE datagrams, which are framed towards the next hop
+//!    (held up to a few seconds while it is being resolved);
 //! 4. answers the admin socket.
 //!
 //! It never blocks a worker: all exchanges are SPSC rings, and the only waiting it does is a
 //! short sleep when a turn found nothing to do.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,15 +25,17 @@ use std::time::{Duration, Instant};
 use dpdk::{Burst, Mempool, RingConsumer, TxQueue};
 use espada_admin::{AdminError, AdminServer, Request, Response};
 use espada_buf::PacketBuf;
+use espada_control::{ControlPlane, Level};
 use espada_dataplane::PortRole;
-use espada_dataplane::events::{Event, NoticeKind};
-use espada_dataplane::lifecycle::Lifecycle;
+use espada_dataplane::events::Event;
 use espada_dataplane::stats::WorkerStats;
 use espada_esp::icmp::IcmpErrorKind;
 use espada_hostpath::{HostEvent, HostOutput, HostStack, MacAddr};
-use tracing::{debug, info, warn};
+use espada_ike::exchange::Transmit;
+use tracing::{debug, error, info, warn};
 
-use crate::plan::SaInfo;
+use crate::ike_dp::LifecycleDp;
+use crate::ike_io;
 use crate::unknown_spi::UnknownSpiLog;
 use crate::views::{self, TunnelRuntime};
 
@@ -39,6 +43,9 @@ use crate::views::{self, TunnelRuntime};
 const HOST_POLL_EVERY: Duration = Duration::from_millis(100);
 /// Sleep of an idle control turn.
 const IDLE_SLEEP: Duration = Duration::from_micros(500);
+/// How long an IKE datagram waits for its next hop to be resolved before it is dropped (the
+/// IKE endpoint retransmits requests anyway).
+const IKE_HOLD: Duration = Duration::from_secs(3);
 
 /// The control thread's end of one worker.
 pub struct WorkerLink {
@@ -56,8 +63,8 @@ pub struct WorkerLink {
 
 /// The control thread's state.
 pub struct Control {
-    /// The data plane's SAs, tunnels and tables.
-    pub lc: Lifecycle,
+    /// The control plane (IKE, rekeys, DPD) over the data plane's lifecycle.
+    pub cp: ControlPlane<LifecycleDp>,
     /// Worker links.
     pub workers: Vec<WorkerLink>,
     /// The control TX queue of each port.
@@ -66,8 +73,6 @@ pub struct Control {
     pub pool: Mempool,
     /// The host stack (ARP, ND, ICMP echo).
     pub host: HostStack,
-    /// Every SA, for `show sa`.
-    pub sas: Vec<SaInfo>,
     /// Per-tunnel facts learned from events.
     pub runtime: Vec<TunnelRuntime>,
     /// Rate-limited unknown-SPI log.
@@ -76,49 +81,35 @@ pub struct Control {
     pub admin: Option<AdminServer>,
     out: HostOutput,
     last_host_poll: Option<Instant>,
-}
-
-/// True for an IPv4/IPv6 UDP frame to port 500 or 4500 (IKE, RFC 7296 §2; RFC 3948 §2.2).
-fn is_ike(frame: &[u8]) -> bool {
-    let udp = match frame.get(12..14) {
-        Some([0x08, 0x00]) if frame.get(23) == Some(&17) => {
-            14 + usize::from(frame.get(14).map_or(5, |b| b & 0x0f)) * 4
-        }
-        Some([0x86, 0xdd]) if frame.get(20) == Some(&17) => 54,
-        _ => return false,
-    };
-    matches!(
-        frame.get(udp + 2..udp + 4),
-        Some([0x01, 0xf4] | [0x11, 0x94])
-    )
+    /// IKE datagrams waiting for their next hop's MAC.
+    ike_waiting: VecDeque<(Instant, Transmit)>,
 }
 
 impl Control {
     /// A control thread over its parts.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        lc: Lifecycle,
+        cp: ControlPlane<LifecycleDp>,
         workers: Vec<WorkerLink>,
         tx: [TxQueue; 2],
         pool: Mempool,
         host: HostStack,
-        sas: Vec<SaInfo>,
         unknown: UnknownSpiLog,
         admin: Option<AdminServer>,
     ) -> Control {
-        let runtime = vec![TunnelRuntime::default(); lc.sizes().tunnels as usize];
+        let runtime = vec![TunnelRuntime::default(); cp.dataplane().lc.sizes().tunnels as usize];
         Control {
-            lc,
+            cp,
             workers,
             tx,
             pool,
             host,
-            sas,
             runtime,
             unknown,
             admin,
             out: HostOutput::default(),
             last_host_poll: None,
+            ike_waiting: VecDeque::new(),
         }
     }
 
@@ -126,14 +117,18 @@ impl Control {
     /// announces the box's addresses.
     pub fn prime(&mut self, now: Instant) {
         let mut hops: Vec<(PortRole, IpAddr)> = Vec::new();
-        for (_, t) in self.lc.tunnels() {
-            if let Some(h) = self.lc.next_hop(PortRole::Outside, t.spec.peer) {
-                hops.push((PortRole::Outside, h));
+        {
+            let dp = self.cp.dataplane();
+            let lc = &dp.lc;
+            for (_, t) in lc.tunnels() {
+                if let Some(h) = lc.next_hop(PortRole::Outside, t.spec.peer) {
+                    hops.push((PortRole::Outside, h));
+                }
             }
-        }
-        for r in PortRole::ALL {
-            let p = self.lc.tables().port(r);
-            hops.extend(p.gateway4.iter().chain(p.gateway6.iter()).map(|g| (r, *g)));
+            for r in PortRole::ALL {
+                let p = lc.tables().port(r);
+                hops.extend(p.gateway4.iter().chain(p.gateway6.iter()).map(|g| (r, *g)));
+            }
         }
         for (r, ip) in hops {
             self.host.resolve(r, ip, now, &mut self.out);
@@ -165,28 +160,21 @@ impl Control {
             self.last_host_poll = Some(now);
         }
         self.flush_host_output();
-        let before = self.lc.stats();
-        self.lc.poll(now);
-        work |= self.lc.stats() != before;
-        while let Some(n) = self.lc.poll_notice() {
+        let before = self.cp.dataplane().lc.stats();
+        self.cp.poll(now);
+        if self.cp.poll_timeout().is_some_and(|t| t <= now) {
+            self.cp.handle_timeout(now);
+        }
+        work |= self.cp.dataplane().lc.stats() != before;
+        while let Some(l) = self.cp.poll_log() {
             work = true;
-            let name = self.tunnel_name(n.tunnel);
-            let spi = format!("0x{:08x}", n.spi);
-            match n.kind {
-                NoticeKind::Soft => {
-                    info!(tunnel = %name, spi, inbound = n.inbound, "SA reached its soft lifetime: rekey due");
-                }
-                NoticeKind::Hard => {
-                    warn!(tunnel = %name, spi, inbound = n.inbound, "SA reached its hard lifetime: it no longer carries traffic");
-                }
+            match l.level {
+                Level::Info => info!(tunnel = %l.tunnel, "{}", l.text),
+                Level::Warn => warn!(tunnel = %l.tunnel, "{}", l.text),
+                Level::Error => error!(tunnel = %l.tunnel, "{}", l.text),
             }
         }
-        while let Some(a) = self.lc.poll_ack() {
-            work = true;
-            if let Err(e) = a.result {
-                warn!(tunnel = %self.tunnel_name(a.tunnel), spi = format!("0x{:08x}", a.spi), op = ?a.op, error = %e, "data-plane change failed");
-            }
-        }
+        work |= self.send_ike(now);
         if let Some(mut admin) = self.admin.take() {
             work |= admin.poll(&mut |r| self.answer(r)) > 0;
             self.admin = Some(admin);
@@ -204,14 +192,17 @@ impl Control {
                 }
                 work = true;
                 for m in b.drain() {
-                    if is_ike(m.data()) {
-                        debug!(
-                            port = role.name(),
-                            "IKE frame received (IKEv2 not implemented yet)"
-                        );
-                        continue;
+                    match (role, ike_io::parse(m.data())) {
+                        (PortRole::Outside, Some((local, remote, payload))) => {
+                            self.cp.handle_datagram(now, local, remote, payload);
+                        }
+                        (PortRole::Inside, Some(_)) => {
+                            debug!("IKE datagram on the inside port ignored");
+                        }
+                        (_, None) => {
+                            self.host.handle_frame(role, m.data(), now, &mut self.out);
+                        }
                     }
-                    self.host.handle_frame(role, m.data(), now, &mut self.out);
                 }
             }
         }
@@ -223,7 +214,7 @@ impl Control {
             match e {
                 HostEvent::NeighborLearned { port, ip, mac } => {
                     let MacAddr(mac) = mac;
-                    if self.lc.neighbour_learned(port, ip, mac) {
+                    if self.cp.dataplane_mut().lc.neighbour_learned(port, ip, mac) {
                         info!(port = %port, %ip, mac = %MacAddr(mac), "neighbour learned");
                     }
                 }
@@ -294,7 +285,8 @@ impl Control {
                 }
             }
             Event::NeighborMiss { port, dst } => {
-                if let Some(ip) = self.lc.next_hop(port, dst) {
+                let hop = self.cp.dataplane().lc.next_hop(port, dst);
+                if let Some(ip) = hop {
                     self.host.resolve(port, ip, now, &mut self.out);
                 }
             }
@@ -302,10 +294,83 @@ impl Control {
     }
 
     fn tunnel_name(&self, id: u32) -> String {
-        self.lc
+        self.cp
+            .dataplane()
+            .lc
             .tunnel(id)
             .map(|t| t.spec.name.clone())
             .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    /// Frames and sends the control plane's IKE datagrams on the outside port; one whose next
+    /// hop is not resolved yet waits (resolution started) up to [`IKE_HOLD`].
+    fn send_ike(&mut self, now: Instant) -> bool {
+        while let Some(t) = self.cp.poll_transmit() {
+            self.ike_waiting.push_back((now, t));
+        }
+        if self.ike_waiting.is_empty() {
+            return false;
+        }
+        let mut burst: Burst = Burst::new();
+        let mut keep = VecDeque::new();
+        let (src, lc_macs): (MacAddr, Vec<Option<[u8; 6]>>) = {
+            let dp = self.cp.dataplane();
+            let src = MacAddr(dp.lc.tables().port(PortRole::Outside).mac);
+            let macs = self
+                .ike_waiting
+                .iter()
+                .map(|(_, t)| dp.lc.mac_towards(PortRole::Outside, t.remote.ip()))
+                .collect();
+            (src, macs)
+        };
+        for ((since, t), mac) in std::mem::take(&mut self.ike_waiting)
+            .into_iter()
+            .zip(lc_macs)
+        {
+            let Some(mac) = mac else {
+                if now.duration_since(since) < IKE_HOLD {
+                    let hop = self
+                        .cp
+                        .dataplane()
+                        .lc
+                        .next_hop(PortRole::Outside, t.remote.ip());
+                    if let Some(ip) = hop {
+                        self.host.resolve(PortRole::Outside, ip, now, &mut self.out);
+                    }
+                    keep.push_back((since, t));
+                } else {
+                    warn!(peer = %t.remote, "IKE datagram dropped: next hop not resolved");
+                }
+                continue;
+            };
+            let Some(frame) = ike_io::frame(src, MacAddr(mac), t.local, t.remote, &t.payload)
+            else {
+                warn!(peer = %t.remote, "IKE datagram not framed (address families differ)");
+                continue;
+            };
+            let Some(mut m) = self.pool.alloc() else {
+                warn!("mbuf pool empty: IKE datagram not sent");
+                continue;
+            };
+            if !m.set_data(&frame) {
+                warn!(
+                    len = frame.len(),
+                    "IKE datagram larger than an mbuf: not sent"
+                );
+                continue;
+            }
+            if let Err(m) = burst.push(m) {
+                self.tx[PortRole::Outside as usize].tx_or_drop(&mut burst);
+                let _ = burst.push(m);
+            }
+        }
+        let (_, lost) = self.tx[PortRole::Outside as usize].tx_or_drop(&mut burst);
+        if lost > 0 {
+            warn!(lost, "control TX queue full: IKE datagrams dropped");
+        }
+        self.ike_waiting = keep;
+        self.flush_host_output();
+        true
     }
 
     /// Answers one admin request.
@@ -316,7 +381,8 @@ impl Control {
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
             Request::ShowSa { spi } => {
-                let v = views::sas(&self.sas, &self.lc, spi);
+                let dp = self.cp.dataplane();
+                let v = views::sas(&dp.sas, &dp.lc, spi);
                 match (spi, v.is_empty()) {
                     (Some(s), true) => {
                         Err(AdminError::not_found(format!("no SA with SPI 0x{s:08x}")))
@@ -324,45 +390,24 @@ impl Control {
                     _ => Ok(Response::Sa(v)),
                 }
             }
-            Request::ShowTunnels => Ok(Response::Tunnels(views::tunnels(
-                &self.sas,
-                &self.lc,
-                &self.runtime,
-            ))),
+            Request::ShowTunnels => {
+                let dp = self.cp.dataplane();
+                Ok(Response::Tunnels(views::tunnels(
+                    &dp.sas,
+                    &dp.lc,
+                    &self.runtime,
+                )))
+            }
             Request::ShowDrops => Ok(Response::Drops(views::drops(&stats, self.unknown.recent()))),
             Request::ShowWorkers => {
                 let lcores: Vec<u32> = self.workers.iter().map(|w| w.lcore).collect();
                 let rx: Vec<Vec<String>> =
                     self.workers.iter().map(|w| w.rx_queues.clone()).collect();
+                let dp = self.cp.dataplane();
                 Ok(Response::Workers(views::workers(
-                    &stats, &lcores, &rx, &self.sas,
+                    &stats, &lcores, &rx, &dp.sas,
                 )))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_ike;
-
-    #[test]
-    fn ike_frames_are_recognised_on_both_ports_and_families() {
-        let mut v4 = vec![0u8; 14 + 20 + 8 + 4];
-        v4[12..14].copy_from_slice(&[0x08, 0x00]);
-        v4[14] = 0x45;
-        v4[23] = 17;
-        v4[36..38].copy_from_slice(&500u16.to_be_bytes());
-        assert!(is_ike(&v4));
-        v4[36..38].copy_from_slice(&4500u16.to_be_bytes());
-        assert!(is_ike(&v4));
-        v4[36..38].copy_from_slice(&53u16.to_be_bytes());
-        assert!(!is_ike(&v4));
-        let mut v6 = vec![0u8; 14 + 40 + 8];
-        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-        v6[20] = 17;
-        v6[56..58].copy_from_slice(&500u16.to_be_bytes());
-        assert!(is_ike(&v6));
-        assert!(!is_ike(&v6[..50]));
     }
 }

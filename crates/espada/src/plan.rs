@@ -35,12 +35,83 @@ pub struct SaInfo {
     pub counters: Arc<SaCounters>,
 }
 
+/// A negotiated tunnel: its IKE peer, the control plane's settings, the data plane's part.
+pub struct NegotiatedTunnel {
+    /// The IKE side.
+    pub peer: espada_ike::config::PeerConfig,
+    /// Rekey, DPD and start settings.
+    pub settings: espada_control::TunnelSettings,
+    /// Replay window and byte/packet limits of its SAs.
+    pub dp: crate::ike_dp::DpTunnel,
+}
+
 /// A tunnel and, in the lab, its static SAs.
 pub struct PlannedTunnel {
     /// What the data plane needs to know.
     pub spec: TunnelSpec,
     /// Static SAs (inbound, outbound), installed at start-up.
     pub static_sas: Option<(InboundSa, OutboundSa)>,
+    /// IKEv2, when the tunnel has no static SAs.
+    pub negotiated: Option<NegotiatedTunnel>,
+}
+
+fn ike_ts(p: &espada_config::Prefix) -> espada_ike::msgs::TrafficSelector {
+    espada_ike::ts::prefix(p.addr, p.len)
+}
+
+/// Byte/packet limits of a negotiated CHILD SA: hard as configured, soft at 90 % of it (the
+/// control plane rekeys on the soft notice; time-based rekeys are the control plane's own).
+fn child_limits(n: &espada_config::Negotiated) -> LifetimeLimits {
+    let soft = |h: Option<u64>| h.map_or(u64::MAX, |h| h - h / 10);
+    LifetimeLimits {
+        soft_bytes: soft(n.child_bytes),
+        hard_bytes: n.child_bytes.unwrap_or(u64::MAX),
+        soft_packets: soft(n.child_packets),
+        hard_packets: n.child_packets.unwrap_or(u64::MAX),
+    }
+}
+
+fn negotiated(
+    tun: &espada_config::Tunnel,
+    n: &espada_config::Negotiated,
+    id: u32,
+    local: IpAddr,
+) -> NegotiatedTunnel {
+    use espada_ike::auth::Authenticator;
+    use espada_ike::secret::Secret;
+    let peer = espada_ike::config::PeerConfig {
+        name: tun.name.clone(),
+        local_addr: local,
+        remote_addr: Some(tun.peer),
+        local_id: n.local_id.clone(),
+        remote_id: n.remote_id.clone(),
+        auth: Authenticator::Psk(Secret::from_slice(n.psk.expose())),
+        ike_proposals: n.ike.clone(),
+        esp_proposals: n.esp.clone(),
+        local_ts: tun.local_ts.iter().map(ike_ts).collect(),
+        remote_ts: tun.remote_ts.iter().map(ike_ts).collect(),
+        encapsulation: match tun.encapsulation {
+            Encapsulation::Udp => espada_ike::config::Encapsulation::Udp,
+            // Raw ESP unless a NAT is detected (IKE decides; RFC 7296 §2.23).
+            Encapsulation::Auto | Encapsulation::Esp => espada_ike::config::Encapsulation::Auto,
+        },
+        fragmentation: true,
+    };
+    NegotiatedTunnel {
+        peer,
+        settings: espada_control::TunnelSettings {
+            name: tun.name.clone(),
+            tunnel: id,
+            start: n.start,
+            ike_lifetime: n.ike_lifetime,
+            child_lifetime: n.child_lifetime,
+            dpd: n.dpd,
+        },
+        dp: crate::ike_dp::DpTunnel {
+            replay_window: tun.replay_window,
+            limits: child_limits(n),
+        },
+    }
 }
 
 /// The queue layout of one port.
@@ -258,7 +329,14 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             });
             static_sas = Some((inb, outb));
         }
-        tunnels.push(PlannedTunnel { spec, static_sas });
+        tunnels.push(PlannedTunnel {
+            spec,
+            static_sas,
+            negotiated: tun
+                .negotiated
+                .as_ref()
+                .map(|n| negotiated(tun, n, id, local)),
+        });
     }
     Ok(Plan {
         eal_args,

@@ -1,0 +1,204 @@
+//! The daemon's data plane as `espada_control` sees it: the control plane's lifecycle calls
+//! become `espada_dataplane::lifecycle` calls, with the ESP SAs built here from what IKE
+//! negotiated (RFC 4106 key ‖ salt, ESN, UDP encapsulation ports, the tunnel's replay window
+//! and byte/packet limits). Runs on the control thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use espada_control::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
+use espada_dataplane::events::NoticeKind;
+use espada_dataplane::lifecycle::{self, Lifecycle};
+use espada_esp::sa::NattPorts;
+use espada_esp::{DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
+use espada_ike::exchange::ChildSaParams;
+use espada_ike::proposal::Cipher;
+
+use crate::plan::SaInfo;
+
+/// How long a rekeyed inbound SA keeps decrypting (strongSwan keeps its old one ≈ 5 s).
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How long a retired SPI is classified as "retired by rekey" afterwards.
+pub const LINGER: Duration = Duration::from_secs(120);
+
+/// What the data plane needs per negotiated tunnel beyond what IKE says.
+#[derive(Clone, Copy, Debug)]
+pub struct DpTunnel {
+    /// Anti-replay window.
+    pub replay_window: u32,
+    /// Byte and packet limits of its CHILD SAs.
+    pub limits: LifetimeLimits,
+}
+
+/// See the module documentation.
+pub struct LifecycleDp {
+    /// The lifecycle (also used directly by the control thread for neighbours and views).
+    pub lc: Lifecycle,
+    tunnels: HashMap<TunnelId, DpTunnel>,
+    /// Every SA, for `show sa` (static SAs first, then negotiated ones as they come).
+    pub sas: Vec<SaInfo>,
+    acks: VecDeque<(Ticket, Result<(), String>)>,
+    notices: VecDeque<DpNotice>,
+}
+
+fn algorithm(c: Cipher) -> &'static str {
+    match c {
+        Cipher::AesGcm16_128 => "aes128gcm16",
+        Cipher::AesGcm16_256 => "aes256gcm16",
+    }
+}
+
+impl LifecycleDp {
+    /// Wraps `lc`; `sas` are the static SAs already installed.
+    pub fn new(lc: Lifecycle, tunnels: HashMap<TunnelId, DpTunnel>, sas: Vec<SaInfo>) -> Self {
+        LifecycleDp {
+            lc,
+            tunnels,
+            sas,
+            acks: VecDeque::new(),
+            notices: VecDeque::new(),
+        }
+    }
+
+    fn config(&self, tunnel: TunnelId, dir: Direction, p: &ChildSaParams) -> SaConfig {
+        let mut c = SaConfig::new(p.spi, dir, p.local.ip(), p.remote.ip());
+        c.esn = p.esn;
+        c.natt = p.udp_encap.then_some(NattPorts {
+            local: p.local.port(),
+            remote: p.remote.port(),
+        });
+        if let Some(t) = self.tunnels.get(&tunnel) {
+            c.replay_window = t.replay_window;
+            c.lifetime = t.limits;
+        }
+        c
+    }
+
+    fn info(
+        &mut self,
+        tunnel: TunnelId,
+        inbound: bool,
+        p: &ChildSaParams,
+        c: SaConfig,
+        counters: std::sync::Arc<espada_esp::SaCounters>,
+    ) {
+        let owner = self.lc.tunnel(tunnel).map_or(0, |b| b.owner);
+        self.sas.push(SaInfo {
+            tunnel,
+            inbound,
+            spi: p.spi,
+            owner,
+            algorithm: algorithm(p.cipher),
+            config: c,
+            counters,
+        });
+    }
+
+    fn ticket(t: lifecycle::Ticket) -> Ticket {
+        Ticket(t.0)
+    }
+}
+
+impl DataPlane for LifecycleDp {
+    fn allocate_spi(&mut self, tunnel: TunnelId) -> Option<u32> {
+        self.lc.allocate_spi(tunnel).ok()
+    }
+
+    fn release_spi(&mut self, tunnel: TunnelId, spi: u32) {
+        let _ = self.lc.release_spi(tunnel, spi);
+    }
+
+    fn install_inbound(&mut self, tunnel: TunnelId, p: &ChildSaParams) -> Result<Ticket, String> {
+        let c = self.config(tunnel, Direction::Inbound, p);
+        let sa = InboundSa::new(c.clone(), p.keys.expose(), DEFAULT_BACKEND)
+            .map_err(|e| format!("inbound SA {:08x}: {e:?}", p.spi))?;
+        let counters = sa.counters().clone();
+        let t = self
+            .lc
+            .install_inbound(tunnel, sa)
+            .map_err(|e| e.to_string())?;
+        self.info(tunnel, true, p, c, counters);
+        Ok(Self::ticket(t))
+    }
+
+    fn install_outbound(&mut self, tunnel: TunnelId, p: &ChildSaParams) -> Result<Ticket, String> {
+        let c = self.config(tunnel, Direction::Outbound, p);
+        let sa = OutboundSa::new(c.clone(), p.keys.expose(), DEFAULT_BACKEND)
+            .map_err(|e| format!("outbound SA {:08x}: {e:?}", p.spi))?;
+        let counters = sa.counters().clone();
+        let t = self
+            .lc
+            .install_outbound(tunnel, sa)
+            .map_err(|e| e.to_string())?;
+        self.info(tunnel, false, p, c, counters);
+        Ok(Self::ticket(t))
+    }
+
+    fn switch_outbound(&mut self, tunnel: TunnelId, spi: u32) -> Result<Ticket, String> {
+        self.lc
+            .switch_outbound(tunnel, spi)
+            .map(Self::ticket)
+            .map_err(|e| e.to_string())
+    }
+
+    fn retire_inbound(
+        &mut self,
+        tunnel: TunnelId,
+        spi: u32,
+        now: Instant,
+    ) -> Result<Ticket, String> {
+        let t = self
+            .lc
+            .retire_inbound(tunnel, spi, now, GRACE, LINGER)
+            .map_err(|e| e.to_string())?;
+        self.sas
+            .retain(|s| !(s.tunnel == tunnel && s.inbound && s.spi == spi));
+        Ok(Self::ticket(t))
+    }
+
+    fn remove_outbound(&mut self, tunnel: TunnelId, spi: u32) -> Result<Ticket, String> {
+        let t = self
+            .lc
+            .remove_outbound(tunnel, spi)
+            .map_err(|e| e.to_string())?;
+        self.sas
+            .retain(|s| !(s.tunnel == tunnel && !s.inbound && s.spi == spi));
+        Ok(Self::ticket(t))
+    }
+
+    fn inbound_packets(&self, tunnel: TunnelId, spi: u32) -> Option<u64> {
+        self.sas
+            .iter()
+            .find(|s| s.tunnel == tunnel && s.inbound && s.spi == spi)
+            .map(|s| s.counters.snapshot().packets)
+    }
+
+    fn poll(&mut self, now: Instant) {
+        self.lc.poll(now);
+        while let Some(a) = self.lc.poll_ack() {
+            self.acks.push_back((
+                Self::ticket(a.ticket),
+                a.result.map(drop).map_err(|e| e.to_string()),
+            ));
+        }
+        while let Some(n) = self.lc.poll_notice() {
+            self.notices.push_back(DpNotice {
+                tunnel: n.tunnel,
+                spi: n.spi,
+                inbound: n.inbound,
+                expiry: match n.kind {
+                    NoticeKind::Soft => Expiry::Soft,
+                    NoticeKind::Hard => Expiry::Hard,
+                },
+            });
+        }
+    }
+
+    fn poll_ack(&mut self) -> Option<(Ticket, Result<(), String>)> {
+        self.acks.pop_front()
+    }
+
+    fn poll_notice(&mut self) -> Option<DpNotice> {
+        self.notices.pop_front()
+    }
+}
