@@ -1,7 +1,7 @@
 //! The real daemon negotiates a tunnel with strongSwan's charon (kernel-libipsec, ESP in user
 //! space, always UDP-encapsulated) in network namespaces: espada in `dut` with af_packet ports,
 //! a LAN host (192.0.2.10) behind it, charon in `peer` (198.51.100.2) protecting 203.0.113.0/24
-//! (203.0.113.1 on its loopback). charon initiates; traffic from the LAN host reaches
+//! (203.0.113.1 on its loopback). Either end initiates (one test each); traffic from the LAN host reaches
 //! 203.0.113.1 and back; then both ends rekey the CHILD_SA while a ping stream runs — charon by
 //! `swanctl --rekey` and espada by its own short CHILD lifetime — with no loss, no unknown-SPI
 //! drop on espada and no unknown-SPI line in charon's log.
@@ -114,7 +114,17 @@ fn ping(lan: &Netns, count: u32, interval: &str) -> String {
 }
 
 #[test]
-fn strongswan_negotiates_and_both_ends_rekey_under_traffic_without_loss() {
+fn strongswan_initiates_and_both_ends_rekey_under_traffic_without_loss() {
+    scenario(false);
+}
+
+#[test]
+fn espada_initiates_and_both_ends_rekey_under_traffic_without_loss() {
+    scenario(true);
+}
+
+/// The scenario of the module documentation, with espada or charon initiating.
+fn scenario(espada_initiates: bool) {
     if !available() {
         return;
     }
@@ -151,10 +161,11 @@ fn strongswan_negotiates_and_both_ends_rekey_under_traffic_without_loss() {
          tunnels:\n  - name: branch\n    peer: 198.51.100.2\n    local_ts: [192.0.2.0/24]\n    \
          remote_ts: [203.0.113.0/24]\n    local_id: hub.example\n    remote_id: branch.example\n    \
          psk: {{ file: branch.psk }}\n    ike: aes128gcm16-prfsha256-x25519\n    esp: aes128gcm16\n    \
-         child_lifetime: {{ time: 20s, margin: 8s, jitter: 1s }}\n\
+         child_lifetime: {{ time: 20s, margin: 8s, jitter: 1s }}\n    start: {start}\n\
          admin: {{ socket: {s} }}\n\
          dpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
         s = socket.display(),
+        start = if espada_initiates { "start" } else { "none" },
     );
     std::fs::write(dir.join("hub.yaml"), yaml).unwrap();
     let daemon = Daemon::start(&dut, &dir.join("hub.yaml"), socket, dir.join("espada.log"));
@@ -175,7 +186,11 @@ fn strongswan_negotiates_and_both_ends_rekey_under_traffic_without_loss() {
         &format!("psk={PSK}"),
         "local_ts=203.0.113.0/24",
         "remote_ts=192.0.2.0/24",
-        "start_action=start",
+        if espada_initiates {
+            "start_action=none"
+        } else {
+            "start_action=start"
+        },
         "delete_rekeyed_delay=1",
     ]);
     charon.swan(&["start", "charon", peer.name(), &cdir]);
