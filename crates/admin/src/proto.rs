@@ -19,7 +19,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::view::{DropsView, SaView, TunnelView, WorkerView};
+use crate::view::{DropsView, IkeView, SaView, TunnelView, WorkerView};
 
 /// Protocol version spoken by this crate (the `"v"` field of requests).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -43,6 +43,25 @@ pub enum Request {
     ShowWorkers,
     /// `ping`: liveness check, answered with the daemon's version.
     Ping,
+    /// `show.ike`: the IKE state of every negotiated tunnel.
+    ShowIke,
+    /// `tunnel.initiate`: start IKEv2 for a negotiated tunnel now.
+    Initiate {
+        /// Tunnel name.
+        tunnel: String,
+    },
+    /// `tunnel.rekey`: rekey a tunnel's CHILD_SA, or with `ike` its IKE SA.
+    Rekey {
+        /// Tunnel name.
+        tunnel: String,
+        /// The IKE SA (else the CHILD_SA).
+        ike: bool,
+    },
+    /// `tunnel.clear`: delete a tunnel's IKE SA and its CHILD_SAs.
+    Clear {
+        /// Tunnel name.
+        tunnel: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -56,13 +75,25 @@ struct ShowSaArgs {
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TunnelArgs {
+    tunnel: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ike: bool,
+}
+
 impl Request {
     /// Every command name, in the order `help` should list them.
-    pub const COMMANDS: [&'static str; 5] = [
+    pub const COMMANDS: [&'static str; 9] = [
         "show.sa",
         "show.tunnels",
+        "show.ike",
         "show.drops",
         "show.workers",
+        "tunnel.initiate",
+        "tunnel.rekey",
+        "tunnel.clear",
         "ping",
     ];
 
@@ -74,6 +105,10 @@ impl Request {
             Request::ShowDrops => "show.drops",
             Request::ShowWorkers => "show.workers",
             Request::Ping => "ping",
+            Request::ShowIke => "show.ike",
+            Request::Initiate { .. } => "tunnel.initiate",
+            Request::Rekey { .. } => "tunnel.rekey",
+            Request::Clear { .. } => "tunnel.clear",
         }
     }
 
@@ -81,6 +116,16 @@ impl Request {
     pub fn args(&self) -> Value {
         let args = match self {
             Request::ShowSa { spi } => serde_json::to_value(ShowSaArgs { spi: *spi }),
+            Request::Initiate { tunnel } | Request::Clear { tunnel } => {
+                serde_json::to_value(TunnelArgs {
+                    tunnel: tunnel.clone(),
+                    ike: false,
+                })
+            }
+            Request::Rekey { tunnel, ike } => serde_json::to_value(TunnelArgs {
+                tunnel: tunnel.clone(),
+                ike: *ike,
+            }),
             _ => serde_json::to_value(NoArgs {}),
         };
         args.unwrap_or_else(|_| Value::Object(Default::default()))
@@ -101,13 +146,30 @@ impl Request {
                 let a: ShowSaArgs = serde_json::from_value(args).map_err(bad_args)?;
                 Ok(Request::ShowSa { spi: a.spi })
             }
-            "show.tunnels" | "show.drops" | "show.workers" | "ping" => {
+            "show.tunnels" | "show.ike" | "show.drops" | "show.workers" | "ping" => {
                 let NoArgs {} = serde_json::from_value(args).map_err(bad_args)?;
                 Ok(match cmd {
                     "show.tunnels" => Request::ShowTunnels,
+                    "show.ike" => Request::ShowIke,
                     "show.drops" => Request::ShowDrops,
                     "show.workers" => Request::ShowWorkers,
                     _ => Request::Ping,
+                })
+            }
+            "tunnel.initiate" | "tunnel.rekey" | "tunnel.clear" => {
+                let a: TunnelArgs = serde_json::from_value(args).map_err(bad_args)?;
+                Ok(match cmd {
+                    "tunnel.initiate" if !a.ike => Request::Initiate { tunnel: a.tunnel },
+                    "tunnel.clear" if !a.ike => Request::Clear { tunnel: a.tunnel },
+                    "tunnel.rekey" => Request::Rekey {
+                        tunnel: a.tunnel,
+                        ike: a.ike,
+                    },
+                    _ => {
+                        return Err(bad_args(serde_json::Error::custom(
+                            "\"ike\" is for tunnel.rekey",
+                        )));
+                    }
                 })
             }
             other => Err(AdminError::new(
@@ -220,6 +282,13 @@ pub enum Response {
         /// Daemon version string.
         version: String,
     },
+    /// Answer to [`Request::ShowIke`].
+    Ike(Vec<IkeView>),
+    /// Answer to a tunnel command: what was done.
+    Done {
+        /// One line for the operator.
+        message: String,
+    },
 }
 
 impl Response {
@@ -232,6 +301,11 @@ impl Response {
                 | (Response::Drops(_), Request::ShowDrops)
                 | (Response::Workers(_), Request::ShowWorkers)
                 | (Response::Pong { .. }, Request::Ping)
+                | (Response::Ike(_), Request::ShowIke)
+                | (
+                    Response::Done { .. },
+                    Request::Initiate { .. } | Request::Rekey { .. } | Request::Clear { .. }
+                )
         )
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::proto::Response;
-use crate::view::{Direction, DropsView, LifetimeView, SaView, TunnelView, WorkerView};
+use crate::view::{Direction, DropsView, IkeView, LifetimeView, SaView, TunnelView, WorkerView};
 
 /// Rendering choices beyond the defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub fn render_table_with(resp: &Response, opts: &RenderOptions) -> String {
         Response::Drops(drops) => render_drops(drops, opts),
         Response::Workers(workers) => render_workers(workers),
         Response::Pong { version } => format!("espada {version}\n"),
+        Response::Ike(v) => render_ike(v),
+        Response::Done { message } => format!("{message}\n"),
     }
 }
 
@@ -285,6 +287,46 @@ fn render_tunnels(tunnels: &[TunnelView]) -> String {
             tun.drops.to_string(),
             tun.icmp_errors.to_string(),
             tun.pmtu.map_or_else(|| "-".into(), |m| m.to_string()),
+        ]);
+    }
+    let mut out = String::new();
+    t.render(&mut out);
+    out
+}
+
+fn secs(s: Option<u64>) -> String {
+    s.map_or_else(|| "-".into(), |s| format!("{s}s"))
+}
+
+fn render_ike(v: &[IkeView]) -> String {
+    if v.is_empty() {
+        return "no negotiated tunnels configured\n".into();
+    }
+    let mut t = Table::new(&[
+        ("NAME", false),
+        ("STATE", false),
+        ("IKE-SPIS", false),
+        ("IN-SPI", false),
+        ("OUT-SPI", false),
+        ("CHILD-REKEY", true),
+        ("IKE-REKEY", true),
+        ("REKEYS", true),
+        ("LAST-DPD", true),
+    ]);
+    for i in v {
+        t.row(vec![
+            i.name.clone(),
+            i.state.clone(),
+            i.ike_spis
+                .as_ref()
+                .map_or_else(|| "-".into(), |(a, b)| format!("{a}_i {b}_r")),
+            opt_spi(i.child_spis.map(|s| s.0)),
+            opt_spi(i.child_spis.map(|s| s.1)),
+            secs(i.next_child_rekey_s),
+            secs(i.next_ike_rekey_s),
+            format!("{}/{}", i.child_rekeys, i.ike_rekeys),
+            i.last_dpd_s
+                .map_or_else(|| "-".into(), |s| format!("{s}s ago")),
         ]);
     }
     let mut out = String::new();

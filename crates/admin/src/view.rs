@@ -217,3 +217,26 @@ impl WorkerView {
         (total != 0).then(|| self.busy_polls as f64 * 100.0 / total as f64)
     }
 }
+
+/// The IKE side of one negotiated tunnel, as `show ike` prints it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct IkeView {
+    /// Tunnel name.
+    pub name: String,
+    /// IKE SA state (`none`, `connecting`, `established`, …).
+    pub state: String,
+    /// IKE SPIs (initiator, responder), hex.
+    pub ike_spis: Option<(String, String)>,
+    /// Current CHILD_SA SPIs (inbound, outbound).
+    pub child_spis: Option<(u32, u32)>,
+    /// Seconds to the next CHILD_SA rekey.
+    pub next_child_rekey_s: Option<u64>,
+    /// Seconds to the next IKE SA rekey.
+    pub next_ike_rekey_s: Option<u64>,
+    /// CHILD_SA rekeys completed.
+    pub child_rekeys: u64,
+    /// IKE SA rekeys completed.
+    pub ike_rekeys: u64,
+    /// Seconds since the last liveness check (DPD) was sent.
+    pub last_dpd_s: Option<u64>,
+}

@@ -16,6 +16,19 @@ fn all_requests() -> Vec<Request> {
         Request::ShowDrops,
         Request::ShowWorkers,
         Request::Ping,
+        Request::ShowIke,
+        Request::Initiate {
+            tunnel: "branch-a".into(),
+        },
+        Request::Rekey {
+            tunnel: "branch-a".into(),
+            ike: true,
+        },
+        Request::Rekey {
+            tunnel: "b".into(),
+            ike: false,
+        },
+        Request::Clear { tunnel: "b".into() },
     ]
 }
 
@@ -248,6 +261,7 @@ fn responses_know_which_request_they_answer() {
             },
             "ping",
         ),
+        (Response::Ike(vec![]), "show.ike"),
     ];
     for (resp, cmd) in pairs {
         for req in &reqs {

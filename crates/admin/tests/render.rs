@@ -44,6 +44,11 @@ fn show_tunnels_golden() {
 }
 
 #[test]
+fn show_ike_golden() {
+    check_golden("show_ike.txt", &render_table(&Response::Ike(common::ike())));
+}
+
+#[test]
 fn show_drops_golden() {
     check_golden(
         "show_drops.txt",

@@ -374,8 +374,14 @@ impl Control {
     }
 
     /// Answers one admin request.
-    pub fn answer(&self, r: Request) -> Result<Response, AdminError> {
-        let stats: Vec<&WorkerStats> = self.workers.iter().map(|w| w.stats.as_ref()).collect();
+    pub fn answer(&mut self, r: Request) -> Result<Response, AdminError> {
+        let now = Instant::now();
+        let done = |r: Result<(), String>, what: String| {
+            r.map(|()| Response::Done { message: what })
+                .map_err(AdminError::not_found)
+        };
+        let stats =
+            || -> Vec<&WorkerStats> { self.workers.iter().map(|w| w.stats.as_ref()).collect() };
         match r {
             Request::Ping => Ok(Response::Pong {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -398,15 +404,35 @@ impl Control {
                     &self.runtime,
                 )))
             }
-            Request::ShowDrops => Ok(Response::Drops(views::drops(&stats, self.unknown.recent()))),
+            Request::ShowDrops => Ok(Response::Drops(views::drops(
+                &stats(),
+                self.unknown.recent(),
+            ))),
             Request::ShowWorkers => {
                 let lcores: Vec<u32> = self.workers.iter().map(|w| w.lcore).collect();
                 let rx: Vec<Vec<String>> =
                     self.workers.iter().map(|w| w.rx_queues.clone()).collect();
                 let dp = self.cp.dataplane();
                 Ok(Response::Workers(views::workers(
-                    &stats, &lcores, &rx, &dp.sas,
+                    &stats(),
+                    &lcores,
+                    &rx,
+                    &dp.sas,
                 )))
+            }
+            Request::ShowIke => Ok(Response::Ike(views::ike(&self.cp.status(now), now))),
+            Request::Initiate { tunnel } => {
+                let r = self.cp.initiate(now, &tunnel);
+                done(r, format!("{tunnel}: initiating"))
+            }
+            Request::Rekey { tunnel, ike } => {
+                let r = self.cp.rekey(now, &tunnel, ike);
+                let sa = if ike { "IKE SA" } else { "CHILD_SA" };
+                done(r, format!("{tunnel}: {sa} rekey started"))
+            }
+            Request::Clear { tunnel } => {
+                let r = self.cp.clear(now, &tunnel);
+                done(r, format!("{tunnel}: IKE SA deleted"))
             }
         }
     }

@@ -51,6 +51,37 @@ enum Cmd {
         #[arg(long, global = true, default_value = "/run/espada/admin.sock")]
         socket: PathBuf,
     },
+    /// Start IKEv2 for a negotiated tunnel now.
+    Initiate {
+        /// Tunnel name.
+        tunnel: String,
+        /// Admin socket of the daemon.
+        #[arg(long, default_value = "/run/espada/admin.sock")]
+        socket: PathBuf,
+    },
+    /// Rekey a negotiated tunnel's CHILD_SA (default) or IKE SA.
+    Rekey {
+        /// Tunnel name.
+        tunnel: String,
+        /// Rekey the IKE SA.
+        #[arg(long, conflicts_with = "child")]
+        ike: bool,
+        /// Rekey the CHILD_SA (the default).
+        #[arg(long)]
+        child: bool,
+        /// Admin socket of the daemon.
+        #[arg(long, default_value = "/run/espada/admin.sock")]
+        socket: PathBuf,
+    },
+    /// Delete a negotiated tunnel's IKE SA and CHILD_SAs (a `start: start` tunnel comes back
+    /// only by `espada initiate` or the peer).
+    Clear {
+        /// Tunnel name.
+        tunnel: String,
+        /// Admin socket of the daemon.
+        #[arg(long, default_value = "/run/espada/admin.sock")]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +93,8 @@ enum Show {
     },
     /// Tunnels with both SPIs and traffic counters.
     Tunnels,
+    /// The IKE state of every negotiated tunnel: SPIs, next rekeys, last DPD.
+    Ike,
     /// Drop counters by reason and recent unknown-SPI events.
     Drops {
         /// List reasons at zero too.
@@ -143,6 +176,7 @@ fn main() -> ExitCode {
                     }
                 },
                 Show::Tunnels => (Request::ShowTunnels, RenderOptions::default()),
+                Show::Ike => (Request::ShowIke, RenderOptions::default()),
                 Show::Drops { all } => (
                     Request::ShowDrops,
                     RenderOptions {
@@ -151,26 +185,54 @@ fn main() -> ExitCode {
                 ),
                 Show::Workers => (Request::ShowWorkers, RenderOptions::default()),
             };
-            let resp = AdminClient::connect(&socket)
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| c.call(req).map_err(|e| e.to_string()));
-            match resp {
-                Ok(r) => {
-                    print!(
-                        "{}",
-                        if json {
-                            render_json(&r) + "\n"
-                        } else {
-                            render_table_with(&r, &opts)
-                        }
-                    );
-                    ExitCode::SUCCESS
+            call(&socket, req, json, &opts)
+        }
+        Cmd::Initiate { tunnel, socket } => call(
+            &socket,
+            Request::Initiate { tunnel },
+            false,
+            &RenderOptions::default(),
+        ),
+        Cmd::Rekey {
+            tunnel,
+            ike,
+            socket,
+            ..
+        } => call(
+            &socket,
+            Request::Rekey { tunnel, ike },
+            false,
+            &RenderOptions::default(),
+        ),
+        Cmd::Clear { tunnel, socket } => call(
+            &socket,
+            Request::Clear { tunnel },
+            false,
+            &RenderOptions::default(),
+        ),
+    }
+}
+
+/// Sends one request to the daemon and prints the answer.
+fn call(socket: &std::path::Path, req: Request, json: bool, opts: &RenderOptions) -> ExitCode {
+    let resp = AdminClient::connect(socket)
+        .map_err(|e| e.to_string())
+        .and_then(|mut c| c.call(req).map_err(|e| e.to_string()));
+    match resp {
+        Ok(r) => {
+            print!(
+                "{}",
+                if json {
+                    render_json(&r) + "\n"
+                } else {
+                    render_table_with(&r, opts)
                 }
-                Err(e) => {
-                    eprintln!("espada: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("espada: {e}");
+            ExitCode::FAILURE
         }
     }
 }

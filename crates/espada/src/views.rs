@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use espada_admin::view::Direction;
 use espada_admin::{
-    DropsView, LifetimeView, SaCountersView, SaView, TunnelView, UnknownSpiView, WorkerView,
+    DropsView, IkeView, LifetimeView, SaCountersView, SaView, TunnelView, UnknownSpiView,
+    WorkerView,
 };
 use espada_dataplane::drops::Why;
 use espada_dataplane::lifecycle::{InState, Lifecycle};
@@ -201,6 +202,28 @@ pub fn workers(
             idle_polls: w.get(Counter::IdlePolls),
             table_generation: w.get(Counter::TableGeneration),
             owned_sas: sas.iter().filter(|s| usize::from(s.owner) == i).count() as u32,
+        })
+        .collect()
+}
+
+/// `show ike`: the control plane's view of every negotiated tunnel.
+pub fn ike(status: &[espada_control::TunnelStatus], now: std::time::Instant) -> Vec<IkeView> {
+    status
+        .iter()
+        .map(|s| IkeView {
+            name: s.name.clone(),
+            state: s.ike_state.clone(),
+            ike_spis: s
+                .ike_spis
+                .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}"))),
+            child_spis: s.child_spis,
+            next_child_rekey_s: s.next_child_rekey.map(|d| d.as_secs()),
+            next_ike_rekey_s: s.next_ike_rekey.map(|d| d.as_secs()),
+            child_rekeys: s.child_rekeys,
+            ike_rekeys: s.ike_rekeys,
+            last_dpd_s: s
+                .last_dpd
+                .map(|t| now.saturating_duration_since(t).as_secs()),
         })
         .collect()
 }

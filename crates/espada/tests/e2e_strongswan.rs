@@ -260,6 +260,65 @@ fn scenario(espada_initiates: bool) {
         "charon saw ESP on an SPI it does not have:\n{clog}"
     );
     assert!(!log.contains(PSK), "the PSK never reaches the log");
+
+    // Forced collisions: both ends rekey the same CHILD_SA at the same instant, 3 times,
+    // under a ping stream (RFC 7296 §2.8.1: one pair survives).
+    let sock = dir.join("admin.sock");
+    let stream = lan
+        .command("ping")
+        .args(["-c", "400", "-i", "0.02", "-W", "2", "203.0.113.1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        let espada = Command::new(env!("CARGO_BIN_EXE_espada"))
+            .args(["rekey", "branch", "--socket"])
+            .arg(&sock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        charon.swan(&["ctl", "charon", "--rekey", "--child", "lab"]);
+        let out = espada.wait_with_output().unwrap();
+        assert!(out.status.success(), "espada rekey: {out:?}");
+    }
+    let out = stream.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("400 received"),
+        "no loss through colliding rekeys:\n{}\nespada log:\n{}",
+        out.lines().rev().take(3).collect::<Vec<_>>().join("\n"),
+        daemon.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let sas = charon.swan(&["ctl", "charon", "--list-sas", "--raw"]);
+    assert_eq!(
+        sas.matches("state=INSTALLED").count(),
+        1,
+        "one CHILD_SA pair after the collisions:\n{sas}"
+    );
+    let show = Command::new(env!("CARGO_BIN_EXE_espada"))
+        .args(["show", "ike", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("branch") && show.contains("established"),
+        "{show}"
+    );
+    let drops = daemon.drops();
+    for class in [
+        "unknown_spi_tombstone",
+        "unknown_spi_known_peer",
+        "no_outbound_sa",
+    ] {
+        assert_eq!(
+            drops.total[class] - before.total[class],
+            0,
+            "{class} after collisions"
+        );
+    }
     drop(charon);
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);

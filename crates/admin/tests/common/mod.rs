@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use espada_admin::{
-    AdminError, Direction, DropsView, LifetimeView, Request, Response, SaCountersView, SaView,
-    TunnelView, UnknownSpiView, WorkerView,
+    AdminError, Direction, DropsView, IkeView, LifetimeView, Request, Response, SaCountersView,
+    SaView, TunnelView, UnknownSpiView, WorkerView,
 };
 
 pub fn ip(s: &str) -> IpAddr {
@@ -239,6 +239,34 @@ pub fn workers() -> Vec<WorkerView> {
     ]
 }
 
+/// `show ike` of a hub with one branch up and one still connecting.
+pub fn ike() -> Vec<IkeView> {
+    vec![
+        IkeView {
+            name: "branch-a".into(),
+            state: "established".into(),
+            ike_spis: Some(("284eb2cbe330836a".into(), "893ed63ee7f72d94".into())),
+            child_spis: Some((0xf24f_4001, 0x793b_aeab)),
+            next_child_rekey_s: Some(3042),
+            next_ike_rekey_s: Some(13_800),
+            child_rekeys: 2,
+            ike_rekeys: 0,
+            last_dpd_s: Some(12),
+        },
+        IkeView {
+            name: "branch-b".into(),
+            state: "connecting".into(),
+            ike_spis: None,
+            child_spis: None,
+            next_child_rekey_s: None,
+            next_ike_rekey_s: None,
+            child_rekeys: 0,
+            ike_rekeys: 0,
+            last_dpd_s: None,
+        },
+    ]
+}
+
 pub const VERSION: &str = "0.1.0-test";
 
 /// The canned handler a daemon would have.
@@ -257,6 +285,12 @@ pub fn handler(req: Request) -> Result<Response, AdminError> {
         Request::ShowWorkers => Response::Workers(workers()),
         Request::Ping => Response::Pong {
             version: VERSION.into(),
+        },
+        Request::ShowIke => Response::Ike(ike()),
+        Request::Initiate { tunnel }
+        | Request::Clear { tunnel }
+        | Request::Rekey { tunnel, .. } => Response::Done {
+            message: format!("{tunnel}: done"),
         },
     })
 }
