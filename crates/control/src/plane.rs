@@ -31,6 +31,8 @@ use crate::spis::{DataPlaneSpis, Reserved};
 
 /// How long a tunnel that failed to come up waits before trying again (`start: start`).
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// NAT-T keepalive interval (RFC 3948 §2.3 suggests 20 s): keeps a NAT's UDP mapping alive.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 
 /// The control plane's settings of one negotiated tunnel (the IKE side is its `PeerConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +111,7 @@ struct Run {
     dpd_packets: u64,
     last_dpd: Option<Instant>,
     restart_at: Option<Instant>,
+    keepalive_next: Option<Instant>,
     child_rekeys: u64,
     ike_rekeys: u64,
 }
@@ -128,6 +131,7 @@ impl Run {
             dpd_packets: 0,
             last_dpd: None,
             restart_at: None,
+            keepalive_next: None,
             child_rekeys: 0,
             ike_rekeys: 0,
         }
@@ -141,6 +145,7 @@ impl Run {
             self.ike_hard,
             self.dpd_next,
             self.restart_at,
+            self.keepalive_next,
         ]
         .into_iter()
         .flatten()
@@ -170,6 +175,8 @@ pub struct ControlStats {
     pub hard_expired: u64,
     /// Liveness checks sent by DPD.
     pub dpd_checks: u64,
+    /// NAT-T keepalives sent (RFC 3948 §2.3).
+    pub keepalives: u64,
 }
 
 /// See the module documentation.
@@ -684,6 +691,27 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         if due(self.runs[i].dpd_next) {
             self.dpd(i, now);
         }
+        if due(self.runs[i].keepalive_next) {
+            self.keepalive(i, now);
+        }
+    }
+
+    /// A NAT-T keepalive (one 0xFF octet, RFC 3948 §2.3) on the IKE SA's UDP 4500 path.
+    fn keepalive(&mut self, i: usize, now: Instant) {
+        let sa = self.runs[i]
+            .ike
+            .and_then(|id| self.ep.ike_sas().find(|s| s.id() == id))
+            .filter(|s| s.natt())
+            .map(|s| (s.local(), s.remote()));
+        self.runs[i].keepalive_next = sa.map(|_| now + KEEPALIVE_EVERY);
+        if let Some((local, remote)) = sa {
+            self.stats.keepalives += 1;
+            self.out.push_back(Transmit {
+                local,
+                remote,
+                payload: vec![0xff],
+            });
+        }
     }
 
     /// DPD: a liveness check when nothing arrived on the tunnel's inbound SA since the last
@@ -726,6 +754,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 r.restart_at = None;
                 (r.ike_soft, r.ike_hard) = (Some(soft), Some(hard));
                 r.dpd_next = (!delay.is_zero()).then(|| now + delay);
+                r.keepalive_next = nat.then(|| now + KEEPALIVE_EVERY);
                 self.line(
                     Level::Info,
                     Some(peer),
@@ -756,7 +785,8 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 if self.runs[i].ike == Some(ike) {
                     let r = &mut self.runs[i];
                     r.ike = None;
-                    (r.ike_soft, r.ike_hard, r.dpd_next) = (None, None, None);
+                    (r.ike_soft, r.ike_hard, r.dpd_next, r.keepalive_next) =
+                        (None, None, None, None);
                     let retry =
                         matches!(reason, DeleteReason::Failed | DeleteReason::HalfOpenTimeout)
                             && r.s.start == StartAction::Start;

@@ -182,7 +182,7 @@ fn addr(side: usize) -> IpAddr {
     [IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2])][side]
 }
 
-fn peer(side: usize) -> PeerConfig {
+fn peer_with(side: usize, encapsulation: Encapsulation) -> PeerConfig {
     let ids = ["a.example", "b.example"];
     let nets = ["198.19.1.0", "198.19.2.0"];
     PeerConfig {
@@ -196,7 +196,7 @@ fn peer(side: usize) -> PeerConfig {
         esp_proposals: vec![EspProposal::parse("aes128gcm16-x25519").unwrap()],
         local_ts: vec![ts::prefix(nets[side].parse().unwrap(), 24)],
         remote_ts: vec![ts::prefix(nets[1 - side].parse().unwrap(), 24)],
-        encapsulation: Encapsulation::Auto,
+        encapsulation,
         fragmentation: true,
     }
 }
@@ -241,6 +241,15 @@ struct Net {
 
 impl Net {
     fn new(ack_delay: Duration, s: [TunnelSettings; 2], seed: u64) -> Net {
+        Net::with_encapsulation(ack_delay, s, seed, Encapsulation::Auto)
+    }
+
+    fn with_encapsulation(
+        ack_delay: Duration,
+        s: [TunnelSettings; 2],
+        seed: u64,
+        encapsulation: Encapsulation,
+    ) -> Net {
         let cfg = EndpointConfig {
             retransmit: Retransmit {
                 base: Duration::from_millis(500),
@@ -254,7 +263,7 @@ impl Net {
             .map(|i| {
                 ControlPlane::new(
                     cfg.clone(),
-                    vec![peer(i)],
+                    vec![peer_with(i, encapsulation)],
                     vec![s[i].clone()],
                     SimDp::new(ack_delay, 0x1000_0000 * (i as u32 + 1)),
                     Box::new(TestRandom::new(seed * 2 + i as u64)),
@@ -508,4 +517,32 @@ fn a_silent_peer_is_detected_and_the_tunnel_restarts_when_it_is_back() {
     n.run(Duration::from_millis(100), None);
     assert!(n.lost.is_empty(), "{:?}", n.lost);
     assert_eq!(n.sent, n.received, "traffic flows again both ways");
+}
+
+#[test]
+fn udp_encapsulated_tunnels_send_natt_keepalives() {
+    let long = timing(3600, 60, 60);
+    let mut n = Net::with_encapsulation(
+        Duration::from_millis(2),
+        [
+            settings(StartAction::Start, long, long),
+            settings(StartAction::None, long, long),
+        ],
+        11,
+        Encapsulation::Udp,
+    );
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(65), None);
+    for side in 0..2 {
+        assert_eq!(
+            n.cp[side].stats().keepalives,
+            3,
+            "side {side}: one per 20 s"
+        );
+        assert_eq!(
+            n.cp[1 - side].endpoint().stats().natt_keepalives,
+            3,
+            "side {side}'s keepalives reached the peer on port 4500"
+        );
+    }
 }
