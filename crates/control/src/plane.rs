@@ -31,6 +31,8 @@ use crate::spis::{DataPlaneSpis, Reserved};
 
 /// How long a tunnel that failed to come up waits before trying again (`start: start`).
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Least time between two recovery attempts caused by ESP on an unknown SPI from one peer.
+pub const RECOVERY_EVERY: Duration = Duration::from_secs(5);
 /// NAT-T keepalive interval (RFC 3948 §2.3 suggests 20 s): keeps a NAT's UDP mapping alive.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 
@@ -112,12 +114,15 @@ struct Run {
     last_dpd: Option<Instant>,
     restart_at: Option<Instant>,
     keepalive_next: Option<Instant>,
+    /// The configured peer address (unknown-SPI recovery).
+    peer: Option<std::net::IpAddr>,
+    last_recovery: Option<Instant>,
     child_rekeys: u64,
     ike_rekeys: u64,
 }
 
 impl Run {
-    fn new(s: TunnelSettings) -> Run {
+    fn new(s: TunnelSettings, peer: Option<std::net::IpAddr>) -> Run {
         Run {
             s,
             ike: None,
@@ -132,6 +137,8 @@ impl Run {
             last_dpd: None,
             restart_at: None,
             keepalive_next: None,
+            peer,
+            last_recovery: None,
             child_rekeys: 0,
             ike_rekeys: 0,
         }
@@ -177,6 +184,8 @@ pub struct ControlStats {
     pub dpd_checks: u64,
     /// NAT-T keepalives sent (RFC 3948 §2.3).
     pub keepalives: u64,
+    /// Recoveries started by ESP on an unknown SPI.
+    pub recoveries: u64,
 }
 
 /// See the module documentation.
@@ -229,11 +238,16 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
+        let addrs: Vec<_> = peers.iter().map(|p| p.remote_addr).collect();
         ControlPlane {
             ep: Endpoint::new(config, peers, rng, Box::new(spis)),
             dp,
             reserved,
-            runs: settings.into_iter().map(Run::new).collect(),
+            runs: settings
+                .into_iter()
+                .zip(addrs)
+                .map(|(s, a)| Run::new(s, a))
+                .collect(),
             by_name,
             ike_peer: HashMap::new(),
             child_peer: HashMap::new(),
@@ -302,6 +316,44 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             }
             Err(e) => self.line(Level::Warn, Some(i), format!("cannot initiate: {e}")),
         }
+    }
+
+    /// ESP from `peer` on an SPI the data plane does not have (the data plane's known-peer
+    /// class): the two ends are out of step, so recover now rather than at the next DPD —
+    /// a liveness check on the IKE SA (a peer that lost it stays silent, and DPD's action
+    /// follows), or, with no IKE SA (we restarted, the peer did not), a new one. At most
+    /// once per [`RECOVERY_EVERY`] per tunnel.
+    pub fn unknown_spi(&mut self, now: Instant, peer: std::net::IpAddr) {
+        let Some(i) = self.runs.iter().position(|r| r.peer == Some(peer)) else {
+            return;
+        };
+        if self.runs[i]
+            .last_recovery
+            .is_some_and(|t| now.duration_since(t) < RECOVERY_EVERY)
+        {
+            return;
+        }
+        self.runs[i].last_recovery = Some(now);
+        self.stats.recoveries += 1;
+        match self.runs[i].ike {
+            Some(sa) if self.ep.liveness(now, sa).is_ok() => {
+                self.line(
+                    Level::Warn,
+                    Some(i),
+                    format!("ESP from {peer} on an unknown SPI: liveness check"),
+                );
+            }
+            Some(_) => {}
+            None => {
+                self.line(
+                    Level::Warn,
+                    Some(i),
+                    format!("ESP from {peer} on an unknown SPI and no IKE SA: initiating"),
+                );
+                self.initiate_peer(i, now);
+            }
+        }
+        self.pump(now);
     }
 
     /// `espada initiate TUNNEL`.

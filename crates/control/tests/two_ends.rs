@@ -222,6 +222,38 @@ fn settings(start: StartAction, child: RekeyTiming, ike: RekeyTiming) -> TunnelS
     }
 }
 
+fn endpoint_config() -> EndpointConfig {
+    EndpointConfig {
+        retransmit: Retransmit {
+            base: Duration::from_millis(500),
+            factor: 2.0,
+            max_wait: Duration::from_secs(2),
+            tries: 4,
+        },
+        ..EndpointConfig::default()
+    }
+}
+
+fn plane(
+    i: usize,
+    s: TunnelSettings,
+    seed: u64,
+    encapsulation: Encapsulation,
+    ack_delay: Duration,
+) -> ControlPlane<SimDp> {
+    ControlPlane::new(
+        endpoint_config(),
+        vec![peer_with(i, encapsulation)],
+        vec![s],
+        SimDp::new(
+            ack_delay,
+            0x1000_0000 * (i as u32 + 1) + (seed as u32 & 0xff) * 0x10_0000,
+        ),
+        Box::new(TestRandom::new(seed * 2 + i as u64)),
+        Box::new(TestRandom::new(seed * 7 + i as u64)),
+    )
+}
+
 struct Net {
     cp: Vec<ControlPlane<SimDp>>,
     now: Instant,
@@ -244,32 +276,20 @@ impl Net {
         Net::with_encapsulation(ack_delay, s, seed, Encapsulation::Auto)
     }
 
+    /// Side `i` restarts: a fresh control plane and data plane, no state.
+    fn restart(&mut self, i: usize, s: TunnelSettings, seed: u64) {
+        self.cp[i] = plane(i, s, seed, Encapsulation::Auto, Duration::from_millis(2));
+        self.ike.retain(|m| m.1 != i);
+    }
+
     fn with_encapsulation(
         ack_delay: Duration,
         s: [TunnelSettings; 2],
         seed: u64,
         encapsulation: Encapsulation,
     ) -> Net {
-        let cfg = EndpointConfig {
-            retransmit: Retransmit {
-                base: Duration::from_millis(500),
-                factor: 2.0,
-                max_wait: Duration::from_secs(2),
-                tries: 4,
-            },
-            ..EndpointConfig::default()
-        };
         let cp = (0..2)
-            .map(|i| {
-                ControlPlane::new(
-                    cfg.clone(),
-                    vec![peer_with(i, encapsulation)],
-                    vec![s[i].clone()],
-                    SimDp::new(ack_delay, 0x1000_0000 * (i as u32 + 1)),
-                    Box::new(TestRandom::new(seed * 2 + i as u64)),
-                    Box::new(TestRandom::new(seed * 7 + i as u64)),
-                )
-            })
+            .map(|i| plane(i, s[i].clone(), seed, encapsulation, ack_delay))
             .collect();
         Net {
             cp,
@@ -352,8 +372,11 @@ impl Net {
                         self.received[1 - to] = seq;
                     }
                 } else {
+                    drop(dp);
                     self.lost
                         .push(format!("packet {seq} to {to} on {spi:08x} not decrypted"));
+                    // The data plane's unknown-SPI sample from a configured peer.
+                    self.cp[to].unknown_spi(now, addr(1 - to));
                 }
             }
         }
@@ -545,4 +568,39 @@ fn udp_encapsulated_tunnels_send_natt_keepalives() {
             "side {side}'s keepalives reached the peer on port 4500"
         );
     }
+}
+
+#[test]
+fn after_a_restart_the_peers_esp_on_stale_spis_brings_the_tunnel_back_at_once() {
+    let long = timing(3600, 60, 60);
+    let mut n = Net::new(
+        Duration::from_millis(2),
+        [
+            settings(StartAction::Start, long, long),
+            settings(StartAction::None, long, long),
+        ],
+        21,
+    );
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(1), Some(Duration::from_millis(10)));
+    // Side 1 (the responder, `start: none`) restarts; side 0 keeps sending on the old SAs.
+    n.restart(1, settings(StartAction::None, long, long), 99);
+    let restarted = n.now;
+    n.run(Duration::from_millis(1500), Some(Duration::from_millis(10)));
+    assert!(
+        n.cp[1].stats().recoveries >= 1,
+        "the stale ESP started a recovery: {} lost, sent {:?}, {:?}",
+        n.lost.len(),
+        n.sent,
+        n.cp[1].stats()
+    );
+    let st = n.cp[1].status(n.now);
+    assert_eq!(st[0].ike_state, "established", "{st:?}");
+    assert!(n.now.duration_since(restarted) <= Duration::from_millis(1500));
+    n.run(Duration::from_millis(100), None);
+    n.reset_counts();
+    n.run(Duration::from_secs(1), Some(Duration::from_millis(10)));
+    n.run(Duration::from_millis(100), None);
+    assert!(n.lost.is_empty(), "{:?}", n.lost);
+    assert_eq!(n.sent, n.received, "traffic flows both ways again");
 }

@@ -263,6 +263,11 @@ impl Control {
                 if let Some(line) = self.unknown.record(&u, now) {
                     warn!("{line}");
                 }
+                // A configured peer sends on an SPI we do not have: recover now (liveness
+                // check, or a new IKE SA), not at the next DPD interval.
+                if u.class == espada_dataplane::events::UnknownSpiClass::KnownPeer {
+                    self.cp.unknown_spi(now, u.src);
+                }
             }
             Event::IcmpError { tunnel, kind } => {
                 let name = self.tunnel_name(tunnel);
