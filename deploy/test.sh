@@ -19,11 +19,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== loom models: QSBR epoch primitive, SA directory, route table publication"
+echo "== loom models: QSBR epoch primitive, SA directory, route table publication, SA lifecycle"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test --locked -p espada-qsbr --release --test loom
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-  cargo test --locked -p espada-lookup --release --test sad_loom --test route_loom
+  cargo test --locked -p espada-lookup --release --test sad_loom --test route_loom \
+    --test lifecycle_loom
 
 echo "== doc tests"
 cargo test --workspace --locked --doc
