@@ -1,7 +1,8 @@
 //! The real daemon negotiates a tunnel with strongSwan's charon (kernel-libipsec, ESP in user
 //! space, always UDP-encapsulated) in network namespaces: espada in `dut` with af_packet ports,
 //! a LAN host (192.0.2.10) behind it, charon in `peer` (198.51.100.2) protecting 203.0.113.0/24
-//! (203.0.113.1 on its loopback). Either end initiates (one test each); traffic from the LAN host reaches
+//! (203.0.113.1 on its loopback). Either end initiates (one test each, with the two proposal
+//! sets: X25519 without PFS, and ECP-384 with MODP-2048 PFS on every rekey); traffic from the LAN host reaches
 //! 203.0.113.1 and back; then both ends rekey the CHILD_SA while a ping stream runs — charon by
 //! `swanctl --rekey` and espada by its own short CHILD lifetime — with no loss, no unknown-SPI
 //! drop on espada and no unknown-SPI line in charon's log.
@@ -113,18 +114,24 @@ fn ping(lan: &Netns, count: u32, interval: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// X25519 for IKE, no PFS on rekeys.
+const SET_X25519: (&str, &str) = ("aes128gcm16-prfsha256-x25519", "aes128gcm16");
+/// ECP-384 for IKE, PFS with MODP-2048 on every CHILD_SA rekey.
+const SET_PFS: (&str, &str) = ("aes256gcm16-prfsha384-ecp384", "aes256gcm16-modp2048");
+
 #[test]
 fn strongswan_initiates_and_both_ends_rekey_under_traffic_without_loss() {
-    scenario(false);
+    scenario(false, SET_X25519);
 }
 
 #[test]
-fn espada_initiates_and_both_ends_rekey_under_traffic_without_loss() {
-    scenario(true);
+fn espada_initiates_with_pfs_and_both_ends_rekey_under_traffic_without_loss() {
+    scenario(true, SET_PFS);
 }
 
-/// The scenario of the module documentation, with espada or charon initiating.
-fn scenario(espada_initiates: bool) {
+/// The scenario of the module documentation, with espada or charon initiating, and the IKE
+/// and ESP proposals `(ike, esp)` on both ends.
+fn scenario(espada_initiates: bool, (ike, esp): (&str, &str)) {
     if !available() {
         return;
     }
@@ -160,7 +167,7 @@ fn scenario(espada_initiates: bool) {
          inside: {{ device: \"net_af_packet1,iface=in0\", ipv4: 192.0.2.1/24 }}\n\
          tunnels:\n  - name: branch\n    peer: 198.51.100.2\n    local_ts: [192.0.2.0/24]\n    \
          remote_ts: [203.0.113.0/24]\n    local_id: hub.example\n    remote_id: branch.example\n    \
-         psk: {{ file: branch.psk }}\n    ike: aes128gcm16-prfsha256-x25519\n    esp: aes128gcm16\n    \
+         psk: {{ file: branch.psk }}\n    ike: {ike}\n    esp: {esp}\n    \
          child_lifetime: {{ time: 20s, margin: 8s, jitter: 1s }}\n    start: {start}\n\
          admin: {{ socket: {s} }}\n\
          dpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
@@ -191,6 +198,8 @@ fn scenario(espada_initiates: bool) {
         } else {
             "start_action=start"
         },
+        &format!("ike_proposal={ike}"),
+        &format!("esp_proposal={esp}"),
         "delete_rekeyed_delay=1",
     ]);
     charon.swan(&["start", "charon", peer.name(), &cdir]);
