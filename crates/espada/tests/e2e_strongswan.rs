@@ -120,6 +120,39 @@ const SET_X25519: (&str, &str) = ("aes128gcm16-prfsha256-x25519", "aes128gcm16")
 const SET_PFS: (&str, &str) = ("aes256gcm16-prfsha384-ecp384", "aes256gcm16-modp2048");
 
 #[test]
+fn a_peer_with_the_wrong_psk_is_refused_with_a_clear_log_line_and_no_sa() {
+    if !available() {
+        return;
+    }
+    let lab = setup(false, SET_X25519, "not-the-hub-psk-0123456789abcdef");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = lab.daemon.log_text();
+        if log.contains("authentication with") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        log.contains("authentication with 198.51.100.2") && log.contains("failed"),
+        "a clear line for the failed authentication:\n{log}"
+    );
+    assert!(!log.contains("IKE SA established"), "{log}");
+    assert!(
+        !log.contains(PSK) && !log.contains("not-the-hub-psk"),
+        "no PSK in the log"
+    );
+    let show = Command::new(env!("CARGO_BIN_EXE_espada"))
+        .args(["show", "ike", "--socket"])
+        .arg(lab.dir.join("admin.sock"))
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(!show.contains("established"), "{show}");
+    assert!(lab.daemon.sas().is_empty(), "no SA installed");
+}
+
+#[test]
 fn strongswan_initiates_and_both_ends_rekey_under_traffic_without_loss() {
     scenario(false, SET_X25519);
 }
@@ -129,12 +162,19 @@ fn espada_initiates_with_pfs_and_both_ends_rekey_under_traffic_without_loss() {
     scenario(true, SET_PFS);
 }
 
-/// The scenario of the module documentation, with espada or charon initiating, and the IKE
-/// and ESP proposals `(ike, esp)` on both ends.
-fn scenario(espada_initiates: bool, (ike, esp): (&str, &str)) {
-    if !available() {
-        return;
-    }
+/// The namespaces, espada and charon of one test. Fields drop in order: charon and espada
+/// stop before the namespaces go.
+struct SwanLab {
+    charon: Charon,
+    daemon: Daemon,
+    dir: PathBuf,
+    lan: Netns,
+    _peer: Netns,
+    _dut: Netns,
+}
+
+/// Builds the lab and starts espada and charon (charon with `charon_psk`), without waiting.
+fn setup(espada_initiates: bool, (ike, esp): (&str, &str), charon_psk: &str) -> SwanLab {
     let dut = Netns::new("swd").unwrap();
     let lan = Netns::new("swl").unwrap();
     let peer = Netns::new("swp").unwrap();
@@ -190,7 +230,7 @@ fn scenario(espada_initiates: bool, (ike, esp): (&str, &str)) {
         "remote_addr=198.51.100.1",
         "local_id=branch.example",
         "remote_id=hub.example",
-        &format!("psk={PSK}"),
+        &format!("psk={charon_psk}"),
         "local_ts=203.0.113.0/24",
         "remote_ts=192.0.2.0/24",
         if espada_initiates {
@@ -203,6 +243,31 @@ fn scenario(espada_initiates: bool, (ike, esp): (&str, &str)) {
         "delete_rekeyed_delay=1",
     ]);
     charon.swan(&["start", "charon", peer.name(), &cdir]);
+    SwanLab {
+        charon,
+        daemon,
+        dir,
+        lan,
+        _peer: peer,
+        _dut: dut,
+    }
+}
+
+/// The scenario of the module documentation, with espada or charon initiating, and the IKE
+/// and ESP proposals `(ike, esp)` on both ends.
+fn scenario(espada_initiates: bool, set: (&str, &str)) {
+    if !available() {
+        return;
+    }
+    // Bindings drop in reverse order: charon, then espada, then the namespaces.
+    let SwanLab {
+        _dut,
+        _peer,
+        lan,
+        dir,
+        daemon,
+        charon,
+    } = setup(espada_initiates, set, PSK);
     charon.swan(&["wait-sa", "charon", "lab", "20"]);
 
     // Warm-up: ARP for the LAN host, and the responder's rule for a new CHILD_SA (its outbound
