@@ -481,6 +481,14 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 ),
             }
         }
+        if !self.watch.is_empty() {
+            self.first_packets(now);
+        }
+        self.pump(now);
+    }
+
+    /// Reports to the endpoint the watched inbound SAs that have decrypted a packet.
+    fn first_packets(&mut self, now: Instant) {
         let seen: Vec<(TunnelId, u32)> = {
             let dp = self.dp.borrow();
             self.watch
@@ -493,7 +501,6 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             self.watch.retain(|&w| w != (t, spi));
             self.ep.inbound_traffic(now, spi);
         }
-        self.pump(now);
     }
 
     /// The next IKE datagram to send.
@@ -670,6 +677,9 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             return;
         };
         self.installing_sas.remove(&sa);
+        if self.deferred.is_empty() {
+            return;
+        }
         let (ready, wait): (Vec<_>, Vec<_>) = self.deferred.drain(..).partition(|(s, _)| *s == sa);
         self.deferred = wait;
         for (_, d) in ready {

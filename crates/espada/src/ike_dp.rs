@@ -3,7 +3,7 @@
 //! negotiated (RFC 4106 key ‖ salt, ESN, UDP encapsulation ports, the tunnel's replay window
 //! and byte/packet limits). Runs on the control thread.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use espada_control::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
@@ -21,6 +21,16 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// How long a retired SPI is classified as "retired by rekey" afterwards.
 pub const LINGER: Duration = Duration::from_secs(120);
 
+/// Every installed SA for `show`, keyed by (tunnel, outbound, SPI): one tunnel's SAs are a
+/// contiguous range, inbound before outbound, and finding or removing one is a lookup, not a
+/// scan of every SA.
+pub type SaBook = BTreeMap<(TunnelId, bool, u32), SaInfo>;
+
+/// The book key of `s`.
+pub fn sa_key(s: &SaInfo) -> (TunnelId, bool, u32) {
+    (s.tunnel, !s.inbound, s.spi)
+}
+
 /// What the data plane needs per negotiated tunnel beyond what IKE says.
 #[derive(Clone, Copy, Debug)]
 pub struct DpTunnel {
@@ -35,8 +45,8 @@ pub struct LifecycleDp {
     /// The lifecycle (also used directly by the control thread for neighbours and views).
     pub lc: Lifecycle,
     tunnels: HashMap<TunnelId, DpTunnel>,
-    /// Every SA, for `show sa` (static SAs first, then negotiated ones as they come).
-    pub sas: Vec<SaInfo>,
+    /// Every installed SA, for `show sa`.
+    pub sas: SaBook,
     acks: VecDeque<(Ticket, Result<(), String>)>,
     notices: VecDeque<DpNotice>,
 }
@@ -54,7 +64,7 @@ impl LifecycleDp {
         LifecycleDp {
             lc,
             tunnels,
-            sas,
+            sas: sas.into_iter().map(|s| (sa_key(&s), s)).collect(),
             acks: VecDeque::new(),
             notices: VecDeque::new(),
         }
@@ -83,7 +93,7 @@ impl LifecycleDp {
         counters: std::sync::Arc<espada_esp::SaCounters>,
     ) {
         let owner = self.lc.tunnel(tunnel).map_or(0, |b| b.owner);
-        self.sas.push(SaInfo {
+        let info = SaInfo {
             tunnel,
             inbound,
             spi: p.spi,
@@ -91,7 +101,8 @@ impl LifecycleDp {
             algorithm: algorithm(p.cipher),
             config: c,
             counters,
-        });
+        };
+        self.sas.insert(sa_key(&info), info);
     }
 
     fn ticket(t: lifecycle::Ticket) -> Ticket {
@@ -151,8 +162,7 @@ impl DataPlane for LifecycleDp {
             .lc
             .retire_inbound(tunnel, spi, now, GRACE, LINGER)
             .map_err(|e| e.to_string())?;
-        self.sas
-            .retain(|s| !(s.tunnel == tunnel && s.inbound && s.spi == spi));
+        self.sas.remove(&(tunnel, false, spi));
         Ok(Self::ticket(t))
     }
 
@@ -161,15 +171,13 @@ impl DataPlane for LifecycleDp {
             .lc
             .remove_outbound(tunnel, spi)
             .map_err(|e| e.to_string())?;
-        self.sas
-            .retain(|s| !(s.tunnel == tunnel && !s.inbound && s.spi == spi));
+        self.sas.remove(&(tunnel, true, spi));
         Ok(Self::ticket(t))
     }
 
     fn inbound_packets(&self, tunnel: TunnelId, spi: u32) -> Option<u64> {
         self.sas
-            .iter()
-            .find(|s| s.tunnel == tunnel && s.inbound && s.spi == spi)
+            .get(&(tunnel, false, spi))
             .map(|s| s.counters.snapshot().packets)
     }
 

@@ -14,7 +14,7 @@ use espada_dataplane::lifecycle::{InState, Lifecycle};
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_esp::DropReason;
 
-use crate::plan::SaInfo;
+use crate::ike_dp::SaBook;
 
 /// Per-tunnel facts the control thread learns from events.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,8 +30,8 @@ fn opt(v: u64) -> Option<u64> {
 }
 
 /// `show sa` (optionally one SPI).
-pub fn sas(sas: &[SaInfo], lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
-    sas.iter()
+pub fn sas(sas: &SaBook, lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
+    sas.values()
         .filter(|s| spi.is_none_or(|x| x == s.spi))
         .map(|s| {
             let c = s.counters.snapshot();
@@ -93,13 +93,16 @@ pub fn sas(sas: &[SaInfo], lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
 }
 
 /// `show tunnels`.
-pub fn tunnels(sas: &[SaInfo], lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
+pub fn tunnels(sas: &SaBook, lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
     lc.tunnels()
-        .map(|(i, tun)| {
-            let i = i as usize;
-            let mine = sas.iter().filter(|s| s.tunnel as usize == i);
+        .map(|(id, tun)| {
+            let i = id as usize;
+            let mine = || {
+                sas.range((id, false, 0)..=(id, true, u32::MAX))
+                    .map(|(_, s)| s)
+            };
             let (mut pin, mut pout, mut bin, mut bout, mut drops) = (0, 0, 0, 0, 0);
-            for s in mine {
+            for s in mine() {
                 let c = s.counters.snapshot();
                 drops += c.total_drops();
                 if s.inbound {
@@ -109,9 +112,7 @@ pub fn tunnels(sas: &[SaInfo], lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<Tunn
                 }
             }
             let r = rt.get(i).copied().unwrap_or_default();
-            let udp = sas
-                .iter()
-                .any(|s| s.tunnel as usize == i && s.config.natt.is_some());
+            let udp = mine().any(|s| s.config.natt.is_some());
             TunnelView {
                 name: tun.spec.name.clone(),
                 peer: tun.spec.peer,
@@ -181,7 +182,7 @@ pub fn workers(
     stats: &[&WorkerStats],
     lcores: &[u32],
     rx: &[Vec<String>],
-    sas: &[SaInfo],
+    sas: &SaBook,
 ) -> Vec<WorkerView> {
     stats
         .iter()
@@ -201,7 +202,7 @@ pub fn workers(
             busy_polls: w.get(Counter::BusyPolls),
             idle_polls: w.get(Counter::IdlePolls),
             table_generation: w.get(Counter::TableGeneration),
-            owned_sas: sas.iter().filter(|s| usize::from(s.owner) == i).count() as u32,
+            owned_sas: sas.values().filter(|s| usize::from(s.owner) == i).count() as u32,
         })
         .collect()
 }
