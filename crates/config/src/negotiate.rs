@@ -3,17 +3,15 @@
 //! top-level `defaults:`, else from espada's defaults. Errors point at the key that was used.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use espada_ike::config::Identity;
 use espada_ike::proposal::{EspProposal, IkeProposal};
-use zeroize::Zeroizing;
 
 use crate::model::{Dpd, DpdAction, Negotiated, RekeyTiming, StartAction};
 use crate::raw::{NegotiationRef, RawDpdAction, RawKey, RawRekey, RawStart, S};
 use crate::secret::Secret;
-use crate::validate::{Ctx, decode_hex_bytes, io_reason};
+use crate::validate::{Ctx, decode_hex_bytes, secret_text};
 
 /// Default IKE proposals (RFC 8247 "MUST"/"SHOULD" algorithms that espada implements).
 pub const DEFAULT_IKE: &str =
@@ -228,62 +226,18 @@ fn identity(v: &S<String>, path: &str, cx: &mut Ctx<'_>) -> Option<Identity> {
 /// The PSK from a file or the environment: text as is (a trailing newline removed), or hex
 /// after `0x`. Messages never contain it.
 fn psk(v: &S<RawKey>, path: &str, cx: &mut Ctx<'_>) -> Option<Secret> {
-    let (text, source): (Zeroizing<String>, String) = match &v.value {
-        RawKey::Env(name) => match cx.env(name) {
-            Some(t) => (Zeroizing::new(t), format!("environment variable `{name}`")),
-            None => {
-                cx.error(
-                    &v.referenced,
-                    path,
-                    format!("environment variable `{name}` is not set"),
-                    "PSK source not found",
-                    Some(format!(
-                        "export {name}=<the pre-shared key> before starting espada"
-                    )),
-                );
-                return None;
-            }
-        },
-        RawKey::File(file) => {
-            let full: PathBuf = cx.base_dir().join(file);
-            let bytes = match std::fs::read(&full) {
-                Ok(b) => Zeroizing::new(b),
-                Err(e) => {
-                    cx.error(
-                        &v.referenced,
-                        path,
-                        format!("cannot read PSK file `{file}`: {}", io_reason(&e)),
-                        "PSK source not found",
-                        Some(
-                            "PSK file paths are relative to the directory of the configuration \
-                             file"
-                                .into(),
-                        ),
-                    );
-                    return None;
-                }
-            };
-            if let Some(mode) = group_or_other_readable(&full) {
-                cx.warnings.push(format!(
-                    "{path}: PSK file `{file}` is readable by group or others (mode {mode:04o}); \
-                     `chmod 600 {file}`"
-                ));
-            }
-            match std::str::from_utf8(&bytes) {
-                Ok(s) => (Zeroizing::new(s.to_string()), format!("PSK file `{file}`")),
-                Err(_) => {
-                    cx.error(
-                        &v.referenced,
-                        path,
-                        format!("PSK file `{file}` is not text"),
-                        "expected the key as text, or hex after 0x",
-                        None,
-                    );
-                    return None;
-                }
-            }
-        }
-    };
+    let help = |name: &str| format!("export {name}=<the pre-shared key> before starting espada");
+    let not_text = "expected the key as text, or hex after 0x";
+    let (text, source, file) = secret_text(v, path, "PSK", not_text, help, cx)?;
+    if let Some(full) = file
+        && let Some(mode) = group_or_other_readable(&full)
+        && let RawKey::File(name) = &v.value
+    {
+        cx.warnings.push(format!(
+            "{path}: PSK file `{name}` is readable by group or others (mode {mode:04o}); \
+             `chmod 600 {name}`"
+        ));
+    }
     let t = text.strip_suffix('\n').unwrap_or(&text);
     let t = t.strip_suffix('\r').unwrap_or(t);
     let bytes = match t.strip_prefix("0x") {

@@ -60,18 +60,6 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl Ctx<'_> {
-    /// An environment variable, through the caller's look-up.
-    pub(crate) fn env(&self, name: &str) -> Option<String> {
-        (self.env)(name)
-    }
-
-    /// Where relative file paths are resolved.
-    pub(crate) fn base_dir(&self) -> &Path {
-        self.base_dir
-    }
-}
-
 pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
     let appliance = appliance(&raw.appliance, cx);
     let cores = cores(&raw.cores, cx);
@@ -836,23 +824,34 @@ fn sa(raw: &RawSa, path: &str, cx: &mut Ctx<'_>) -> Option<SaKeys> {
 }
 
 /// Loads key material. Messages mention where the key comes from and its length, never content.
-fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> Option<Secret> {
-    let (text, source): (Zeroizing<String>, String) = match &raw.value {
+/// The text of a secret (`kind`: "key", "PSK") from the environment or a file relative to the
+/// configuration's directory, a description of its source, and the file's path. Errors name
+/// the source, never the content; `not_text` labels a file that is not UTF-8 and `env_help`
+/// says what to export when the variable is unset.
+pub(crate) fn secret_text(
+    raw: &S<RawKey>,
+    path: &str,
+    kind: &str,
+    not_text: &str,
+    env_help: impl Fn(&str) -> String,
+    cx: &mut Ctx<'_>,
+) -> Option<(Zeroizing<String>, String, Option<PathBuf>)> {
+    match &raw.value {
         RawKey::Env(name) => match (cx.env)(name) {
-            Some(v) => (Zeroizing::new(v), format!("environment variable `{name}`")),
+            Some(v) => Some((
+                Zeroizing::new(v),
+                format!("environment variable `{name}`"),
+                None,
+            )),
             None => {
                 cx.error(
                     &raw.referenced,
                     path,
                     format!("environment variable `{name}` is not set"),
-                    "key source not found",
-                    Some(format!(
-                        "export {name}=<{} hex bytes: key then salt> before starting espada, \
-                         or use `key: {{ file: PATH }}`",
-                        algorithm.key_material_len()
-                    )),
+                    format!("{kind} source not found"),
+                    Some(env_help(name)),
                 );
-                return None;
+                None
             }
         },
         RawKey::File(file) => {
@@ -861,16 +860,20 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
                 Ok(bytes) => {
                     let bytes = Zeroizing::new(bytes);
                     match std::str::from_utf8(&bytes) {
-                        Ok(s) => (Zeroizing::new(s.to_string()), format!("key file `{file}`")),
+                        Ok(s) => Some((
+                            Zeroizing::new(s.to_string()),
+                            format!("{kind} file `{file}`"),
+                            Some(full),
+                        )),
                         Err(_) => {
                             cx.error(
                                 &raw.referenced,
                                 path,
-                                format!("key file `{file}` is not text"),
-                                "expected hex digits",
+                                format!("{kind} file `{file}` is not text"),
+                                not_text,
                                 None,
                             );
-                            return None;
+                            None
                         }
                     }
                 }
@@ -878,19 +881,29 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
                     cx.error(
                         &raw.referenced,
                         path,
-                        format!("cannot read key file `{file}`: {}", io_reason(&e)),
-                        "key source not found",
-                        Some(
-                            "key file paths are relative to the directory of the configuration \
-                             file"
-                                .into(),
-                        ),
+                        format!("cannot read {kind} file `{file}`: {}", io_reason(&e)),
+                        format!("{kind} source not found"),
+                        Some(format!(
+                            "{kind} file paths are relative to the directory of the \
+                             configuration file"
+                        )),
                     );
-                    return None;
+                    None
                 }
             }
         }
+    }
+}
+
+fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> Option<Secret> {
+    let help = |name: &str| {
+        format!(
+            "export {name}=<{} hex bytes: key then salt> before starting espada, \
+             or use `key: {{ file: PATH }}`",
+            algorithm.key_material_len()
+        )
     };
+    let (text, source, _) = secret_text(raw, path, "key", "expected hex digits", help, cx)?;
     match decode_hex(&text) {
         Err(HexError::BadDigit(pos)) => {
             cx.error(
@@ -935,7 +948,7 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
     }
 }
 
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
+fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
