@@ -26,21 +26,8 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/lab/ike/swan.sh")
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
 fn available() -> bool {
-    let missing: Vec<&str> = [
-        (!espada_testnet::available()).then_some("root and iproute2"),
-        (!on_path("charon-systemd")).then_some("charon-systemd"),
-        (!on_path("swanctl")).then_some("swanctl"),
-        (!on_path("ethtool")).then_some("ethtool"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let missing = espada_testnet::strongswan_missing();
     if missing.is_empty() {
         return true;
     }

@@ -40,6 +40,26 @@ pub fn available() -> bool {
         && rustix::process::geteuid().is_root()
 }
 
+/// True when `program` is an executable file in a `PATH` directory.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// What a strongSwan (charon in a namespace) test needs and this machine lacks; empty when it
+/// can run.
+pub fn strongswan_missing() -> Vec<&'static str> {
+    [
+        (!available()).then_some("root and iproute2 (network namespaces)"),
+        (!on_path("charon-systemd")).then_some("charon-systemd"),
+        (!on_path("swanctl")).then_some("swanctl"),
+        (!on_path("ethtool")).then_some("ethtool"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 impl Netns {
     /// Creates `esp-<tag>-<pid>-<n>` with its loopback up. `tag` should be short: interface
     /// and namespace names derived from it must stay readable.

@@ -31,23 +31,10 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/lab/ike/swan.sh")
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
 /// The lab for `test`, or `None` (after a skip note) when this machine cannot run it; with
 /// `ESPADA_REQUIRE_STRONGSWAN=1` a missing prerequisite fails the test instead.
 pub fn lab_or_skip(test: &str) -> Option<Lab> {
-    let missing: Vec<&str> = [
-        (!espada_testnet::available()).then_some("root and iproute2 (network namespaces)"),
-        (!on_path("charon-systemd")).then_some("charon-systemd"),
-        (!on_path("swanctl")).then_some("swanctl"),
-        (!on_path("ethtool")).then_some("ethtool"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let missing = espada_testnet::strongswan_missing();
     if !missing.is_empty() {
         let msg = format!(
             "{test}: strongSwan interop needs {} (deploy/install-deps.sh, run as root)",
