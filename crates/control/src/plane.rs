@@ -112,6 +112,8 @@ struct Run {
     dpd_next: Option<Instant>,
     dpd_packets: u64,
     last_dpd: Option<Instant>,
+    /// An unanswered liveness check: (sent at, the peer is dead at).
+    dpd_deadline: Option<(Instant, Instant)>,
     restart_at: Option<Instant>,
     keepalive_next: Option<Instant>,
     /// The configured peer address (unknown-SPI recovery).
@@ -135,6 +137,7 @@ impl Run {
             dpd_next: None,
             dpd_packets: 0,
             last_dpd: None,
+            dpd_deadline: None,
             restart_at: None,
             keepalive_next: None,
             peer,
@@ -151,6 +154,7 @@ impl Run {
             self.ike_soft,
             self.ike_hard,
             self.dpd_next,
+            self.dpd_deadline.map(|(_, t)| t),
             self.restart_at,
             self.keepalive_next,
         ]
@@ -180,8 +184,11 @@ pub struct ControlStats {
     pub rekeys_started: u64,
     /// SAs deleted because their hard lifetime came before the rekey completed.
     pub hard_expired: u64,
-    /// Liveness checks sent by DPD.
+    /// Liveness checks sent (DPD on idle, and unknown-SPI recovery).
     pub dpd_checks: u64,
+    /// Peers declared dead because a liveness check went unanswered for the DPD timeout
+    /// (before the retransmission schedule would have given up).
+    pub dpd_timeouts: u64,
     /// NAT-T keepalives sent (RFC 3948 §2.3).
     pub keepalives: u64,
     /// Recoveries started by ESP on an unknown SPI.
@@ -335,8 +342,9 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         }
         self.runs[i].last_recovery = Some(now);
         self.stats.recoveries += 1;
-        match self.runs[i].ike {
-            Some(sa) if self.ep.liveness(now, sa).is_ok() => {
+        let ike = self.runs[i].ike;
+        match ike {
+            Some(sa) if self.check_liveness(i, sa, now) => {
                 self.line(
                     Level::Warn,
                     Some(i),
@@ -753,6 +761,9 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         if due(self.runs[i].dpd_next) {
             self.dpd(i, now);
         }
+        if due(self.runs[i].dpd_deadline.map(|(_, t)| t)) {
+            self.dpd_timeout(i, now);
+        }
         if due(self.runs[i].keepalive_next) {
             self.keepalive(i, now);
         }
@@ -789,12 +800,42 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         let ike = r.ike;
         self.runs[i].dpd_packets = packets;
         self.runs[i].dpd_next = (!delay.is_zero()).then(|| now + delay);
-        if idle
-            && let Some(sa) = ike
-            && self.ep.liveness(now, sa).is_ok()
-        {
-            self.stats.dpd_checks += 1;
-            self.runs[i].last_dpd = Some(now);
+        if idle && let Some(sa) = ike {
+            self.check_liveness(i, sa, now);
+        }
+    }
+
+    /// Sends a liveness check on `sa` and arms the tunnel's DPD timeout; false when the
+    /// IKE SA cannot take one (not established).
+    fn check_liveness(&mut self, i: usize, sa: IkeSaId, now: Instant) -> bool {
+        if self.ep.liveness(now, sa).is_err() {
+            return false;
+        }
+        self.stats.dpd_checks += 1;
+        let r = &mut self.runs[i];
+        r.last_dpd = Some(now);
+        let timeout = r.s.dpd.timeout;
+        if !timeout.is_zero() && r.dpd_deadline.is_none() {
+            r.dpd_deadline = Some((now, now + timeout));
+        }
+        true
+    }
+
+    /// The DPD timeout of a liveness check ran out: unless an authentic message arrived
+    /// since it was sent, the peer is dead now (the endpoint's retransmission schedule may
+    /// be longer than the configured timeout).
+    fn dpd_timeout(&mut self, i: usize, now: Instant) {
+        let Some((sent, _)) = self.runs[i].dpd_deadline.take() else {
+            return;
+        };
+        let Some(sa) = self.runs[i].ike else { return };
+        let heard = self
+            .ep
+            .ike_sa(sa)
+            .and_then(|s| s.last_heard())
+            .is_some_and(|t| t >= sent);
+        if !heard && self.ep.declare_dead(now, sa).is_ok() {
+            self.stats.dpd_timeouts += 1;
         }
     }
 
@@ -849,6 +890,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                     r.ike = None;
                     (r.ike_soft, r.ike_hard, r.dpd_next, r.keepalive_next) =
                         (None, None, None, None);
+                    r.dpd_deadline = None;
                     let retry =
                         matches!(reason, DeleteReason::Failed | DeleteReason::HalfOpenTimeout)
                             && r.s.start == StartAction::Start;
@@ -927,7 +969,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 self.line(
                     Level::Warn,
                     Some(i),
-                    format!("peer {remote} is dead (no answer to retransmissions): {action:?}"),
+                    format!("peer {remote} is dead (our requests went unanswered): {action:?}"),
                 );
                 if matches!(action, DpdAction::Restart | DpdAction::Trap) {
                     self.runs[i].restart_at = Some(now);

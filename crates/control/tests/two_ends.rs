@@ -543,6 +543,41 @@ fn a_silent_peer_is_detected_and_the_tunnel_restarts_when_it_is_back() {
 }
 
 #[test]
+fn the_dpd_timeout_declares_a_silent_peer_dead_before_the_retransmissions_give_up() {
+    let long = timing(3600, 60, 60);
+    let mut quick = settings(StartAction::Start, long, long);
+    quick.dpd.timeout = Duration::from_millis(1500);
+    let mut n = Net::new(
+        Duration::from_millis(2),
+        [quick, settings(StartAction::None, long, long)],
+        13,
+    );
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(2), Some(Duration::from_millis(10)));
+    n.cut = true;
+    // An idle look within 2 s of the last packet, the next one finds the tunnel idle (≤ 4 s)
+    // and sends a liveness check: 1.5 s later (≤ 5.5 s) the peer is dead. The
+    // retransmission schedule alone (0.5+1+2+2 s after the check) would end at ≥ 7.5 s.
+    n.run(Duration::from_millis(6000), None);
+    let lines: Vec<String> = std::iter::from_fn(|| n.cp[0].poll_log())
+        .map(|l| l.text)
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("is dead")), "{lines:?}");
+    assert_eq!(n.cp[0].stats().dpd_timeouts, 1, "{lines:?}");
+    // The peer answering again proves the check, not a lost packet, decided: no timeout.
+    n.cut = false;
+    n.run(Duration::from_secs(8), None);
+    assert_eq!(n.cp[0].status(n.now)[0].ike_state, "established");
+    n.run(Duration::from_secs(10), None);
+    assert_eq!(
+        n.cp[0].stats().dpd_timeouts,
+        1,
+        "answered checks time nothing out"
+    );
+    assert!(n.cp[0].stats().dpd_checks >= 3, "idle checks went on");
+}
+
+#[test]
 fn udp_encapsulated_tunnels_send_natt_keepalives() {
     let long = timing(3600, 60, 60);
     let mut n = Net::with_encapsulation(

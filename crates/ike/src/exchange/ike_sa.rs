@@ -121,6 +121,8 @@ pub struct IkeSa {
     pub(crate) children: Vec<ChildSa>,
     /// Half-open expiry, or the time a replaced/deleting IKE SA is given up.
     pub(crate) expires: Option<Instant>,
+    /// When an authentic message (request or response) last arrived from the peer.
+    last_heard: Option<Instant>,
 }
 
 impl core::fmt::Debug for IkeSa {
@@ -178,6 +180,7 @@ impl IkeSa {
             reasm_responses: Reassembler::new(ctx.config.max_fragments, ctx.config.max_message),
             children: Vec::new(),
             expires: None,
+            last_heard: None,
         }
     }
 
@@ -267,6 +270,12 @@ impl IkeSa {
 
     pub(crate) fn is_gone(&self) -> bool {
         matches!(self.state, State::Gone)
+    }
+
+    /// When an authentic (decrypted and verified) message last arrived from the peer: the
+    /// proof of liveness a DPD timeout is measured against (§2.4).
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
     }
 
     /// Whether a request of ours is outstanding.
@@ -568,6 +577,16 @@ impl IkeSa {
         Ok(())
     }
 
+    /// The peer is dead: a request went unanswered through the retransmission schedule, or
+    /// the caller's DPD timeout ran out first. Its CHILD_SAs leave the data plane.
+    pub(crate) fn declare_dead(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.out.event(Event::PeerDead {
+            ike: self.id,
+            remote: self.remote,
+        });
+        self.discard(DeleteReason::PeerDead, ctx.out, ctx.spis);
+    }
+
     pub(crate) fn inbound_traffic(&mut self, ctx: &mut Ctx<'_>, spi: u32) {
         super::child::on_inbound_traffic(self, ctx, spi);
     }
@@ -639,6 +658,9 @@ impl IkeSa {
         } else {
             protect::open(data, &keys.enc_in)
         };
+        if result.is_ok() {
+            self.last_heard = Some(ctx.now);
+        }
         result.map_err(|e| {
             let s = &mut ctx.out.stats;
             match e {
@@ -813,11 +835,7 @@ impl IkeSa {
             && p.deadline <= now
         {
             if p.sent >= ctx.config.retransmit.tries {
-                ctx.out.event(Event::PeerDead {
-                    ike: self.id,
-                    remote: self.remote,
-                });
-                self.discard(DeleteReason::PeerDead, ctx.out, ctx.spis);
+                self.declare_dead(ctx);
                 return;
             }
             p.sent += 1;

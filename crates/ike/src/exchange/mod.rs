@@ -550,6 +550,14 @@ impl Endpoint {
             .ok_or(CommandError::NoSuchIkeSa(ike))?
     }
 
+    /// Declares the peer of `ike` dead without waiting for the retransmission schedule (the
+    /// caller's DPD timeout ran out with nothing heard, §2.4): [`Event::PeerDead`], then
+    /// the IKE SA and its CHILD_SAs are removed as when a request goes unanswered.
+    pub fn declare_dead(&mut self, now: Instant, ike: IkeSaId) -> Result<(), CommandError> {
+        self.with_sa(now, ike, |sa, ctx| sa.declare_dead(ctx))
+            .ok_or(CommandError::NoSuchIkeSa(ike))
+    }
+
     /// The data plane decrypted a packet on inbound SA `spi` that was announced with
     /// [`ChildSaParams::report_first_packet`]: the peer uses the new CHILD_SA, so our
     /// outbound may switch to it (§2.8).
