@@ -6,7 +6,7 @@ set -euo pipefail
 APT_PACKAGES=(
   libdpdk-dev dpdk-dev
   libclang-dev pkg-config gcc
-  iproute2 ethtool iputils-ping iptables
+  iproute2 ethtool iputils-ping iptables conntrack
   python3 python3-pip
   tcpdump
   charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins # deploy/lab/ike

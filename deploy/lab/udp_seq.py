@@ -74,6 +74,11 @@ def main(local, port, remote, pps, seconds, linger=3.0):
         if seq < highest - 1:
             reordered += 1
         highest = max(highest, seq + 1)
+    # The peer's last send is about when ours was: silence from before then to the end is an
+    # outage that never ended (null end).
+    quiet_since = last if last is not None else time.time() - (time.monotonic() - start)
+    if time.time() - linger - quiet_since > GAP:
+        outages.append([round(quiet_since, 3), None])
     missing = [i for i in range(highest) if not seen[i]]
     print(
         json.dumps(

@@ -18,4 +18,7 @@ pub mod plane;
 mod spis;
 
 pub use dataplane::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
-pub use plane::{ControlPlane, ControlStats, Level, LogLine, TunnelSettings, TunnelStatus};
+pub use plane::{
+    ControlPlane, ControlStats, KEEPALIVE_EVERY, Level, LogLine, RECOVERY_EVERY, RETRY_AFTER,
+    TunnelSettings, TunnelStatus,
+};

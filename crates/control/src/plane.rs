@@ -115,6 +115,9 @@ struct Run {
     /// An unanswered liveness check: (sent at, the peer is dead at).
     dpd_deadline: Option<(Instant, Instant)>,
     restart_at: Option<Instant>,
+    /// DPD's `restart`/`trap` action (or unknown-SPI recovery) is bringing the tunnel back:
+    /// a failed attempt is retried as with `start: start`, until an IKE SA is up.
+    restarting: bool,
     keepalive_next: Option<Instant>,
     /// The configured peer address (unknown-SPI recovery).
     peer: Option<std::net::IpAddr>,
@@ -139,6 +142,7 @@ impl Run {
             last_dpd: None,
             dpd_deadline: None,
             restart_at: None,
+            restarting: false,
             keepalive_next: None,
             peer,
             last_recovery: None,
@@ -358,6 +362,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                     Some(i),
                     format!("ESP from {peer} on an unknown SPI and no IKE SA: initiating"),
                 );
+                self.runs[i].restarting = true;
                 self.initiate_peer(i, now);
             }
         }
@@ -414,7 +419,19 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         remote: SocketAddr,
         bytes: &[u8],
     ) {
+        let collisions = self.ep.stats().rekey_collisions;
         self.ep.handle_datagram(now, local, remote, bytes);
+        if self.ep.stats().rekey_collisions > collisions {
+            let i = self.runs.iter().position(|r| r.peer == Some(remote.ip()));
+            self.line(
+                Level::Info,
+                i,
+                format!(
+                    "rekey collision with {remote}: both ends rekeyed at once; the new SA \
+                     with the lowest nonce is deleted, one pair stays (RFC 7296 §2.8.1)"
+                ),
+            );
+        }
         self.pump(now);
     }
 
@@ -855,6 +872,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 let r = &mut self.runs[peer];
                 r.ike = Some(ike);
                 r.restart_at = None;
+                r.restarting = false;
                 (r.ike_soft, r.ike_hard) = (Some(soft), Some(hard));
                 r.dpd_next = (!delay.is_zero()).then(|| now + delay);
                 r.keepalive_next = nat.then(|| now + KEEPALIVE_EVERY);
@@ -893,7 +911,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                     r.dpd_deadline = None;
                     let retry =
                         matches!(reason, DeleteReason::Failed | DeleteReason::HalfOpenTimeout)
-                            && r.s.start == StartAction::Start;
+                            && (r.s.start == StartAction::Start || r.restarting);
                     if retry && r.restart_at.is_none() {
                         r.restart_at = Some(now + RETRY_AFTER);
                     }
@@ -973,6 +991,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 );
                 if matches!(action, DpdAction::Restart | DpdAction::Trap) {
                     self.runs[i].restart_at = Some(now);
+                    self.runs[i].restarting = true;
                 }
             }
             Event::NoProposalChosen {

@@ -578,6 +578,61 @@ fn the_dpd_timeout_declares_a_silent_peer_dead_before_the_retransmissions_give_u
 }
 
 #[test]
+fn a_dpd_restart_keeps_trying_after_the_returning_peer_refuses_the_first_attempt() {
+    // Side 1 is the responder (`start: none`) whose DPD action is `restart`; side 0 dies and
+    // comes back first without the tunnel's configuration (it refuses every proposal, as a
+    // charon whose swanctl.conf is not loaded yet does), then with it.
+    let long = timing(3600, 60, 60);
+    let mut responder = settings(StartAction::None, long, long);
+    responder.dpd.action = DpdAction::Restart;
+    responder.dpd.timeout = Duration::from_secs(2);
+    let initiator = settings(StartAction::Start, long, long);
+    let mut n = Net::new(Duration::from_millis(2), [initiator.clone(), responder], 17);
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(2), Some(Duration::from_millis(10)));
+    assert_eq!(n.cp[1].status(n.now)[0].ike_state, "established");
+    n.cut = true;
+    n.run(Duration::from_secs(8), None);
+    let mut passive = initiator.clone();
+    passive.start = StartAction::None;
+    let mut refusing = peer_with(0, Encapsulation::Auto);
+    refusing.ike_proposals = vec![IkeProposal::parse("aes256gcm16-prfsha384-ecp384").unwrap()];
+    n.cp[0] = ControlPlane::new(
+        endpoint_config(),
+        vec![refusing],
+        vec![passive.clone()],
+        SimDp::new(Duration::from_millis(2), 0x7000_0000),
+        Box::new(TestRandom::new(41)),
+        Box::new(TestRandom::new(43)),
+    );
+    n.ike.clear();
+    n.cut = false;
+    // The attempt started during the cut is retransmitted within 2 s.
+    n.run(Duration::from_secs(3), None);
+    let lines: Vec<String> = std::iter::from_fn(|| n.cp[1].poll_log())
+        .map(|l| l.text)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("no proposal chosen")),
+        "the first attempt was refused: {lines:?}"
+    );
+    // The peer's configuration is loaded; nobody but side 1 initiates.
+    n.restart(0, passive, 19);
+    n.run(Duration::from_secs(7), None);
+    assert_eq!(
+        n.cp[1].status(n.now)[0].ike_state,
+        "established",
+        "retried {:?} after the refusal",
+        espada_control::RETRY_AFTER
+    );
+    n.reset_counts();
+    n.run(Duration::from_secs(1), Some(Duration::from_millis(10)));
+    n.run(Duration::from_millis(100), None);
+    assert!(n.lost.is_empty(), "{:?}", n.lost);
+    assert!(n.received.iter().all(|&r| r > 0), "traffic both ways");
+}
+
+#[test]
 fn udp_encapsulated_tunnels_send_natt_keepalives() {
     let long = timing(3600, 60, 60);
     let mut n = Net::with_encapsulation(

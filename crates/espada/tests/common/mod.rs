@@ -14,6 +14,8 @@ use espada_admin::{AdminClient, DropsView, Request, Response, SaView, WorkerView
 use espada_testnet::Netns;
 use serde_json::Value;
 
+pub mod swan;
+
 pub const PEER_TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/lab/esp_peer.py");
 
 /// One static tunnel of the lab.
@@ -121,6 +123,13 @@ impl Daemon {
             Response::Workers(v) => v,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash: nothing sent, nothing cleaned up).
+    pub fn kill(&mut self) {
+        let mut d = self.child.take().expect("running");
+        let _ = d.kill();
+        let _ = d.wait();
     }
 
     /// Stops the daemon with SIGTERM and returns its exit status and log.

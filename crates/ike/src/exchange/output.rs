@@ -93,7 +93,8 @@ pub enum DeleteReason {
     Rekeyed,
     /// Redundant after a rekey collision (§2.8.1).
     Redundant,
-    /// Requests went unanswered through the whole retransmission schedule.
+    /// Requests went unanswered through the whole retransmission schedule, or for the
+    /// caller's DPD timeout ([`super::Endpoint::declare_dead`]).
     PeerDead,
     /// The peer started over with INITIAL_CONTACT (§2.4).
     InitialContact,
