@@ -4,7 +4,7 @@ tunnel while it is rekeyed, collided or restarted.
 
   udp_seq.py LOCAL_ADDR PORT REMOTE_ADDR PPS SECONDS [LINGER]
 
-Binds LOCAL_ADDR:PORT, sends PPS packets per second for SECONDS to REMOTE_ADDR:PORT (each one
+Binds LOCAL_ADDR:PORT, waits 0.5 s (for the peer's instance to bind), sends PPS packets per second for SECONDS to REMOTE_ADDR:PORT (each one
 carries its sequence number and the send time), receives the peer's stream on the same socket
 until LINGER seconds (default 3) after its own last send, then prints one JSON object:
 
@@ -23,6 +23,7 @@ import sys
 import time
 
 GAP = 0.2
+STARTUP = 0.5
 
 
 def main(local, port, remote, pps, seconds, linger=3.0):
@@ -32,7 +33,9 @@ def main(local, port, remote, pps, seconds, linger=3.0):
     s.bind((local, port))
     s.setblocking(False)
     total = int(pps * seconds)
-    start = time.monotonic()
+    # The peer's instance is started at about the same time: give it time to bind before
+    # the first packet, or that packet meets a closed port and counts as lost.
+    start = time.monotonic() + STARTUP
     seen = bytearray(total + 1)
     received = duplicates = reordered = highest = 0
     outages, first, last = [], None, None

@@ -32,6 +32,6 @@ pub use client::{AdminClient, ClientError};
 pub use proto::{AdminError, ErrorCode, Request, RequestFrame, Response, ResponseFrame};
 pub use server::{AdminServer, ServerConfig, ServerStats};
 pub use view::{
-    Direction, DropsView, IkeView, LifetimeView, SaCountersView, SaView, TunnelView,
+    Direction, DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelView,
     UnknownSpiView, WorkerView,
 };

@@ -19,7 +19,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::view::{DropsView, IkeView, SaView, TunnelView, WorkerView};
+use crate::view::{DropsView, IkeReport, SaView, TunnelView, WorkerView};
 
 /// Protocol version spoken by this crate (the `"v"` field of requests).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -283,7 +283,7 @@ pub enum Response {
         version: String,
     },
     /// Answer to [`Request::ShowIke`].
-    Ike(Vec<IkeView>),
+    Ike(IkeReport),
     /// Answer to a tunnel command: what was done.
     Done {
         /// One line for the operator.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::proto::Response;
-use crate::view::{Direction, DropsView, IkeView, LifetimeView, SaView, TunnelView, WorkerView};
+use crate::view::{Direction, DropsView, IkeReport, LifetimeView, SaView, TunnelView, WorkerView};
 
 /// Rendering choices beyond the defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -298,7 +298,8 @@ fn secs(s: Option<u64>) -> String {
     s.map_or_else(|| "-".into(), |s| format!("{s}s"))
 }
 
-fn render_ike(v: &[IkeView]) -> String {
+fn render_ike(r: &IkeReport) -> String {
+    let v = &r.tunnels;
     if v.is_empty() {
         return "no negotiated tunnels configured\n".into();
     }
@@ -331,6 +332,15 @@ fn render_ike(v: &[IkeView]) -> String {
     }
     let mut out = String::new();
     t.render(&mut out);
+    let nonzero = sorted_nonzero(&r.counters);
+    if !nonzero.is_empty() {
+        out.push('\n');
+        let mut c = Table::new(&[("COUNTER", false), ("COUNT", true)]);
+        for (name, n) in nonzero {
+            c.row(vec![name.to_string(), n.to_string()]);
+        }
+        c.render(&mut out);
+    }
     out
 }
 

@@ -218,6 +218,16 @@ impl WorkerView {
     }
 }
 
+/// `show ike`: every negotiated tunnel, and the IKE endpoint's and control plane's counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IkeReport {
+    /// One entry per negotiated tunnel, in configuration order.
+    pub tunnels: Vec<IkeView>,
+    /// Every counter by name (`ike.*`: the endpoint's messages, refusals, cookies,
+    /// collisions; `control.*`: rekeys, DPD, recoveries), zeros included.
+    pub counters: BTreeMap<String, u64>,
+}
+
 /// The IKE side of one negotiated tunnel, as `show ike` prints it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct IkeView {

@@ -261,7 +261,7 @@ fn responses_know_which_request_they_answer() {
             },
             "ping",
         ),
-        (Response::Ike(vec![]), "show.ike"),
+        (Response::Ike(Default::default()), "show.ike"),
     ];
     for (resp, cmd) in pairs {
         for req in &reqs {

@@ -33,6 +33,8 @@ use crate::spis::{DataPlaneSpis, Reserved};
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Least time between two recovery attempts caused by ESP on an unknown SPI from one peer.
 pub const RECOVERY_EVERY: Duration = Duration::from_secs(5);
+/// Least time between two log lines about refused IKE_SA_INIT requests (a flood).
+pub const REFUSALS_EVERY: Duration = Duration::from_secs(10);
 /// NAT-T keepalive interval (RFC 3948 §2.3 suggests 20 s): keeps a NAT's UDP mapping alive.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 
@@ -199,6 +201,23 @@ pub struct ControlStats {
     pub recoveries: u64,
 }
 
+impl ControlStats {
+    /// Every counter with its name (the field's), in declaration order.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("held_transmits", self.held_transmits),
+            ("deferred_calls", self.deferred_calls),
+            ("dataplane_errors", self.dataplane_errors),
+            ("rekeys_started", self.rekeys_started),
+            ("hard_expired", self.hard_expired),
+            ("dpd_checks", self.dpd_checks),
+            ("dpd_timeouts", self.dpd_timeouts),
+            ("keepalives", self.keepalives),
+            ("recoveries", self.recoveries),
+        ]
+    }
+}
+
 /// See the module documentation.
 pub struct ControlPlane<D: DataPlane> {
     ep: Endpoint,
@@ -208,6 +227,9 @@ pub struct ControlPlane<D: DataPlane> {
     by_name: HashMap<String, usize>,
     ike_peer: HashMap<IkeSaId, usize>,
     child_peer: HashMap<ChildId, usize>,
+    /// Refused IKE_SA_INIT counters (no peer config, cookies, half-open limit) at the last
+    /// report, and its time.
+    refusals: ([u64; 3], Option<Instant>),
     /// Inbound installs not yet acknowledged: IKE messages wait for them.
     blocking: HashSet<Ticket>,
     /// Installs not yet acknowledged, by ticket: (tunnel, spi, inbound).
@@ -262,6 +284,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             by_name,
             ike_peer: HashMap::new(),
             child_peer: HashMap::new(),
+            refusals: ([0; 3], None),
             blocking: HashSet::new(),
             installing: HashMap::new(),
             installing_sas: HashSet::new(),
@@ -421,6 +444,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
     ) {
         let collisions = self.ep.stats().rekey_collisions;
         self.ep.handle_datagram(now, local, remote, bytes);
+        self.report_refusals(now);
         if self.ep.stats().rekey_collisions > collisions {
             let i = self.runs.iter().position(|r| r.peer == Some(remote.ip()));
             self.line(
@@ -433,6 +457,37 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             );
         }
         self.pump(now);
+    }
+
+    /// IKE_SA_INIT requests refused without state (a flood, or scanners): one line at the
+    /// first, then at most one per [`REFUSALS_EVERY`] with what was refused since the last.
+    fn report_refusals(&mut self, now: Instant) {
+        let s = self.ep.stats();
+        let seen = [s.no_peer_config, s.cookies_sent, s.half_open_dropped];
+        let new: Vec<u64> = seen
+            .iter()
+            .zip(self.refusals.0)
+            .map(|(a, b)| a - b)
+            .collect();
+        if new.iter().all(|&n| n == 0)
+            || self
+                .refusals
+                .1
+                .is_some_and(|t| now.duration_since(t) < REFUSALS_EVERY)
+        {
+            return;
+        }
+        self.refusals = (seen, Some(now));
+        self.line(
+            Level::Warn,
+            None,
+            format!(
+                "IKE_SA_INIT refused: {} from addresses with no configured peer, {} answered \
+                 with a cookie (more than the cookie threshold half-open, RFC 7296 §2.6), {} \
+                 dropped at the half-open limit",
+                new[0], new[1], new[2]
+            ),
+        );
     }
 
     /// Time has passed: the endpoint's timers, rekeys, hard lifetimes, DPD, restarts.

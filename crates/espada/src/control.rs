@@ -425,7 +425,12 @@ impl Control {
                     &dp.sas,
                 )))
             }
-            Request::ShowIke => Ok(Response::Ike(views::ike(&self.cp.status(now), now))),
+            Request::ShowIke => Ok(Response::Ike(views::ike(
+                &self.cp.status(now),
+                self.cp.endpoint().stats(),
+                &self.cp.stats(),
+                now,
+            ))),
             Request::Initiate { tunnel } => {
                 let r = self.cp.initiate(now, &tunnel);
                 done(r, format!("{tunnel}: initiating"))

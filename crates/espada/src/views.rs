@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use espada_admin::view::Direction;
 use espada_admin::{
-    DropsView, IkeView, LifetimeView, SaCountersView, SaView, TunnelView, UnknownSpiView,
-    WorkerView,
+    DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelView,
+    UnknownSpiView, WorkerView,
 };
 use espada_dataplane::drops::Why;
 use espada_dataplane::lifecycle::{InState, Lifecycle};
@@ -208,8 +208,21 @@ pub fn workers(
 }
 
 /// `show ike`: the control plane's view of every negotiated tunnel.
-pub fn ike(status: &[espada_control::TunnelStatus], now: std::time::Instant) -> Vec<IkeView> {
-    status
+pub fn ike(
+    status: &[espada_control::TunnelStatus],
+    ike: &espada_ike::exchange::Stats,
+    control: &espada_control::ControlStats,
+    now: std::time::Instant,
+) -> IkeReport {
+    let counters = (ike.named().iter().map(|&(k, v)| (format!("ike.{k}"), v)))
+        .chain(
+            control
+                .named()
+                .iter()
+                .map(|&(k, v)| (format!("control.{k}"), v)),
+        )
+        .collect();
+    let tunnels = status
         .iter()
         .map(|s| IkeView {
             name: s.name.clone(),
@@ -226,5 +239,6 @@ pub fn ike(status: &[espada_control::TunnelStatus], now: std::time::Instant) -> 
                 .last_dpd
                 .map(|t| now.saturating_duration_since(t).as_secs()),
         })
-        .collect()
+        .collect();
+    IkeReport { tunnels, counters }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use espada_admin::{
-    AdminError, Direction, DropsView, IkeView, LifetimeView, Request, Response, SaCountersView,
-    SaView, TunnelView, UnknownSpiView, WorkerView,
+    AdminError, Direction, DropsView, IkeReport, IkeView, LifetimeView, Request, Response,
+    SaCountersView, SaView, TunnelView, UnknownSpiView, WorkerView,
 };
 
 pub fn ip(s: &str) -> IpAddr {
@@ -240,7 +240,20 @@ pub fn workers() -> Vec<WorkerView> {
 }
 
 /// `show ike` of a hub with one branch up and one still connecting.
-pub fn ike() -> Vec<IkeView> {
+pub fn ike() -> IkeReport {
+    let counters = [
+        ("ike.datagrams_received", 912),
+        ("ike.no_proposal_chosen", 3),
+        ("ike.cookies_sent", 0),
+        ("control.rekeys_started", 2),
+    ];
+    IkeReport {
+        tunnels: ike_tunnels(),
+        counters: counters.map(|(k, v)| (k.to_string(), v)).into(),
+    }
+}
+
+fn ike_tunnels() -> Vec<IkeView> {
     vec![
         IkeView {
             name: "branch-a".into(),

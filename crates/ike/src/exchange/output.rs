@@ -262,6 +262,44 @@ pub struct Stats {
     pub fragments_dropped: u64,
 }
 
+impl Stats {
+    /// Every counter with its name (the field's), in declaration order.
+    pub fn named(&self) -> [(&'static str, u64); 27] {
+        [
+            ("datagrams_received", self.datagrams_received),
+            ("datagrams_sent", self.datagrams_sent),
+            ("natt_keepalives", self.natt_keepalives),
+            ("non_ike_on_natt_port", self.non_ike_on_natt_port),
+            ("invalid_header", self.invalid_header),
+            ("invalid_major_version", self.invalid_major_version),
+            ("unknown_ike_spi", self.unknown_ike_spi),
+            ("invalid_syntax", self.invalid_syntax),
+            ("unsupported_critical", self.unsupported_critical),
+            ("integrity_failed", self.integrity_failed),
+            ("retransmitted_requests", self.retransmitted_requests),
+            ("out_of_window", self.out_of_window),
+            ("retransmits", self.retransmits),
+            ("cookies_sent", self.cookies_sent),
+            ("bad_cookies", self.bad_cookies),
+            ("half_open_dropped", self.half_open_dropped),
+            ("no_peer_config", self.no_peer_config),
+            ("half_open_expired", self.half_open_expired),
+            ("invalid_ke_sent", self.invalid_ke_sent),
+            ("no_proposal_chosen", self.no_proposal_chosen),
+            ("authentication_failed", self.authentication_failed),
+            ("ts_unacceptable", self.ts_unacceptable),
+            ("temporary_failure_sent", self.temporary_failure_sent),
+            (
+                "temporary_failure_received",
+                self.temporary_failure_received,
+            ),
+            ("child_sa_not_found_sent", self.child_sa_not_found_sent),
+            ("rekey_collisions", self.rekey_collisions),
+            ("fragments_dropped", self.fragments_dropped),
+        ]
+    }
+}
+
 /// The queues of an endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Outputs {
