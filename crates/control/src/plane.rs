@@ -459,11 +459,21 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         self.pump(now);
     }
 
+    fn refused(&self) -> [u64; 3] {
+        let s = self.ep.stats();
+        [s.no_peer_config, s.cookies_sent, s.half_open_dropped]
+    }
+
+    /// When refusals not reported yet may be reported.
+    fn refusals_due(&self) -> Option<Instant> {
+        let (seen, at) = self.refusals;
+        (self.refused() != seen).then_some(at?.checked_add(REFUSALS_EVERY)?)
+    }
+
     /// IKE_SA_INIT requests refused without state (a flood, or scanners): one line at the
     /// first, then at most one per [`REFUSALS_EVERY`] with what was refused since the last.
     fn report_refusals(&mut self, now: Instant) {
-        let s = self.ep.stats();
-        let seen = [s.no_peer_config, s.cookies_sent, s.half_open_dropped];
+        let seen = self.refused();
         let new: Vec<u64> = seen
             .iter()
             .zip(self.refusals.0)
@@ -498,6 +508,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         for i in 0..self.runs.len() {
             self.timers(i, now);
         }
+        self.report_refusals(now);
         self.pump(now);
     }
 
@@ -507,6 +518,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             .iter()
             .flat_map(Run::deadlines)
             .chain(self.ep.poll_timeout())
+            .chain(self.refusals_due())
             .min()
     }
 

@@ -46,6 +46,11 @@ const IDLE_SLEEP: Duration = Duration::from_micros(500);
 /// How long an IKE datagram waits for its next hop to be resolved before it is dropped (the
 /// IKE endpoint retransmits requests anyway).
 const IKE_HOLD: Duration = Duration::from_secs(3);
+/// IKE datagrams waiting for a next hop at most (a flood answered towards spoofed sources
+/// must not grow the queue); beyond it they are dropped and counted.
+const IKE_WAITING_MAX: usize = 1024;
+/// Least time between two log lines about IKE datagrams dropped unresolved.
+const UNRESOLVED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The control thread's end of one worker.
 pub struct WorkerLink {
@@ -83,6 +88,9 @@ pub struct Control {
     last_host_poll: Option<Instant>,
     /// IKE datagrams waiting for their next hop's MAC.
     ike_waiting: VecDeque<(Instant, Transmit)>,
+    /// IKE datagrams dropped because their next hop did not resolve (or the wait queue was
+    /// full), those already logged, and when the last line was.
+    ike_unresolved: (u64, u64, Option<Instant>),
 }
 
 impl Control {
@@ -110,6 +118,7 @@ impl Control {
             out: HostOutput::default(),
             last_host_poll: None,
             ike_waiting: VecDeque::new(),
+            ike_unresolved: (0, 0, None),
         }
     }
 
@@ -311,9 +320,14 @@ impl Control {
     /// hop is not resolved yet waits (resolution started) up to [`IKE_HOLD`].
     fn send_ike(&mut self, now: Instant) -> bool {
         while let Some(t) = self.cp.poll_transmit() {
-            self.ike_waiting.push_back((now, t));
+            if self.ike_waiting.len() < IKE_WAITING_MAX {
+                self.ike_waiting.push_back((now, t));
+            } else {
+                self.ike_unresolved.0 += 1;
+            }
         }
         if self.ike_waiting.is_empty() {
+            self.report_unresolved(now);
             return false;
         }
         let mut burst: Burst = Burst::new();
@@ -344,7 +358,7 @@ impl Control {
                     }
                     keep.push_back((since, t));
                 } else {
-                    warn!(peer = %t.remote, "IKE datagram dropped: next hop not resolved");
+                    self.ike_unresolved.0 += 1;
                 }
                 continue;
             };
@@ -374,8 +388,24 @@ impl Control {
             warn!(lost, "control TX queue full: IKE datagrams dropped");
         }
         self.ike_waiting = keep;
+        self.report_unresolved(now);
         self.flush_host_output();
         true
+    }
+
+    /// One line for IKE datagrams dropped unresolved, at most every [`UNRESOLVED_LOG_EVERY`]
+    /// (answers to a spoofed flood would otherwise log one line each).
+    fn report_unresolved(&mut self, now: Instant) {
+        let (dropped, logged, at) = self.ike_unresolved;
+        if dropped == logged || at.is_some_and(|t| now.duration_since(t) < UNRESOLVED_LOG_EVERY) {
+            return;
+        }
+        warn!(
+            dropped = dropped - logged,
+            "IKE datagrams dropped: next hop not resolved within {IKE_HOLD:?}, or {IKE_WAITING_MAX} \
+             already waiting"
+        );
+        self.ike_unresolved = (dropped, dropped, Some(now));
     }
 
     /// Answers one admin request.

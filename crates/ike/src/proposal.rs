@@ -486,8 +486,52 @@ pub fn requested_group<'a>(
     acceptable.any(|a| *a == g).then_some(g)
 }
 
-/// The peer's proposals in strongSwan syntax, for the NO_PROPOSAL_CHOSEN event.
+/// Names (strongSwan's proposal syntax) of IANA transform IDs espada does not implement,
+/// so that a refused offer reads as the peer's configuration does (RFC 7296 §3.3.2, IANA
+/// "IKEv2 Transform Attribute" registries). `{}` is the key length.
+const FOREIGN_NAMES: &[(TransformType, u16, &str)] = &[
+    (TransformType::ENCR, 2, "des"),
+    (TransformType::ENCR, 3, "3des"),
+    (TransformType::ENCR, 11, "null"),
+    (TransformType::ENCR, 12, "aes{}"),
+    (TransformType::ENCR, 13, "aes{}ctr"),
+    (TransformType::ENCR, 14, "aes{}ccm8"),
+    (TransformType::ENCR, 15, "aes{}ccm12"),
+    (TransformType::ENCR, 16, "aes{}ccm16"),
+    (TransformType::ENCR, 18, "aes{}gcm8"),
+    (TransformType::ENCR, 19, "aes{}gcm12"),
+    (TransformType::ENCR, 23, "camellia{}"),
+    (TransformType::ENCR, 28, "chacha20poly1305"),
+    (TransformType::INTEG, 1, "md5"),
+    (TransformType::INTEG, 2, "sha1"),
+    (TransformType::INTEG, 5, "aesxcbc"),
+    (TransformType::INTEG, 12, "sha256"),
+    (TransformType::INTEG, 13, "sha384"),
+    (TransformType::INTEG, 14, "sha512"),
+    (TransformType::PRF, 1, "prfmd5"),
+    (TransformType::PRF, 2, "prfsha1"),
+    (TransformType::PRF, 4, "prfaesxcbc"),
+    (TransformType::DH, 1, "modp768"),
+    (TransformType::DH, 2, "modp1024"),
+    (TransformType::DH, 5, "modp1536"),
+    (TransformType::DH, 15, "modp3072"),
+    (TransformType::DH, 16, "modp4096"),
+    (TransformType::DH, 17, "modp6144"),
+    (TransformType::DH, 18, "modp8192"),
+    (TransformType::DH, 21, "ecp521"),
+    (TransformType::DH, 32, "x448"),
+];
+
+/// The peer's proposals in strongSwan syntax, for the NO_PROPOSAL_CHOSEN event. Transforms
+/// without a name print as `type:id`.
 pub fn describe(theirs: &SaPayload) -> String {
+    let foreign = |ty: TransformType, id: u16, key: Option<u16>| {
+        FOREIGN_NAMES
+            .iter()
+            .find(|(t, i, _)| *t == ty && *i == id)
+            .map(|(_, _, n)| n.replace("{}", &key.map_or(String::new(), |k| k.to_string())))
+            .unwrap_or_else(|| format!("{}:{}", ty.0, id))
+    };
     let parts: Vec<String> = theirs
         .proposals
         .iter()
@@ -501,10 +545,10 @@ pub fn describe(theirs: &SaPayload) -> String {
                     }
                     TransformType::PRF => PrfAlg::from_id(t.id)
                         .map(|p| prf_name(p).to_string())
-                        .unwrap_or_else(|| format!("prf{}", t.id)),
+                        .unwrap_or_else(|| foreign(t.ty, t.id, None)),
                     TransformType::DH => DhAlg::from_id(t.id)
                         .map(|g| dh_name(g).to_string())
-                        .unwrap_or_else(|| format!("dh{}", t.id)),
+                        .unwrap_or_else(|| foreign(t.ty, t.id, None)),
                     TransformType::ESN => {
                         if t.id == EsnId::ESN.0 {
                             "esn".into()
@@ -512,11 +556,40 @@ pub fn describe(theirs: &SaPayload) -> String {
                             "noesn".into()
                         }
                     }
-                    ty => format!("{}:{}", ty.0, t.id),
+                    ty => foreign(ty, t.id, t.key_length()),
                 })
                 .collect();
             names.join("-")
         })
         .collect();
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msgs::{Proposal, ProtocolId, Transform};
+
+    #[test]
+    fn a_refused_offer_reads_as_the_peers_configuration() {
+        let offer = SaPayload {
+            proposals: vec![Proposal {
+                number: 1,
+                protocol: ProtocolId::IKE,
+                spi: Vec::new(),
+                transforms: vec![
+                    Transform::with_key_length(TransformType::ENCR, 12, 256),
+                    Transform::new(TransformType::INTEG, 14),
+                    Transform::new(TransformType::PRF, 7),
+                    Transform::new(TransformType::DH, 16),
+                    Transform::new(TransformType::DH, 31),
+                    Transform::new(TransformType(250), 9),
+                ],
+            }],
+        };
+        assert_eq!(
+            describe(&offer),
+            "aes256-sha512-prfsha512-modp4096-x25519-250:9"
+        );
+    }
 }

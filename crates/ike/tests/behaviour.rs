@@ -1201,6 +1201,40 @@ fn flood_from_spoofed_addresses_keeps_no_state_beyond_the_cookie_threshold() {
 }
 
 #[test]
+fn strangers_get_a_refusal_normally_and_silence_under_a_flood() {
+    // B knows only A (198.18.x); requests from elsewhere are answered NO_PROPOSAL_CHOSEN
+    // while nothing is under pressure, and dropped without an answer once the half-open
+    // SAs reach the cookie threshold (answers to spoofed sources would reflect the flood).
+    let mut cb = endpoint_config();
+    cb.cookie_threshold = 3;
+    cb.half_open_timeout = secs(600.0);
+    let mut b = endpoint(cb, vec![std_peer(Side::B)], 5);
+    let mut x = crafter(78);
+    let now = Instant::now();
+    let stranger = SocketAddr::new(IpAddr::from([203, 0, 113, 9]), 500);
+    let answer = feed(&mut b, now, stranger, &init_request(&mut x, now));
+    assert_eq!(
+        answer
+            .iter()
+            .map(|t| refusal(t).map(|n| n.ty))
+            .collect::<Vec<_>>(),
+        vec![Some(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
+    for _ in 0..3 {
+        let from_a = feed(&mut b, now, addr(A_ADDR, 500), &init_request(&mut x, now));
+        assert_eq!(
+            from_a.len(),
+            1,
+            "the configured peer's address gets an answer"
+        );
+    }
+    assert_eq!(half_open(&b), 3);
+    let answer = feed(&mut b, now, stranger, &init_request(&mut x, now));
+    assert!(answer.is_empty(), "no answer under a flood: {answer:?}");
+    assert_eq!(b.stats().no_peer_config, 2);
+}
+
+#[test]
 fn cookie_survives_one_rotation_but_not_two() {
     let mut cb = endpoint_config();
     cb.cookie_threshold = 0;

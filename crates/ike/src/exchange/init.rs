@@ -386,6 +386,11 @@ pub(crate) fn respond(
         .collect();
     let Some(&first) = candidates.first() else {
         ctx.out.stats.no_peer_config += 1;
+        // A refusal tells a misconfigured peer why; under a flood (cookies demanded) the
+        // sources are likely spoofed, and answering them would reflect the flood.
+        if half_open >= ctx.config.cookie_threshold {
+            return None;
+        }
         refuse(
             ctx.out,
             local,
