@@ -35,6 +35,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub const RECOVERY_EVERY: Duration = Duration::from_secs(5);
 /// Least time between two log lines about refused IKE_SA_INIT requests (a flood).
 pub const REFUSALS_EVERY: Duration = Duration::from_secs(10);
+/// Least time between two negotiations of one trapped tunnel started by traffic.
+pub const ACQUIRE_EVERY: Duration = Duration::from_secs(1);
 /// NAT-T keepalive interval (RFC 3948 §2.3 suggests 20 s): keeps a NAT's UDP mapping alive.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 
@@ -120,6 +122,10 @@ struct Run {
     /// DPD's `restart`/`trap` action (or unknown-SPI recovery) is bringing the tunnel back:
     /// a failed attempt is retried as with `start: start`, until an IKE SA is up.
     restarting: bool,
+    /// Traffic without an SA negotiates the tunnel: `start: trap`, or DPD's `trap` action
+    /// after the peer died.
+    trap_armed: bool,
+    last_acquire: Option<Instant>,
     keepalive_next: Option<Instant>,
     /// The configured peer address (unknown-SPI recovery).
     peer: Option<std::net::IpAddr>,
@@ -131,6 +137,7 @@ struct Run {
 impl Run {
     fn new(s: TunnelSettings, peer: Option<std::net::IpAddr>) -> Run {
         Run {
+            trap_armed: s.start == StartAction::Trap,
             s,
             ike: None,
             child: None,
@@ -145,6 +152,7 @@ impl Run {
             dpd_deadline: None,
             restart_at: None,
             restarting: false,
+            last_acquire: None,
             keepalive_next: None,
             peer,
             last_recovery: None,
@@ -199,11 +207,13 @@ pub struct ControlStats {
     pub keepalives: u64,
     /// Recoveries started by ESP on an unknown SPI.
     pub recoveries: u64,
+    /// Negotiations started by traffic on a trapped tunnel.
+    pub acquires: u64,
 }
 
 impl ControlStats {
     /// Every counter with its name (the field's), in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("held_transmits", self.held_transmits),
             ("deferred_calls", self.deferred_calls),
@@ -214,6 +224,7 @@ impl ControlStats {
             ("dpd_timeouts", self.dpd_timeouts),
             ("keepalives", self.keepalives),
             ("recoveries", self.recoveries),
+            ("acquires", self.acquires),
         ]
     }
 }
@@ -389,6 +400,33 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 self.initiate_peer(i, now);
             }
         }
+        self.pump(now);
+    }
+
+    /// The data plane dropped cleartext for `tunnel` because it has no outbound SA (its
+    /// acquire, RFC 4301 §5.1): a trapped tunnel without an IKE SA negotiates now. At most
+    /// once per [`ACQUIRE_EVERY`] per tunnel; the packets meanwhile are dropped and counted
+    /// (`no_outbound_sa`).
+    pub fn acquire(&mut self, now: Instant, tunnel: TunnelId) {
+        let Some(i) = self.runs.iter().position(|r| r.s.tunnel == tunnel) else {
+            return;
+        };
+        let r = &self.runs[i];
+        let idle = r.ike.is_none() && r.restart_at.is_none();
+        let recent = r
+            .last_acquire
+            .is_some_and(|t| now.duration_since(t) < ACQUIRE_EVERY);
+        if !r.trap_armed || !idle || recent {
+            return;
+        }
+        self.runs[i].last_acquire = Some(now);
+        self.stats.acquires += 1;
+        self.line(
+            Level::Info,
+            Some(i),
+            "traffic for the tunnel and no SA: negotiating (trap)".into(),
+        );
+        self.initiate_peer(i, now);
         self.pump(now);
     }
 
@@ -1056,9 +1094,13 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                     Some(i),
                     format!("peer {remote} is dead (our requests went unanswered): {action:?}"),
                 );
-                if matches!(action, DpdAction::Restart | DpdAction::Trap) {
-                    self.runs[i].restart_at = Some(now);
-                    self.runs[i].restarting = true;
+                match action {
+                    DpdAction::Restart => {
+                        self.runs[i].restart_at = Some(now);
+                        self.runs[i].restarting = true;
+                    }
+                    DpdAction::Trap => self.runs[i].trap_armed = true,
+                    DpdAction::Clear => {}
                 }
             }
             Event::NoProposalChosen {

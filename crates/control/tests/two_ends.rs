@@ -633,6 +633,54 @@ fn a_dpd_restart_keeps_trying_after_the_returning_peer_refuses_the_first_attempt
 }
 
 #[test]
+fn a_trapped_tunnel_negotiates_on_traffic_and_again_after_dpd_finds_the_peer_dead() {
+    let long = timing(3600, 60, 60);
+    let mut trapped = settings(StartAction::Trap, long, long);
+    trapped.dpd.action = DpdAction::Trap;
+    let mut n = Net::new(
+        Duration::from_millis(2),
+        [trapped, settings(StartAction::None, long, long)],
+        23,
+    );
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(3), None);
+    assert_eq!(
+        n.cp[0].status(n.now)[0].ike_state,
+        "none",
+        "no traffic, no SA"
+    );
+    // The data plane's acquire: cleartext for the tunnel met no outbound SA.
+    let now = n.now;
+    n.cp[0].acquire(now, 0);
+    n.cp[0].acquire(now, 0);
+    assert_eq!(
+        n.cp[0].stats().acquires,
+        1,
+        "one negotiation per acquire period"
+    );
+    n.run(Duration::from_secs(1), None);
+    assert_eq!(n.cp[0].status(n.now)[0].ike_state, "established");
+    let now = n.now + Duration::from_secs(2);
+    n.cp[0].acquire(now, 0);
+    assert_eq!(n.cp[0].stats().acquires, 1, "established: nothing to do");
+    // The peer goes silent: DPD's trap action waits for traffic instead of restarting.
+    n.cut = true;
+    n.run(Duration::from_secs(14), None);
+    n.cut = false;
+    n.run(Duration::from_secs(5), None);
+    assert_eq!(
+        n.cp[0].status(n.now)[0].ike_state,
+        "none",
+        "re-armed, not restarted"
+    );
+    let now = n.now;
+    n.cp[0].acquire(now, 0);
+    n.run(Duration::from_secs(1), None);
+    assert_eq!(n.cp[0].status(n.now)[0].ike_state, "established");
+    assert_eq!(n.cp[0].stats().acquires, 2);
+}
+
+#[test]
 fn udp_encapsulated_tunnels_send_natt_keepalives() {
     let long = timing(3600, 60, 60);
     let mut n = Net::with_encapsulation(

@@ -106,16 +106,18 @@ pub fn notice_capacity(slots: u32) -> usize {
     2 * (2 * slots as usize + crate::slab::COMMAND_RING)
 }
 
-/// Token buckets for unknown-SPI samples on one worker: `burst` samples at once, then `rate`
-/// per second, separately for packets from strangers ([`UnknownSpiClass::UnknownSource`]) and
-/// for the classes that point at a configured peer (tombstone, known peer), so a flood of
-/// forged ESP cannot starve the samples an operator needs to see a desynchronised peer. Time is
+/// Token buckets for the sampled events of one worker: `burst` samples at once, then `rate`
+/// per second, separately for unknown-SPI packets from strangers
+/// ([`UnknownSpiClass::UnknownSource`]), for the unknown-SPI classes that point at a
+/// configured peer (tombstone, known peer), and for [`Event::Acquire`], so a flood of forged
+/// ESP cannot starve the samples an operator needs to see a desynchronised peer, and
+/// cleartext without an SA cannot crowd out either. Time is
 /// the caller's (the worker passes TSC cycles once per loop turn), so nothing on the packet path
 /// reads a clock.
 #[derive(Clone, Debug)]
 pub struct SampleBudget {
-    /// Tokens per bucket: `[peer classes, unknown source]`.
-    tokens: [u32; 2],
+    /// Tokens per bucket: `[peer classes, unknown source, acquires]`.
+    tokens: [u32; 3],
     burst: u32,
     /// Clock units per token.
     per_token: u64,
@@ -132,7 +134,7 @@ impl SampleBudget {
     /// Full buckets for a clock of `hz` units per second.
     pub fn new(hz: u64, rate: u64, burst: u32) -> SampleBudget {
         SampleBudget {
-            tokens: [burst; 2],
+            tokens: [burst; 3],
             burst,
             per_token: (hz / rate.max(1)).max(1),
             credited: 0,
@@ -158,7 +160,18 @@ impl SampleBudget {
     /// Takes one token from the bucket of `class`; false when it is empty.
     #[inline]
     pub fn take(&mut self, class: UnknownSpiClass) -> bool {
-        let b = &mut self.tokens[usize::from(class == UnknownSpiClass::UnknownSource)];
+        self.take_from(usize::from(class == UnknownSpiClass::UnknownSource))
+    }
+
+    /// Takes one token for an [`Event::Acquire`]; false when its bucket is empty.
+    #[inline]
+    pub fn take_acquire(&mut self) -> bool {
+        self.take_from(2)
+    }
+
+    #[inline]
+    fn take_from(&mut self, bucket: usize) -> bool {
+        let b = &mut self.tokens[bucket];
         match b.checked_sub(1) {
             Some(t) => {
                 *b = t;
@@ -224,6 +237,12 @@ pub enum Event {
         /// What the error said (with the MTU for PMTU errors).
         kind: IcmpErrorKind,
     },
+    /// A cleartext packet for `tunnel` was dropped because the tunnel has no outbound SA: a
+    /// tunnel with `start: trap` negotiates now (RFC 4301 §5.1's acquire; sampled).
+    Acquire {
+        /// The tunnel.
+        tunnel: TunnelId,
+    },
     /// A packet could not be sent because the next hop's MAC is unknown: resolve the next hop
     /// towards `dst`.
     NeighborMiss {
@@ -279,5 +298,11 @@ mod tests {
         assert_eq!((0..1000).filter(|_| b.take(stranger)).count(), 4);
         assert!(b.take(UnknownSpiClass::Tombstone));
         assert!(b.take(UnknownSpiClass::KnownPeer));
+        assert!(b.take_acquire(), "acquires have their own bucket");
+        assert_eq!((0..1000).filter(|_| b.take_acquire()).count(), 3);
+        assert!(
+            b.take(UnknownSpiClass::KnownPeer),
+            "and take nothing from the others"
+        );
     }
 }

@@ -68,7 +68,7 @@ pub struct Ctx<'a> {
     pub events: &'a mut rtrb::Producer<Event>,
     /// Lifetime notices to the control thread (must arrive).
     pub notices: &'a mut rtrb::Producer<Notice>,
-    /// Budget of unknown-SPI samples.
+    /// Budget of sampled events (unknown-SPI samples, acquires).
     pub samples: &'a mut SampleBudget,
 }
 
@@ -421,6 +421,9 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         return drop_dp(DpDrop::NoRoute);
     };
     let Some(sa_ref) = cx.t.tunnels.outbound(id) else {
+        if cx.samples.take_acquire() {
+            cx.event(Event::Acquire { tunnel: id });
+        }
         return drop_dp(DpDrop::NoOutboundSa);
     };
     match (sa_ref.owner == cx.me, handed_off) {

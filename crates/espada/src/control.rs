@@ -298,6 +298,7 @@ impl Control {
                     debug!(tunnel = %name, ?kind, "ICMP error about an ESP packet we sent");
                 }
             }
+            Event::Acquire { tunnel } => self.cp.acquire(now, tunnel),
             Event::NeighborMiss { port, dst } => {
                 let hop = self.cp.dataplane().lc.next_hop(port, dst);
                 if let Some(ip) = hop {

@@ -26,6 +26,43 @@ fn espada_initiates_with_pfs_and_both_ends_rekey_every_few_seconds_for_two_minut
     storm(true, SET_PFS);
 }
 
+#[test]
+fn a_trapped_tunnel_is_negotiated_by_the_first_packet_and_carries_traffic_within_seconds() {
+    if !swan::available() {
+        return;
+    }
+    let lab = SwanLab::start(Opts {
+        espada_initiates: true,
+        espada_start: Some("trap"),
+        ..Opts::default()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lab.daemon.log_text();
+    assert!(!log.contains("initiating"), "no traffic, no IKE:\n{log}");
+    let first = swan::epoch_now();
+    // One ping a second: the first meets no SA (dropped, counted, and the acquire starts
+    // IKE); the tunnel is up for the next ones.
+    let out = swan::ping(&lab.lan, 6, "1");
+    let log = lab.daemon.log_text();
+    let up = swan::log_time(&log, "CHILD_SA established", first)
+        .unwrap_or_else(|| panic!("negotiated on traffic:\n{log}"));
+    assert!(log.contains("negotiating (trap)"), "{log}");
+    assert!(
+        up - first < 1.0,
+        "IKE started by the first packet: {:.3} s",
+        up - first
+    );
+    assert!(
+        out.contains(" 5 received") || out.contains(" 6 received"),
+        "traffic after the first packet:\n{out}\n{log}"
+    );
+    let r = match lab.daemon.call(espada_admin::Request::ShowIke) {
+        espada_admin::Response::Ike(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(r.counters["control.acquires"], 1, "{r:?}");
+}
+
 fn storm(espada_initiates: bool, set: (&'static str, &'static str)) {
     if !swan::available() {
         return;

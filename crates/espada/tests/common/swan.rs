@@ -138,7 +138,10 @@ impl Drop for Charon {
 
 /// How one lab differs from the default (charon initiates, X25519, the right PSK).
 pub struct Opts {
+    /// espada `start: start` and charon `start_action=none`, or the other way round.
     pub espada_initiates: bool,
+    /// espada's `start:` instead of the above (charon's follows `espada_initiates`).
+    pub espada_start: Option<&'static str>,
     pub set: (&'static str, &'static str),
     pub charon_psk: &'static str,
     /// Lines appended to espada's tunnel (YAML, 4 spaces of indent).
@@ -155,6 +158,7 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             espada_initiates: false,
+            espada_start: None,
             set: SET_X25519,
             charon_psk: PSK,
             tunnel_yaml: "",
@@ -234,7 +238,9 @@ impl SwanLab {
              admin: {{ socket: {s} }}\n\
              dpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
             s = socket.display(),
-            start = if o.espada_initiates { "start" } else { "none" },
+            start = o
+                .espada_start
+                .unwrap_or(if o.espada_initiates { "start" } else { "none" }),
             child = o.child_lifetime,
             extra = o.tunnel_yaml,
         );
@@ -319,10 +325,21 @@ impl SwanLab {
 
     /// A sequenced UDP stream both ways between the LAN host and 203.0.113.1.
     pub fn stream(&self, pps: u32, seconds: u32) -> Stream {
-        Stream {
-            lan: udp_seq_in(&self.lan, "192.0.2.10", "203.0.113.1", pps, seconds),
-            peer: udp_seq_in(&self.peer, "203.0.113.1", "192.0.2.10", pps, seconds),
-        }
+        stream_between(
+            (&self.lan, "192.0.2.10"),
+            (&self.peer, "203.0.113.1"),
+            pps,
+            seconds,
+        )
+    }
+}
+
+/// A sequenced UDP stream both ways (port 5001) between two hosts, each a namespace and its
+/// address; in the [`StreamReport`], `lan` is the first host's end and `peer` the second's.
+pub fn stream_between(lan: (&Netns, &str), peer: (&Netns, &str), pps: u32, seconds: u32) -> Stream {
+    Stream {
+        lan: udp_seq_in(lan.0, lan.1, peer.1, pps, seconds),
+        peer: udp_seq_in(peer.0, peer.1, lan.1, pps, seconds),
     }
 }
 
