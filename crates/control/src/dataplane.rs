@@ -58,6 +58,14 @@ pub trait DataPlane {
     ) -> Result<Ticket, String>;
     /// Removes outbound SA `spi` (the tunnel drops, never sends in clear, if it was active).
     fn remove_outbound(&mut self, tunnel: TunnelId, spi: u32) -> Result<Ticket, String>;
+    /// The peer moved behind its NAT (an authenticated IKE request came from `remote`): the
+    /// outbound SA `spi` sends there (to its port when UDP-encapsulated) from now on.
+    fn retarget_outbound(
+        &mut self,
+        tunnel: TunnelId,
+        spi: u32,
+        remote: std::net::SocketAddr,
+    ) -> Result<Ticket, String>;
     /// Packets decrypted so far on inbound SA `spi`, if it is installed.
     fn inbound_packets(&self, tunnel: TunnelId, spi: u32) -> Option<u64>;
     /// Advances the data plane's own machinery.

@@ -209,11 +209,13 @@ pub struct ControlStats {
     pub recoveries: u64,
     /// Negotiations started by traffic on a trapped tunnel.
     pub acquires: u64,
+    /// Peers that moved behind their NAT (outbound SAs retargeted).
+    pub peer_moves: u64,
 }
 
 impl ControlStats {
     /// Every counter with its name (the field's), in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 11] {
         [
             ("held_transmits", self.held_transmits),
             ("deferred_calls", self.deferred_calls),
@@ -225,6 +227,7 @@ impl ControlStats {
             ("keepalives", self.keepalives),
             ("recoveries", self.recoveries),
             ("acquires", self.acquires),
+            ("peer_moves", self.peer_moves),
         ]
     }
 }
@@ -1081,6 +1084,37 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                     format!(
                         "CHILD_SA deleted ({reason:?}): in 0x{:08x} out 0x{:08x}",
                         spis.0, spis.1
+                    ),
+                );
+            }
+            Event::PeerMoved { ike, remote } => {
+                let Some(i) = self.peer_of_ike(ike) else {
+                    return;
+                };
+                let tunnel = self.runs[i].s.tunnel;
+                let spis: Vec<u32> = self
+                    .ep
+                    .ike_sa(ike)
+                    .map(|sa| {
+                        sa.children()
+                            .iter()
+                            .filter(|c| c.outbound_installed)
+                            .map(|c| c.spi_out)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for spi in &spis {
+                    let r = self.dp.borrow_mut().retarget_outbound(tunnel, *spi, remote);
+                    self.dp_result(r, "a retarget of an outbound SA");
+                }
+                self.stats.peer_moves += 1;
+                self.line(
+                    Level::Info,
+                    Some(i),
+                    format!(
+                        "peer moved to {remote} (NAT mapping changed, authenticated IKE \
+                         request): {} outbound SA(s) follow",
+                        spis.len()
                     ),
                 );
             }

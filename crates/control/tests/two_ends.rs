@@ -46,6 +46,8 @@ struct SimDp {
     acks: VecDeque<(Instant, Ticket)>,
     next_ticket: u64,
     violations: Vec<String>,
+    /// Outbound SAs told to follow a peer that moved: (SPI, where).
+    retargeted: Vec<(u32, SocketAddr)>,
 }
 
 impl SimDp {
@@ -154,6 +156,16 @@ impl DataPlane for SimDp {
         if self.active.get(&tunnel) == Some(&spi) {
             self.active.remove(&tunnel);
         }
+        Ok(self.ticket())
+    }
+
+    fn retarget_outbound(
+        &mut self,
+        _t: TunnelId,
+        spi: u32,
+        remote: SocketAddr,
+    ) -> Result<Ticket, String> {
+        self.retargeted.push((spi, remote));
         Ok(self.ticket())
     }
 
@@ -269,6 +281,8 @@ struct Net {
     lost: Vec<String>,
     /// Drop everything to/from side 1 while set.
     cut: bool,
+    /// A NAT in front of side 0 maps its port to this one.
+    nat0: Option<u16>,
 }
 
 impl Net {
@@ -302,6 +316,7 @@ impl Net {
             unsent: [0; 2],
             lost: Vec::new(),
             cut: false,
+            nat0: None,
         }
     }
 
@@ -320,19 +335,26 @@ impl Net {
                 }
                 cp.poll(now);
                 while let Some(t) = cp.poll_transmit() {
+                    let from = match self.nat0 {
+                        Some(p) if side == 0 => SocketAddr::new(t.local.ip(), p),
+                        _ => t.local,
+                    };
                     if !self.cut {
                         self.ike.push_back((
                             now + self.latency,
                             1 - side,
                             t.remote,
-                            t.local,
+                            from,
                             t.payload,
                         ));
                     }
                 }
             }
             while self.ike.front().is_some_and(|m| m.0 <= now) {
-                let (_, to, local, remote, bytes) = self.ike.pop_front().unwrap();
+                let (_, to, mut local, remote, bytes) = self.ike.pop_front().unwrap();
+                if to == 0 && self.nat0 == Some(local.port()) {
+                    local.set_port(4500);
+                }
                 self.cp[to].handle_datagram(now, local, remote, &bytes);
             }
             if let Some(every) = every
@@ -678,6 +700,47 @@ fn a_trapped_tunnel_negotiates_on_traffic_and_again_after_dpd_finds_the_peer_dea
     n.run(Duration::from_secs(1), None);
     assert_eq!(n.cp[0].status(n.now)[0].ike_state, "established");
     assert_eq!(n.cp[0].stats().acquires, 2);
+}
+
+#[test]
+fn a_peer_whose_nat_mapping_changed_is_followed_by_the_outbound_sa_on_its_next_request() {
+    let long = timing(3600, 60, 60);
+    let mut n = Net::with_encapsulation(
+        Duration::from_millis(2),
+        [
+            settings(StartAction::Start, long, long),
+            settings(StartAction::None, long, long),
+        ],
+        29,
+        Encapsulation::Udp,
+    );
+    n.cp[0].start(n.now);
+    n.run(Duration::from_secs(3), Some(Duration::from_millis(10)));
+    let (_, out) = n.cp[1].status(n.now)[0].child_spis.unwrap();
+    n.nat0 = Some(40_000);
+    n.run(Duration::from_millis(100), None);
+    assert!(
+        n.cp[1].dataplane().retargeted.is_empty(),
+        "nothing heard yet"
+    );
+    let now = n.now;
+    n.cp[0].rekey(now, "t", false).unwrap();
+    n.run(Duration::from_secs(1), None);
+    let moved = SocketAddr::new(addr(0), 40_000);
+    // The current SA, and the rekey's new one if its install came first: all to the new port.
+    let r = n.cp[1].dataplane().retargeted.clone();
+    assert!(r.contains(&(out, moved)), "{r:?}");
+    assert!(r.iter().all(|&(_, to)| to == moved), "{r:?}");
+    assert_eq!(n.cp[1].stats().peer_moves, 1);
+    let lines: Vec<String> = std::iter::from_fn(|| n.cp[1].poll_log())
+        .map(|l| l.text)
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("peer moved to 198.18.0.1:40000")),
+        "{lines:?}"
+    );
 }
 
 #[test]

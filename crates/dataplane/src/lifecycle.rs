@@ -8,6 +8,7 @@
 //! | [`Lifecycle::switch_outbound`] | the tunnel's outbound word names the standby SA (one store) | every worker has adopted a generation published after the store |
 //! | [`Lifecycle::retire_inbound`] | keeps decrypting for `grace`, then the SPI becomes a tombstone (late packets are "recently rekeyed") and the SA leaves the slab, then after `linger` the SPI is forgotten and its slot free | the SA has left the slab (its keys wiped, here) |
 //! | [`Lifecycle::remove_outbound`] | a standby or replaced outbound SA leaves the slab (the current one is cleared first: the tunnel then drops as `no_outbound_sa`, never sends in clear) | the SA has left the slab |
+//! | [`Lifecycle::retarget_outbound`] | the owner rewrites an outbound SA's outer destination (address, UDP port, next hop) in place: the peer moved behind its NAT | the owner has applied it |
 //!
 //! Each call returns a [`Ticket`]; [`Lifecycle::poll`] advances every operation and
 //! [`Lifecycle::poll_ack`] yields an [`Ack`] per ticket with the generation at which every
@@ -118,6 +119,8 @@ pub enum Op {
     RetireInbound,
     /// [`Lifecycle::remove_outbound`].
     RemoveOutbound,
+    /// [`Lifecycle::retarget_outbound`].
+    RetargetOutbound,
 }
 
 /// The completion of an operation.
@@ -815,6 +818,57 @@ impl Lifecycle {
         Ok(t)
     }
 
+    /// The tunnel's peer moved (its NAT mapping changed, as an authenticated IKE message
+    /// showed, RFC 7296 §2.23): its outbound SA `spi` sends to `peer` (UDP `port` when
+    /// encapsulated) from the next packet on, with its keys and sequence numbers; SAs
+    /// installed later go there too. Acknowledged once the owner has applied it.
+    pub fn retarget_outbound(
+        &mut self,
+        tunnel: TunnelId,
+        spi: u32,
+        peer: IpAddr,
+        port: Option<u16>,
+    ) -> Result<Ticket, LifecycleError> {
+        let (hop, _) = self
+            .hops
+            .towards(PortRole::Outside, peer)
+            .map_err(|_| LifecycleError::Route("no next hop towards the peer"))?;
+        self.dirty = true;
+        let b = self.book_mut(tunnel)?;
+        let owner = b.owner;
+        let slot = b
+            .outbound_mut(spi)
+            .filter(|o| o.state != OutState::Removing)
+            .ok_or(LifecycleError::NoSuchSa(spi))?
+            .slot;
+        let old = std::mem::replace(&mut b.spec.peer, peer);
+        b.hop = hop;
+        if old != peer {
+            self.peers.remove(peer_key(old), tunnel);
+            let _ = self.peers.insert(peer_key(peer), tunnel);
+            self.tunnel_words.set_peer(tunnel, Some(peer));
+        }
+        let t = self.ticket();
+        self.pending.insert(
+            t,
+            Pending {
+                op: Op::RetargetOutbound,
+                tunnel,
+                spi,
+                generation: None,
+            },
+        );
+        let c = Command::RetargetOutbound {
+            slot,
+            spi,
+            peer,
+            port,
+            hop,
+        };
+        self.send(owner, c, Some(t));
+        Ok(t)
+    }
+
     /// Takes an outbound SA out of the slab (the active one is cleared from the tunnel first).
     pub fn remove_outbound(
         &mut self,
@@ -1063,6 +1117,16 @@ impl Lifecycle {
                     self.timer(now + linger, Timer::Forget { tunnel, spi });
                     self.ack_removal(tunnel, spi, true);
                 }
+            }
+            Reply::Retargeted { ok: true, .. } => {
+                // Only the owner's slot changed: its having applied it is enough.
+                let g = self.publisher.generation();
+                if let Some(p) = ticket.and_then(|t| self.pending.get_mut(&t)) {
+                    p.generation = Some(g);
+                }
+            }
+            Reply::Retargeted { spi, ok: false } => {
+                self.fail(ticket, LifecycleError::NoSuchSa(spi));
             }
             Reply::RemovedOutbound { slot, spi, entry } => {
                 let tunnel = entry.as_ref().map(|e| e.tunnel);

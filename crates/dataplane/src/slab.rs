@@ -126,6 +126,20 @@ pub enum Command {
         /// The SPI it must hold.
         spi: u32,
     },
+    /// The outbound SA with `spi` in `slot` sends to `peer` (UDP `port` when encapsulated)
+    /// through next hop `hop` from the next packet on: the peer moved behind its NAT.
+    RetargetOutbound {
+        /// Slot index.
+        slot: u32,
+        /// The SPI it must hold.
+        spi: u32,
+        /// The peer's new address.
+        peer: IpAddr,
+        /// Its new UDP port (ignored without UDP encapsulation).
+        port: Option<u16>,
+        /// Next hop towards it.
+        hop: u32,
+    },
 }
 
 /// A worker's answer to a [`Command`], one per command, in order.
@@ -163,6 +177,14 @@ pub enum Reply {
         spi: u32,
         /// The SA.
         entry: Option<Box<InboundSlot>>,
+    },
+    /// A [`Command::RetargetOutbound`] was applied (false: the slot did not hold that SPI,
+    /// or the address family differs).
+    Retargeted {
+        /// The SPI asked for.
+        spi: u32,
+        /// Applied.
+        ok: bool,
     },
     /// As [`Reply::RemovedInbound`], for an outbound SA.
     RemovedOutbound {
@@ -261,6 +283,23 @@ impl Slab {
                 spi,
                 entry: take(&mut self.outbound, slot, |e| e.sa.spi() == spi),
             },
+            Command::RetargetOutbound {
+                slot,
+                spi,
+                peer,
+                port,
+                hop,
+            } => {
+                let e = self.outbound(slot).filter(|e| e.sa.spi() == spi);
+                let ok = e.is_some_and(|e| {
+                    let ok = e.sa.set_remote(peer, port).is_ok();
+                    if ok {
+                        (e.peer, e.hop) = (peer, hop);
+                    }
+                    ok
+                });
+                Reply::Retargeted { spi, ok }
+            }
         }
     }
 

@@ -253,3 +253,60 @@ fn an_spi_is_reserved_before_install_and_duplicates_are_refused() {
     );
     assert_eq!(s.lc.stats().spi_alarms, 0);
 }
+
+#[test]
+fn a_retargeted_outbound_sa_sends_its_next_packet_to_the_peers_new_port_and_address() {
+    let mut s = site(1, true);
+    let now = Instant::now();
+    let send = |s: &mut Site| {
+        let mut m = buf(&ether(
+            BOX_IN_MAC,
+            LAN_MAC,
+            0x0800,
+            &ipv4_udp([192, 0, 2, 10], [203, 0, 113, 5], 1, 2, b"x"),
+        ));
+        let v = pipeline::inside_frame(&mut m, &mut s.ctx(0));
+        let d = m.data();
+        let dst = std::net::IpAddr::from(<[u8; 4]>::try_from(&d[30..34]).unwrap());
+        (v, d[..6].to_vec(), dst, u16::from_be_bytes([d[36], d[37]]))
+    };
+    let (v, mac, dst, port) = send(&mut s);
+    assert_eq!(v, Verdict::Tx(PortRole::Outside));
+    assert_eq!(
+        (mac, dst, port),
+        (PEER_MAC.to_vec(), ip("198.51.100.2"), 4500)
+    );
+    // The peer's NAT gave it a new port.
+    let t =
+        s.lc.retarget_outbound(0, SPI_OUT, ip("198.51.100.2"), Some(40_000))
+            .unwrap();
+    s.lc.apply_directly(&mut s.parts, now);
+    let ack = std::iter::from_fn(|| s.lc.poll_ack())
+        .find(|a| a.ticket == t)
+        .unwrap();
+    assert_eq!((ack.op, ack.result.is_ok()), (Op::RetargetOutbound, true));
+    let (_, _, dst, port) = send(&mut s);
+    assert_eq!((dst, port), (ip("198.51.100.2"), 40_000));
+    // And a new address on the link: its MAC is resolved first, then it is used.
+    s.lc.retarget_outbound(0, SPI_OUT, ip("198.51.100.9"), Some(40_001))
+        .unwrap();
+    s.lc.apply_directly(&mut s.parts, now);
+    let (v, ..) = send(&mut s);
+    assert!(
+        matches!(v, Verdict::Drop(_)),
+        "{v:?}: next hop not resolved yet"
+    );
+    let new_mac = [2, 0, 0, 0, 0, 9];
+    s.lc.neighbour_learned(PortRole::Outside, ip("198.51.100.9"), new_mac);
+    s.lc.apply_directly(&mut s.parts, now);
+    let (v, mac, dst, port) = send(&mut s);
+    assert_eq!(v, Verdict::Tx(PortRole::Outside));
+    assert_eq!(
+        (mac, dst, port),
+        (new_mac.to_vec(), ip("198.51.100.9"), 40_001)
+    );
+    assert_eq!(
+        s.lc.retarget_outbound(0, 0x7777, ip("198.51.100.9"), None),
+        Err(LifecycleError::NoSuchSa(0x7777))
+    );
+}

@@ -247,6 +247,48 @@ impl OuterTemplate {
         })
     }
 
+    /// The same headers towards another peer address (and UDP destination port, when
+    /// encapsulated): the peer moved behind its NAT (RFC 7296 §2.23). Same family only.
+    fn retarget(&self, remote: IpAddr, port: Option<u16>) -> Result<Self, SaError> {
+        let mut hdr = self.hdr;
+        let base = match remote {
+            IpAddr::V6(r) if self.v6 => {
+                hdr[wire::ipv6::DST].copy_from_slice(&r.octets());
+                checksum::sum(&hdr[8..40]) + u64::from(proto::UDP)
+            }
+            IpAddr::V4(r) if !self.v6 => {
+                hdr[wire::ipv4::DST].copy_from_slice(&r.octets());
+                checksum::sum(&hdr[..20])
+            }
+            r => return Err(SaError::AddressFamilyMismatch(self.remote().0, r)),
+        };
+        let ip_len = usize::from(self.ip_len);
+        if let (true, Some(p)) = (self.udp, port) {
+            hdr[ip_len + 2..ip_len + 4].copy_from_slice(&p.to_be_bytes());
+        }
+        Ok(Self {
+            hdr,
+            csum_base: checksum::fold(base),
+            ..*self
+        })
+    }
+
+    /// The destination address, and the UDP destination port when encapsulated.
+    fn remote(&self) -> (IpAddr, Option<u16>) {
+        let addr = if self.v6 {
+            let b: [u8; 16] = self.hdr[wire::ipv6::DST].try_into().unwrap_or([0; 16]);
+            IpAddr::from(b)
+        } else {
+            let b: [u8; 4] = self.hdr[wire::ipv4::DST].try_into().unwrap_or([0; 4]);
+            IpAddr::from(b)
+        };
+        let ip_len = usize::from(self.ip_len);
+        let port = self
+            .udp
+            .then(|| u16::from_be_bytes([self.hdr[ip_len + 2], self.hdr[ip_len + 3]]));
+        (addr, port)
+    }
+
     /// Bytes of outer headers before the ESP header.
     #[inline(always)]
     pub fn outer_len(&self) -> usize {
@@ -355,6 +397,17 @@ impl OutboundSa {
     /// The SPI.
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+    /// The peer's address and, when UDP-encapsulated, port.
+    pub fn remote(&self) -> (IpAddr, Option<u16>) {
+        self.tmpl.remote()
+    }
+    /// Sends to `remote` (and UDP `port`) from the next packet on, keeping keys, sequence
+    /// numbers and counters: the peer's NAT mapping changed and an authenticated IKE message
+    /// said so (RFC 7296 §2.23, RFC 3948). Same address family only.
+    pub fn set_remote(&mut self, remote: IpAddr, port: Option<u16>) -> Result<(), SaError> {
+        self.tmpl = self.tmpl.retarget(remote, port)?;
+        Ok(())
     }
     /// The last sequence number used (0 before the first packet).
     pub fn seq(&self) -> u64 {

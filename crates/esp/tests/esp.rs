@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::net::IpAddr;
+
 use espada_buf::{PacketBuf, VecBuf};
 use espada_esp::aead::{AeadEngine, GcmAead};
 use espada_esp::icmp::{IcmpErrorKind, parse_icmp_error};
@@ -16,6 +18,44 @@ const SPI: u32 = 0x0a0b_0c0d;
 
 fn k16() -> Vec<u8> {
     common::key(20)
+}
+
+#[test]
+fn a_peer_that_moved_behind_its_nat_gets_the_next_packet_at_its_new_address_and_port() {
+    for outer_v6 in [false, true] {
+        let (mut o, mut i) = common::pair(SPI, outer_v6, true, true, &k16(), Backend::Ring);
+        let inner = common::v4_inner(&[7; 20], 0, false);
+        let _ = common::encap(&mut o, &inner);
+        let moved: IpAddr = if outer_v6 {
+            "2001:db8:99::7".parse().unwrap()
+        } else {
+            "198.51.100.77".parse().unwrap()
+        };
+        o.set_remote(moved, Some(61_001)).unwrap();
+        assert_eq!(o.remote(), (moved, Some(61_001)));
+        let pkt = common::encap(&mut o, &inner);
+        let ip_len = if outer_v6 { 40 } else { 20 };
+        let dst: IpAddr = if outer_v6 {
+            <[u8; 16]>::try_from(&pkt[24..40]).unwrap().into()
+        } else {
+            assert_eq!(checksum::data(&pkt[..20]), 0, "IPv4 header checksum");
+            <[u8; 4]>::try_from(&pkt[16..20]).unwrap().into()
+        };
+        assert_eq!(dst, moved);
+        let u = &pkt[ip_len..];
+        assert_eq!(u16::from_be_bytes([u[0], u[1]]), 4500, "our port stays");
+        assert_eq!(u16::from_be_bytes([u[2], u[3]]), 61_001);
+        // Same keys and the next sequence number: the peer's inbound SA takes it.
+        let mut b = VecBuf::new(0, &pkt, 0);
+        i.decap(&mut b).unwrap();
+        assert_eq!(o.seq(), 2);
+        let other: IpAddr = if outer_v6 {
+            "198.51.100.1".parse().unwrap()
+        } else {
+            "2001:db8::1".parse().unwrap()
+        };
+        assert!(o.set_remote(other, None).is_err(), "no family change");
+    }
 }
 
 #[test]

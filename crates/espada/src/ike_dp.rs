@@ -175,6 +175,25 @@ impl DataPlane for LifecycleDp {
         Ok(Self::ticket(t))
     }
 
+    fn retarget_outbound(
+        &mut self,
+        tunnel: TunnelId,
+        spi: u32,
+        remote: std::net::SocketAddr,
+    ) -> Result<Ticket, String> {
+        let t = self
+            .lc
+            .retarget_outbound(tunnel, spi, remote.ip(), Some(remote.port()))
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = self.sas.get_mut(&(tunnel, true, spi)) {
+            s.config.remote = remote.ip();
+            if let Some(p) = s.config.natt.as_mut() {
+                p.remote = remote.port();
+            }
+        }
+        Ok(Self::ticket(t))
+    }
+
     fn inbound_packets(&self, tunnel: TunnelId, spi: u32) -> Option<u64> {
         self.sas
             .get(&(tunnel, false, spi))

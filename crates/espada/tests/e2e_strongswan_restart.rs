@@ -8,7 +8,10 @@
 //!   restarts the tunnel within DPD delay + timeout + 2 s of the peer being back;
 //! - espada behind a MASQUERADE NAT reaches charon over UDP 4500, and a NAT mapping change
 //!   (new source port, conntrack flushed) is survived: the next authenticated IKE message
-//!   (DPD) moves charon to the new port.
+//!   (DPD) moves charon to the new port;
+//! - charon behind a MASQUERADE NAT whose mapping changes: charon's next authenticated IKE
+//!   request (its DPD) comes from the new port and espada's outbound SA follows it at once
+//!   (not at the next rekey).
 
 mod common;
 
@@ -174,5 +177,50 @@ fn espada_behind_a_masquerading_nat_reaches_strongswan_and_survives_a_mapping_ch
     eprintln!(
         "NAT mapping change: traffic back {:.3} s later",
         back - changed
+    );
+}
+
+#[test]
+fn a_peer_behind_a_nat_whose_mapping_changes_is_followed_by_espadas_outbound_sa() {
+    if !swan::available() {
+        return;
+    }
+    let lab = SwanLab::start(Opts {
+        peer_nat: true,
+        // No rekey during the test: only the move can bring the traffic back.
+        child_lifetime: "{ time: 600s, margin: 60s, jitter: 1s }",
+        charon: vec!["dpd_delay=2s".into()],
+        ..Opts::default()
+    });
+    lab.wait_up();
+    let nat = lab.nat.as_ref().unwrap();
+    let stream = lab.stream(200, 20);
+    std::thread::sleep(Duration::from_secs(3));
+    sh(
+        nat,
+        "iptables -t nat -R POSTROUTING 1 -o pub0 -p udp -j MASQUERADE --to-ports 30000-30999",
+    );
+    let changed = swan::epoch_now();
+    sh(nat, "conntrack -F");
+    let report = stream.finish();
+    let log = lab.daemon.log_text();
+    let moved = swan::log_time(&log, "peer moved to 198.51.100.2:30", changed)
+        .unwrap_or_else(|| panic!("espada saw the peer move:\n{log}"));
+    let back = report
+        .back_after(changed + 0.1)
+        .expect("an outage towards the moved peer");
+    assert!(
+        back - moved <= 1.0 && back - changed <= 2.0 * 2.0 + 2.0,
+        "traffic back {:.3} s after the move was seen, {:.3} s after the mapping changed: \
+         {report:?}\n{log}",
+        back - moved,
+        back - changed
+    );
+    let (a, b) = report.outages();
+    assert!(a.len() <= 1 && b.len() <= 1, "{report:?}");
+    eprintln!(
+        "peer NAT mapping change: seen {:.3} s later, traffic back {:.3} s after that",
+        moved - changed,
+        back - moved
     );
 }

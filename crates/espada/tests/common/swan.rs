@@ -1,7 +1,9 @@
 //! The strongSwan lab of the `e2e_strongswan*` tests: espada (the real daemon, af_packet ports)
 //! in `dut`, a LAN host (192.0.2.10) behind it in `lan`, and charon (kernel-libipsec: ESP in
 //! user space, always UDP-encapsulated) in `peer` (198.51.100.2) protecting 203.0.113.0/24
-//! (203.0.113.1 on its loopback). With [`Opts::nat`], espada's outside port sits behind a
+//! (203.0.113.1 on its loopback). With [`Opts::peer_nat`], charon sits behind a MASQUERADE
+//! namespace instead (charon 198.18.8.2 → NAT 198.18.8.1 | 198.51.100.2 → espada, which sees
+//! its peer at the NAT's address). With [`Opts::nat`], espada's outside port sits behind a
 //! MASQUERADE namespace instead: espada 198.18.7.2 → NAT 198.18.7.1 | 198.51.100.1 → charon.
 //!
 //! Needs root and strongSwan; the tests skip with a note otherwise, and fail with
@@ -152,6 +154,8 @@ pub struct Opts {
     pub charon: Vec<String>,
     /// espada behind a MASQUERADE namespace.
     pub nat: bool,
+    /// charon behind a MASQUERADE namespace.
+    pub peer_nat: bool,
 }
 
 impl Default for Opts {
@@ -165,6 +169,7 @@ impl Default for Opts {
             child_lifetime: "{ time: 20s, margin: 8s, jitter: 1s }",
             charon: Vec::new(),
             nat: false,
+            peer_nat: false,
         }
     }
 }
@@ -201,9 +206,27 @@ impl SwanLab {
                 sh(&nat, c);
             }
             (Some(nat), "ipv4: 198.18.7.2/24, gateway4: 198.18.7.1")
+        } else if o.peer_nat {
+            let nat = Netns::new("swq").unwrap();
+            dut.veth_to("out0", &nat, "pub0").unwrap();
+            nat.veth_to("priv0", &peer, "peer0").unwrap();
+            for c in [
+                "ip addr add 198.18.8.1/24 dev priv0",
+                "ip addr add 198.51.100.2/24 dev pub0",
+                "sysctl -qw net.ipv4.ip_forward=1",
+                "iptables -t nat -A POSTROUTING -o pub0 -j MASQUERADE",
+            ] {
+                sh(&nat, c);
+            }
+            (Some(nat), "ipv4: 198.51.100.1/24")
         } else {
             dut.veth_to("out0", &peer, "peer0").unwrap();
             (None, "ipv4: 198.51.100.1/24")
+        };
+        let peer_addr = if o.peer_nat {
+            "198.18.8.2"
+        } else {
+            "198.51.100.2"
         };
         for c in [
             "ip addr add 192.0.2.10/24 dev lan0",
@@ -213,11 +236,14 @@ impl SwanLab {
             sh(&lan, c);
         }
         for c in [
-            "ip addr add 198.51.100.2/24 dev peer0",
+            &format!("ip addr add {peer_addr}/24 dev peer0"),
             "ip addr add 203.0.113.1/32 dev lo",
             "ethtool -K peer0 tx off",
         ] {
             sh(&peer, c);
+        }
+        if o.peer_nat {
+            sh(&peer, "ip route add default via 198.18.8.1");
         }
         let dir = std::env::temp_dir().join(format!("espada-e2e-swan-{}", dut.name()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -249,7 +275,7 @@ impl SwanLab {
 
         // Behind the NAT espada is seen from 198.51.100.1 too (the NAT's public side).
         let mut conf: Vec<String> = [
-            "local_addr=198.51.100.2".to_string(),
+            format!("local_addr={peer_addr}"),
             "remote_addr=198.51.100.1".into(),
             "local_id=branch.example".into(),
             "remote_id=hub.example".into(),

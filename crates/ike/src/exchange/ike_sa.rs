@@ -764,6 +764,12 @@ impl IkeSa {
             self.natt = true;
         }
         if self.natt && (self.remote != remote || self.local != local) {
+            if self.remote != remote && matches!(self.state, State::Established) {
+                ctx.out.event(Event::PeerMoved {
+                    ike: self.id,
+                    remote,
+                });
+            }
             self.remote = remote;
             self.local = local;
         }

@@ -194,7 +194,16 @@ pub enum Event {
         /// True if the peer sent it.
         by_peer: bool,
     },
-    /// The peer answered nothing through the retransmission schedule.
+    /// An authenticated request came from another address or port than the IKE SA's: the
+    /// peer's NAT mapping changed (§2.23). IKE answers go there already; the CHILD_SAs'
+    /// outbound SAs must follow.
+    PeerMoved {
+        /// The IKE SA.
+        ike: IkeSaId,
+        /// Where the peer is now (address and port).
+        remote: SocketAddr,
+    },
+    /// The peer's requests went unanswered (or the caller's DPD timeout ran out).
     PeerDead {
         /// The IKE SA.
         ike: IkeSaId,
