@@ -157,7 +157,9 @@ pub struct DropsView {
 pub struct UnknownSpiView {
     /// When the last packet of this record arrived, milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
-    /// `"tombstone"` (recently deleted SA), `"known-peer"` or `"unknown-source"`.
+    /// `"tombstone"` (recently retired SA), `"known-peer"` or `"unknown-source"`; a
+    /// tombstone carries the control plane's cause when it knows it, e.g.
+    /// `"tombstone (retired by rekey)"`, `"tombstone (peer restarted)"`.
     pub class: String,
     /// Outer source address.
     pub src: IpAddr,

@@ -19,6 +19,6 @@ mod spis;
 
 pub use dataplane::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
 pub use plane::{
-    ACQUIRE_EVERY, ControlPlane, ControlStats, KEEPALIVE_EVERY, Level, LogLine, RECOVERY_EVERY,
-    RETRY_AFTER, TunnelSettings, TunnelStatus,
+    ACQUIRE_EVERY, CAUSE_KEPT, ControlPlane, ControlStats, KEEPALIVE_EVERY, Level, LogLine,
+    RECOVERY_EVERY, RETRY_AFTER, SpiCause, TunnelSettings, TunnelStatus,
 };

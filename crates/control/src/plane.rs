@@ -40,6 +40,51 @@ pub const ACQUIRE_EVERY: Duration = Duration::from_secs(1);
 /// NAT-T keepalive interval (RFC 3948 §2.3 suggests 20 s): keeps a NAT's UDP mapping alive.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 
+/// Why an inbound SPI left the data plane, as the control plane knows it: what a late
+/// packet on its tombstone means (`show drops`, the unknown-SPI log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpiCause {
+    /// Replaced by a rekey (or the loser of a rekey collision).
+    RetiredByRekey,
+    /// The peer started over with INITIAL_CONTACT: it restarted.
+    PeerRestarted,
+    /// DPD declared the peer dead; ESP on it means the peer is back without knowing.
+    PeerDead,
+    /// The peer deleted it.
+    DeletedByPeer,
+    /// Deleted here (operator, hard lifetime, failed exchange).
+    Deleted,
+}
+
+impl SpiCause {
+    /// Words for logs and `show drops`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpiCause::RetiredByRekey => "retired by rekey",
+            SpiCause::PeerRestarted => "peer restarted",
+            SpiCause::PeerDead => "peer declared dead",
+            SpiCause::DeletedByPeer => "deleted by the peer",
+            SpiCause::Deleted => "deleted here",
+        }
+    }
+
+    fn of(reason: DeleteReason) -> SpiCause {
+        match reason {
+            DeleteReason::Rekeyed | DeleteReason::Redundant => SpiCause::RetiredByRekey,
+            DeleteReason::InitialContact => SpiCause::PeerRestarted,
+            DeleteReason::PeerDead => SpiCause::PeerDead,
+            DeleteReason::Peer => SpiCause::DeletedByPeer,
+            DeleteReason::Local | DeleteReason::HalfOpenTimeout | DeleteReason::Failed => {
+                SpiCause::Deleted
+            }
+        }
+    }
+}
+
+/// How long the cause of a retired inbound SPI is remembered (beyond the data plane's
+/// tombstone linger).
+pub const CAUSE_KEPT: Duration = Duration::from_secs(600);
+
 /// The control plane's settings of one negotiated tunnel (the IKE side is its `PeerConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelSettings {
@@ -244,6 +289,8 @@ pub struct ControlPlane<D: DataPlane> {
     /// Refused IKE_SA_INIT counters (no peer config, cookies, half-open limit) at the last
     /// report, and its time.
     refusals: ([u64; 3], Option<Instant>),
+    /// Why retired inbound SPIs went, and when.
+    causes: HashMap<u32, (SpiCause, Instant)>,
     /// Inbound installs not yet acknowledged: IKE messages wait for them.
     blocking: HashSet<Ticket>,
     /// Installs not yet acknowledged, by ticket: (tunnel, spi, inbound).
@@ -299,6 +346,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             ike_peer: HashMap::new(),
             child_peer: HashMap::new(),
             refusals: ([0; 3], None),
+            causes: HashMap::new(),
             blocking: HashSet::new(),
             installing: HashMap::new(),
             installing_sas: HashSet::new(),
@@ -431,6 +479,19 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
         );
         self.initiate_peer(i, now);
         self.pump(now);
+    }
+
+    /// Why inbound SPI `spi` left the data plane, if it did within [`CAUSE_KEPT`].
+    pub fn spi_cause(&self, spi: u32) -> Option<SpiCause> {
+        self.causes.get(&spi).map(|&(c, _)| c)
+    }
+
+    fn remember_cause(&mut self, spi: u32, cause: SpiCause, now: Instant) {
+        if self.causes.len() >= 65_536 {
+            self.causes
+                .retain(|_, (_, t)| now.duration_since(*t) < CAUSE_KEPT);
+        }
+        self.causes.entry(spi).or_insert((cause, now));
     }
 
     /// `espada initiate TUNNEL`.
@@ -1051,6 +1112,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 let Some(&i) = self.child_peer.get(&child) else {
                     return;
                 };
+                self.remember_cause(old.0, SpiCause::RetiredByRekey, now);
                 let (soft, hard) = self.schedule(self.runs[i].s.child_lifetime, now);
                 let r = &mut self.runs[i];
                 r.spis = Some(new);
@@ -1074,6 +1136,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
                 let Some(&i) = self.child_peer.get(&child) else {
                     return;
                 };
+                self.remember_cause(spis.0, SpiCause::of(reason), now);
                 if self.runs[i].spis == Some(spis) {
                     let r = &mut self.runs[i];
                     (r.child, r.spis, r.child_soft, r.child_hard) = (None, None, None, None);

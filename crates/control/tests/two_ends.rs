@@ -11,7 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use espada_config::{Dpd, DpdAction, RekeyTiming, StartAction};
-use espada_control::{ControlPlane, DataPlane, DpNotice, Level, Ticket, TunnelId, TunnelSettings};
+use espada_control::{
+    ControlPlane, DataPlane, DpNotice, Level, SpiCause, Ticket, TunnelId, TunnelSettings,
+};
 use espada_ike::auth::Authenticator;
 use espada_ike::config::{Encapsulation, EndpointConfig, Identity, PeerConfig, Retransmit};
 use espada_ike::exchange::ChildSaParams;
@@ -548,6 +550,11 @@ fn a_silent_peer_is_detected_and_the_tunnel_restarts_when_it_is_back() {
     }
     assert!(n.cp[0].stats().dpd_checks >= 1, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("is dead")), "{lines:?}");
+    assert_eq!(
+        n.cp[0].spi_cause(first.0),
+        Some(SpiCause::PeerDead),
+        "late ESP on the old SPI means the peer is back"
+    );
     n.cut = false;
     n.run(Duration::from_secs(8), None);
     let st = n.cp[0].status(n.now);
@@ -716,7 +723,8 @@ fn a_peer_whose_nat_mapping_changed_is_followed_by_the_outbound_sa_on_its_next_r
     );
     n.cp[0].start(n.now);
     n.run(Duration::from_secs(3), Some(Duration::from_millis(10)));
-    let (_, out) = n.cp[1].status(n.now)[0].child_spis.unwrap();
+    let (old_in, out) = n.cp[1].status(n.now)[0].child_spis.unwrap();
+    assert_eq!(n.cp[1].spi_cause(old_in), None, "live");
     n.nat0 = Some(40_000);
     n.run(Duration::from_millis(100), None);
     assert!(
@@ -732,6 +740,7 @@ fn a_peer_whose_nat_mapping_changed_is_followed_by_the_outbound_sa_on_its_next_r
     assert!(r.contains(&(out, moved)), "{r:?}");
     assert!(r.iter().all(|&(_, to)| to == moved), "{r:?}");
     assert_eq!(n.cp[1].stats().peer_moves, 1);
+    assert_eq!(n.cp[1].spi_cause(old_in), Some(SpiCause::RetiredByRekey));
     let lines: Vec<String> = std::iter::from_fn(|| n.cp[1].poll_log())
         .map(|l| l.text)
         .collect();

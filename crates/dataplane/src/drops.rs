@@ -36,9 +36,9 @@ dp_drops! {
     /// Outside packet addressed to an address that is not the box's.
     NotForUs = ("not_for_us", "outside packet not addressed to this box"),
     /// ESP whose SPI was deleted recently (a late packet after a rekey).
-    UnknownSpiTombstone = ("unknown_spi_tombstone", "ESP for a recently deleted SA (late packet after rekey or delete)"),
+    UnknownSpiTombstone = ("unknown_spi_tombstone", "ESP for a recently retired SA, past its grace period (the recent list says why: retired by rekey, peer restarted, peer declared dead, deleted)"),
     /// ESP from a configured peer whose SPI matches no SA (the two ends are out of sync).
-    UnknownSpiKnownPeer = ("unknown_spi_known_peer", "ESP from a configured peer with no such SA (desynchronised: peer rebooted or rekeyed alone)"),
+    UnknownSpiKnownPeer = ("unknown_spi_known_peer", "ESP from a configured peer with no such SA (desynchronised: this box restarted, or the peer kept an SA we never had; espada starts a liveness check or a new IKE SA)"),
     /// ESP with an unknown SPI from an address that is no configured peer.
     UnknownSpiUnknownSource = ("unknown_spi_unknown_source", "ESP with an unknown SPI from an address that is no configured peer (noise or attack)"),
     /// Decrypted inner packet outside the tunnel's traffic selectors (RFC 4301 §5.2).
@@ -46,7 +46,7 @@ dp_drops! {
     /// Cleartext packet that matches no tunnel (no SPD entry, RFC 4301 §5.1).
     NoRoute = ("no_route", "cleartext packet matches no tunnel's traffic selectors"),
     /// The tunnel has no outbound SA (not negotiated yet, or expired).
-    NoOutboundSa = ("no_outbound_sa", "tunnel has no usable outbound SA"),
+    NoOutboundSa = ("no_outbound_sa", "tunnel has no usable outbound SA (not negotiated yet, or deleted at its hard lifetime): dropped, never sent in clear; start: trap negotiates on it"),
     /// Next-hop MAC address not resolved yet (ARP/ND in progress).
     NoNeighbor = ("no_neighbor", "next-hop MAC address not resolved yet (ARP/ND pending)"),
     /// Packet handed to a worker that does not own its SA (tables changed in flight).

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use dpdk::{Burst, Mempool, RingConsumer, TxQueue};
 use espada_admin::{AdminError, AdminServer, Request, Response};
 use espada_buf::PacketBuf;
-use espada_control::{ControlPlane, Level};
+use espada_control::{ControlPlane, Level, SpiCause};
 use espada_dataplane::PortRole;
-use espada_dataplane::events::Event;
+use espada_dataplane::events::{Event, UnknownSpiClass};
 use espada_dataplane::stats::WorkerStats;
 use espada_esp::icmp::IcmpErrorKind;
 use espada_hostpath::{HostEvent, HostOutput, HostStack, MacAddr};
@@ -269,12 +269,16 @@ impl Control {
     fn event(&mut self, e: Event, now: Instant) {
         match e {
             Event::UnknownSpi(u) => {
-                if let Some(line) = self.unknown.record(&u, now) {
+                let cause = (u.class == UnknownSpiClass::Tombstone)
+                    .then(|| self.cp.spi_cause(u.spi))
+                    .flatten();
+                if let Some(line) = self.unknown.record(&u, cause.map(SpiCause::name), now) {
                     warn!("{line}");
                 }
-                // A configured peer sends on an SPI we do not have: recover now (liveness
-                // check, or a new IKE SA), not at the next DPD interval.
-                if u.class == espada_dataplane::events::UnknownSpiClass::KnownPeer {
+                // A configured peer sends on an SPI we do not have, or on one of the SAs we
+                // removed when DPD declared it dead: recover now (liveness check, or a new IKE
+                // SA), not at the next DPD interval.
+                if u.class == UnknownSpiClass::KnownPeer || cause == Some(SpiCause::PeerDead) {
                     self.cp.unknown_spi(now, u.src);
                 }
             }

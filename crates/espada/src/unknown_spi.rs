@@ -40,9 +40,24 @@ impl UnknownSpiLog {
         }
     }
 
-    /// Records one sample; returns the log line to emit, if this source may log now.
-    pub fn record(&mut self, u: &UnknownSpi, now: Instant) -> Option<String> {
-        self.remember(u);
+    /// Records one sample, with what the control plane knows of its SPI (`cause`, e.g.
+    /// "retired by rekey" for a tombstone); returns the log line to emit, if this source
+    /// may log now.
+    pub fn record(
+        &mut self,
+        u: &UnknownSpi,
+        cause: Option<&'static str>,
+        now: Instant,
+    ) -> Option<String> {
+        let class = match cause {
+            Some(c) => format!("{} ({c})", u.class.name()),
+            None => u.class.name().to_string(),
+        };
+        self.remember(u, &class);
+        let class = match cause {
+            Some(c) => format!("{} cause=\"{c}\"", u.class.name()),
+            None => u.class.name().to_string(),
+        };
         if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&u.src) {
             let interval = self.interval;
             self.sources
@@ -57,7 +72,7 @@ impl UnknownSpiLog {
                 None
             }
             Some(s) => {
-                let line = format_line(u, s.suppressed);
+                let line = format_line(u, &class, s.suppressed);
                 s.last_line = now;
                 s.suppressed = 0;
                 Some(line)
@@ -70,12 +85,12 @@ impl UnknownSpiLog {
                         suppressed: 0,
                     },
                 );
-                Some(format_line(u, 0))
+                Some(format_line(u, &class, 0))
             }
         }
     }
 
-    fn remember(&mut self, u: &UnknownSpi) {
+    fn remember(&mut self, u: &UnknownSpi, class: &str) {
         if let Some(r) = self
             .recent
             .iter_mut()
@@ -91,7 +106,7 @@ impl UnknownSpiLog {
         }
         self.recent.push_back(UnknownSpiView {
             at_unix_ms: unix_ms(),
-            class: u.class.name().into(),
+            class: class.into(),
             src: u.src,
             dst: u.dst,
             spi: u.spi,
@@ -115,10 +130,10 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn format_line(u: &UnknownSpi, suppressed: u64) -> String {
+fn format_line(u: &UnknownSpi, class: &str, suppressed: u64) -> String {
     format!(
         "unknown SPI: class={} src={} dst={} spi=0x{:08x} seq=0x{:08x} len={} port={} encap={} suppressed_since_last={}",
-        u.class.name(),
+        class,
         u.src,
         u.dst,
         u.spi,
@@ -157,6 +172,7 @@ mod tests {
             .filter_map(|i| {
                 log.record(
                     &sample("203.0.113.9", 0xdead),
+                    None,
                     t0 + Duration::from_micros(i),
                 )
             })
@@ -168,15 +184,27 @@ mod tests {
         );
         // Another source logs at once; the first one again only after the interval.
         assert!(
-            log.record(&sample("203.0.113.10", 0xdead), t0 + Duration::from_secs(1))
-                .is_some()
+            log.record(
+                &sample("203.0.113.10", 0xdead),
+                None,
+                t0 + Duration::from_secs(1)
+            )
+            .is_some()
         );
         assert!(
-            log.record(&sample("203.0.113.9", 0xdead), t0 + Duration::from_secs(9))
-                .is_none()
+            log.record(
+                &sample("203.0.113.9", 0xdead),
+                None,
+                t0 + Duration::from_secs(9)
+            )
+            .is_none()
         );
         let again = log
-            .record(&sample("203.0.113.9", 0xbeef), t0 + Duration::from_secs(11))
+            .record(
+                &sample("203.0.113.9", 0xbeef),
+                None,
+                t0 + Duration::from_secs(11),
+            )
             .unwrap();
         assert!(
             again.contains("spi=0x0000beef") && again.ends_with("suppressed_since_last=10000"),
@@ -194,10 +222,25 @@ mod tests {
         let mut lines = 0;
         for i in 0..(MAX_SOURCES as u32 + 500) {
             let src = std::net::Ipv4Addr::from(0xc612_0000 + i).to_string(); // 198.18.0.0/15
-            lines += usize::from(log.record(&sample(&src, 1), t0).is_some());
+            lines += usize::from(log.record(&sample(&src, 1), None, t0).is_some());
         }
         assert_eq!(lines, MAX_SOURCES);
         assert!(log.sources.len() <= MAX_SOURCES);
         assert_eq!(log.recent().len(), RECENT);
+    }
+
+    #[test]
+    fn a_tombstone_sample_carries_the_cause_the_control_plane_knows() {
+        let mut log = UnknownSpiLog::new(Duration::from_secs(10));
+        let mut u = sample("198.51.100.2", 0x1234);
+        u.class = UnknownSpiClass::Tombstone;
+        let line = log
+            .record(&u, Some("retired by rekey"), Instant::now())
+            .unwrap();
+        assert!(
+            line.contains("class=tombstone cause=\"retired by rekey\" src=198.51.100.2"),
+            "{line}"
+        );
+        assert_eq!(log.recent()[0].class, "tombstone (retired by rekey)");
     }
 }

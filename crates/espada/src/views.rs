@@ -242,3 +242,35 @@ pub fn ike(
         .collect();
     IkeReport { tunnels, counters }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use espada_admin::Response;
+    use espada_admin::render::{RenderOptions, render_table_with};
+    use espada_dataplane::drops::DpDrop;
+
+    /// The real drop table (every reason of both tables, with its description) as
+    /// `espada show drops --all` prints it, two workers with a few drops: a changed reason or
+    /// description shows up as a diff of `tests/golden/show_drops_real.txt`
+    /// (`ESPADA_BLESS=1` rewrites it).
+    #[test]
+    fn show_drops_renders_the_real_drop_table() {
+        let (a, b) = (WorkerStats::default(), WorkerStats::default());
+        a.drop_n(Why::Dp(DpDrop::UnknownSpiTombstone), 3);
+        b.drop_n(Why::Esp(DropReason::Replayed), 2);
+        b.drop_one(Why::Dp(DpDrop::NoOutboundSa));
+        let view = drops(&[&a, &b], Vec::new());
+        let opts = RenderOptions {
+            all_drop_reasons: true,
+        };
+        let actual = render_table_with(&Response::Drops(view), &opts);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/show_drops_real.txt");
+        if std::env::var_os("ESPADA_BLESS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(actual, expected, "{} changed", path.display());
+    }
+}
