@@ -32,6 +32,6 @@ pub use client::{AdminClient, ClientError};
 pub use proto::{AdminError, ErrorCode, Request, RequestFrame, Response, ResponseFrame};
 pub use server::{AdminServer, ServerConfig, ServerStats};
 pub use view::{
-    Direction, DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelView,
-    UnknownSpiView, WorkerView,
+    Direction, DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelSaView,
+    TunnelView, UnknownSpiView, WorkerView,
 };

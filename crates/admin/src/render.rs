@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::proto::Response;
-use crate::view::{Direction, DropsView, IkeReport, LifetimeView, SaView, TunnelView, WorkerView};
+use crate::view::{
+    Direction, DropsView, IkeReport, LifetimeView, SaView, TunnelSaView, TunnelView, WorkerView,
+};
 
 /// Rendering choices beyond the defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,6 +276,9 @@ fn render_tunnels(tunnels: &[TunnelView]) -> String {
         ("DROPS", true),
         ("ICMP", true),
         ("PMTU", true),
+        ("IKE", false),
+        ("REKEY", true),
+        ("DPD", true),
     ]);
     for tun in tunnels {
         t.row(vec![
@@ -287,11 +292,40 @@ fn render_tunnels(tunnels: &[TunnelView]) -> String {
             tun.drops.to_string(),
             tun.icmp_errors.to_string(),
             tun.pmtu.map_or_else(|| "-".into(), |m| m.to_string()),
+            tun.ike_state.clone().unwrap_or_else(|| "static".into()),
+            secs(tun.next_rekey_s),
+            tun.last_dpd_s
+                .map_or_else(|| "-".into(), |s| format!("{s}s ago")),
         ]);
     }
     let mut out = String::new();
     t.render(&mut out);
+    if tunnels.iter().any(|t| !t.sas.is_empty()) {
+        out.push_str("\nSAs (oldest first):\n");
+        let mut s = Table::new(&[("TUNNEL", false), ("SAS", false)]);
+        for tun in tunnels.iter().filter(|t| !t.sas.is_empty()) {
+            s.row(vec![tun.name.clone(), sa_states(&tun.sas)]);
+        }
+        s.render(&mut out);
+    }
     out
+}
+
+/// `in 0x… live, in 0x… retiring; out 0x… active`.
+fn sa_states(sas: &[TunnelSaView]) -> String {
+    let dir = |d: Direction| {
+        let tag = if d == Direction::Inbound { "in" } else { "out" };
+        sas.iter()
+            .filter(|s| s.direction == d)
+            .map(|s| format!("{tag} {} {}", spi_hex(s.spi), s.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    [dir(Direction::Inbound), dir(Direction::Outbound)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn secs(s: Option<u64>) -> String {

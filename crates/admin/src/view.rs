@@ -137,6 +137,32 @@ pub struct TunnelView {
     pub icmp_errors: u64,
     /// Path MTU towards the peer, if learned.
     pub pmtu: Option<u32>,
+    /// IKE SA state of a negotiated tunnel (`none`, `connecting`, `established`, …);
+    /// `None` for a static one.
+    #[serde(default)]
+    pub ike_state: Option<String>,
+    /// Seconds to the next CHILD_SA rekey.
+    #[serde(default)]
+    pub next_rekey_s: Option<u64>,
+    /// Seconds since the last liveness check (DPD) was sent.
+    #[serde(default)]
+    pub last_dpd_s: Option<u64>,
+    /// Every SA of the tunnel in the data plane, both directions, oldest first: the current
+    /// ones and those being installed, rekeyed away or retired.
+    #[serde(default)]
+    pub sas: Vec<TunnelSaView>,
+}
+
+/// One SA of a tunnel and where it is in its lifecycle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TunnelSaView {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// SPI.
+    pub spi: u32,
+    /// Inbound: `reserved`, `installing`, `live`, `retiring` (decrypts through its grace
+    /// period), `tombstone`; outbound: `installing`, `standby`, `active`, `removing`.
+    pub state: String,
 }
 
 /// Drop counters of the whole appliance, as `show drops` prints them.

@@ -125,7 +125,8 @@ fn sa_block_has_both_directions_and_every_detail() {
 #[test]
 fn table_columns_are_aligned() {
     let text = render_table(&Response::Tunnels(common::tunnels()));
-    let lines: Vec<&str> = text.lines().collect();
+    // The tunnel table: header and one row per tunnel, before the SA list.
+    let lines: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3);
     // Right-aligned numeric columns end at the same offset as their header.
     let pkts_in_end = lines[0].find("PKTS-IN").unwrap() + "PKTS-IN".len();

@@ -437,11 +437,14 @@ impl Control {
                 }
             }
             Request::ShowTunnels => {
+                let status = self.cp.status(now);
                 let dp = self.cp.dataplane();
                 Ok(Response::Tunnels(views::tunnels(
                     &dp.sas,
                     &dp.lc,
                     &self.runtime,
+                    &status,
+                    now,
                 )))
             }
             Request::ShowDrops => Ok(Response::Drops(views::drops(

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use espada_admin::view::Direction;
 use espada_admin::{
-    DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelView,
+    DropsView, IkeReport, IkeView, LifetimeView, SaCountersView, SaView, TunnelSaView, TunnelView,
     UnknownSpiView, WorkerView,
 };
 use espada_dataplane::drops::Why;
-use espada_dataplane::lifecycle::{InState, Lifecycle};
+use espada_dataplane::lifecycle::{InState, Lifecycle, OutState};
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_esp::DropReason;
 
@@ -93,10 +93,40 @@ pub fn sas(sas: &SaBook, lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
 }
 
 /// `show tunnels`.
-pub fn tunnels(sas: &SaBook, lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<TunnelView> {
+pub fn tunnels(
+    sas: &SaBook,
+    lc: &Lifecycle,
+    rt: &[TunnelRuntime],
+    status: &[espada_control::TunnelStatus],
+    now: std::time::Instant,
+) -> Vec<TunnelView> {
     lc.tunnels()
         .map(|(id, tun)| {
             let i = id as usize;
+            let st = status.iter().find(|s| s.name == tun.spec.name);
+            let in_state = |s: InState| match s {
+                InState::Reserved => "reserved",
+                InState::Installing => "installing",
+                InState::Live => "live",
+                InState::Retiring => "retiring",
+                InState::Tombstone => "tombstone",
+            };
+            let out_state = |s: OutState| match s {
+                OutState::Installing => "installing",
+                OutState::Standby => "standby",
+                OutState::Active => "active",
+                OutState::Removing => "removing",
+            };
+            let inbound = tun.inbound.iter().map(|b| TunnelSaView {
+                direction: Direction::Inbound,
+                spi: b.at.spi,
+                state: in_state(b.state).into(),
+            });
+            let outbound = tun.outbound.iter().map(|b| TunnelSaView {
+                direction: Direction::Outbound,
+                spi: b.spi,
+                state: out_state(b.state).into(),
+            });
             let mine = || {
                 sas.range((id, false, 0)..=(id, true, u32::MAX))
                     .map(|(_, s)| s)
@@ -144,6 +174,12 @@ pub fn tunnels(sas: &SaBook, lc: &Lifecycle, rt: &[TunnelRuntime]) -> Vec<Tunnel
                 drops,
                 icmp_errors: r.icmp_errors,
                 pmtu: r.pmtu,
+                ike_state: st.map(|s| s.ike_state.clone()),
+                next_rekey_s: st.and_then(|s| s.next_child_rekey).map(|d| d.as_secs()),
+                last_dpd_s: st
+                    .and_then(|s| s.last_dpd)
+                    .map(|t| now.saturating_duration_since(t).as_secs()),
+                sas: inbound.chain(outbound).collect(),
             }
         })
         .collect()

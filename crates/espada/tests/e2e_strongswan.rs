@@ -190,6 +190,18 @@ fn collisions(lab: &SwanLab, before: espada_admin::DropsView) {
         show.contains("branch") && show.contains("established"),
         "{show}"
     );
+    assert!(show.contains("ike.rekey_collisions"), "the counter: {show}");
+    // Every SA of the tunnel with its state: the current pair, and the inbound SAs the
+    // collisions and rekeys retired (within their grace period or as tombstones).
+    let show = lab.espada(&["show", "tunnels"]);
+    assert!(
+        show.contains("established") && show.contains(" live") && show.contains(" active"),
+        "{show}"
+    );
+    assert!(
+        show.contains(" retiring") || show.contains(" tombstone"),
+        "{show}"
+    );
     let drops = lab.daemon.drops();
     for class in REKEY_DROPS {
         assert_eq!(

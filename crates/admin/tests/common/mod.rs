@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use espada_admin::{
     AdminError, Direction, DropsView, IkeReport, IkeView, LifetimeView, Request, Response,
-    SaCountersView, SaView, TunnelView, UnknownSpiView, WorkerView,
+    SaCountersView, SaView, TunnelSaView, TunnelView, UnknownSpiView, WorkerView,
 };
 
 pub fn ip(s: &str) -> IpAddr {
@@ -99,6 +99,14 @@ pub fn sas() -> Vec<SaView> {
     ]
 }
 
+fn sa(direction: Direction, spi: u32, state: &str) -> TunnelSaView {
+    TunnelSaView {
+        direction,
+        spi,
+        state: state.into(),
+    }
+}
+
 pub fn tunnels() -> Vec<TunnelView> {
     vec![
         TunnelView {
@@ -117,6 +125,15 @@ pub fn tunnels() -> Vec<TunnelView> {
             drops: 4,
             icmp_errors: 0,
             pmtu: Some(1_422),
+            ike_state: Some("established".into()),
+            next_rekey_s: Some(1_187),
+            last_dpd_s: Some(4),
+            sas: vec![
+                sa(Direction::Inbound, 0x0fff, "retiring"),
+                sa(Direction::Inbound, 0x1000, "live"),
+                sa(Direction::Outbound, 0xc0ff_ee00, "removing"),
+                sa(Direction::Outbound, 0xc0ff_ee01, "active"),
+            ],
         },
         TunnelView {
             name: "spoke-0042".into(),
@@ -134,6 +151,10 @@ pub fn tunnels() -> Vec<TunnelView> {
             drops: 0,
             icmp_errors: 12,
             pmtu: None,
+            ike_state: None,
+            next_rekey_s: None,
+            last_dpd_s: None,
+            sas: vec![sa(Direction::Inbound, 0x0004_2001, "live")],
         },
     ]
 }
