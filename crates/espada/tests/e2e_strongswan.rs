@@ -135,8 +135,13 @@ fn collisions(lab: &SwanLab, before: espada_admin::DropsView) {
             .count()
     };
     let start = collided();
-    let stream = lab.stream(500, 120);
-    for k in 1..=20 {
+    let stream = lab.stream(500, 150);
+    // An attempt that meets an IKE SA rekey (one every 35-45 s here) does not cross: the IKE
+    // SA's one exchange at a time queues the CHILD_SA rekeys. Such attempts are retried.
+    let mut attempts = 0;
+    while collided() - start < 20 && attempts < 26 {
+        attempts += 1;
+        let seen = collided();
         std::thread::sleep(Duration::from_millis(500));
         // IKE on 4500 is the UDP payload starting with the 4-byte non-ESP marker (zero).
         sh(
@@ -160,24 +165,23 @@ fn collisions(lab: &SwanLab, before: espada_admin::DropsView) {
         std::thread::sleep(Duration::from_millis(100));
         sh(&lab.peer, "iptables -D INPUT 1");
         // charon retransmits its request after 4 s: then both exchanges are done.
-        assert!(
-            swan::wait_for(Duration::from_secs(10), || collided() - start >= k),
-            "collision {k} seen by espada:\n{}",
-            lab.daemon.log_text()
-        );
+        swan::wait_for(Duration::from_secs(6), || collided() > seen);
         std::thread::sleep(Duration::from_secs(4));
     }
     let report = stream.finish();
     let n = collided() - start;
     let log = lab.daemon.log_text();
-    assert!(n >= 20, "20 collisions, got {n}:\n{log}");
+    assert!(
+        n >= 20,
+        "20 collisions, got {n} in {attempts} attempts:\n{log}"
+    );
     assert_eq!(
         report.lost(),
         (0, 0),
         "no loss through {n} collisions: {report:?}\n{log}"
     );
     assert_eq!(report.duplicates(), 0, "{report:?}");
-    eprintln!("collisions: {n}, 0 lost");
+    eprintln!("collisions: {n} in {attempts} attempts, 0 lost");
     std::thread::sleep(Duration::from_secs(2));
     let sas = lab.charon.sas();
     assert_eq!(
