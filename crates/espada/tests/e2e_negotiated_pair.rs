@@ -20,12 +20,26 @@
 //!    outstanding: B sees it). Both ends log each one; no loss; one CHILD_SA pair at the end.
 //! 3. B killed with SIGKILL and started again: A's ESP on the old SPIs makes the restarted B
 //!    initiate, and traffic is back within 3 s of B logging "espada running".
+//!
+//! The other tests (each its own pair of namespaces and daemons; the tests of this file run
+//! one at a time) mirror `e2e_strongswan_restart.rs` and `e2e_strongswan_refusals.rs`:
+//! - A (the initiator) killed with SIGKILL and started 10 s later re-initiates with
+//!   INITIAL_CONTACT: B drops the old SAs, traffic is back within 1 s of B's new IKE SA;
+//! - A killed and started again 10 s later without initiating (`start: none`): B's DPD
+//!   (delay 2 s, timeout 4 s, action restart) declares it dead and re-initiates, traffic is
+//!   back within delay + timeout + 2 s of A running again;
+//! - B behind a MASQUERADE in the router (B initiates; A sees it at the router's address):
+//!   both detect NAT, and after a mapping change (new source ports, conntrack flushed) B's
+//!   next DPD request moves A's outbound SA to the new port;
+//! - the wrong PSK on A: a clear "authentication with … failed" line on both ends, the
+//!   `ike.authentication_failed` counter, no SA, no PSK in either log.
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::swan::{self, PSK, REKEY_DROPS, SET_PFS, StreamReport};
@@ -46,7 +60,6 @@ struct Site {
     remote_ts: &'static str,
     id: &'static str,
     peer_id: &'static str,
-    start: &'static str,
 }
 
 const A: Site = Site {
@@ -61,7 +74,6 @@ const A: Site = Site {
     remote_ts: "203.0.113.0/24",
     id: "a.example",
     peer_id: "b.example",
-    start: "start",
 };
 
 const B: Site = Site {
@@ -76,8 +88,60 @@ const B: Site = Site {
     remote_ts: "192.0.2.0/24",
     id: "b.example",
     peer_id: "a.example",
-    start: "none",
 };
+
+/// The router's address on A's side: where A sees B from when B is behind the router's NAT.
+const ROUTER_A: &str = "198.51.100.254";
+
+/// How one end of the pair is configured.
+#[derive(Clone, Copy)]
+struct End {
+    /// The tunnel's `start:`.
+    start: &'static str,
+    /// The tunnel's `dpd:` (a YAML flow mapping), if any.
+    dpd: Option<&'static str>,
+    psk: &'static str,
+}
+
+const INITIATOR: End = End {
+    start: "start",
+    dpd: None,
+    psk: PSK,
+};
+
+const RESPONDER: End = End {
+    start: "none",
+    dpd: None,
+    psk: PSK,
+};
+
+/// How one pair differs from the default (A initiates, B waits, the same PSK, no NAT).
+struct Opts {
+    /// Namespace tag prefix.
+    tag: &'static str,
+    a: End,
+    b: End,
+    /// B behind a MASQUERADE in the router: A's tunnel peer is the router's A-side address.
+    b_behind_nat: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            tag: "pr",
+            a: INITIATOR,
+            b: RESPONDER,
+            b_behind_nat: false,
+        }
+    }
+}
+
+/// The tests of this file one at a time: each runs two DPDK daemons with timing bounds, on a
+/// machine that may have two cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The namespaces and the two daemons. Fields drop in order: the daemons stop before the
 /// namespaces go.
@@ -88,21 +152,22 @@ struct Pair {
     lan_a: Netns,
     lan_b: Netns,
     router: Netns,
-    /// Kept for the pair's lifetime: A runs in it.
-    _ns_a: Netns,
+    ns_a: Netns,
     ns_b: Netns,
+    /// A's tunnel peer (B's address, or the router's with B behind its NAT).
+    a_peer: &'static str,
 }
 
-fn site_yaml(s: &Site, socket: &str) -> String {
+fn site_yaml(s: &Site, e: &End, peer: &str, psk: &str, socket: &str) -> String {
     let (ike, esp) = SET_PFS;
     format!(
         "appliance: {{ name: {app} }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
          outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outer}/24, gateway4: {gw} }}\n  \
          inside: {{ device: \"net_af_packet1,iface=lan0\", ipv4: {inside}/24 }}\n\
          tunnels:\n  - name: {tun}\n    peer: {peer}\n    local_ts: [{lts}]\n    remote_ts: [{rts}]\n    \
-         local_id: {id}\n    remote_id: {pid}\n    psk: {{ file: pair.psk }}\n    ike: {ike}\n    esp: {esp}\n    \
+         local_id: {id}\n    remote_id: {pid}\n    psk: {{ file: {psk} }}\n    ike: {ike}\n    esp: {esp}\n    \
          child_lifetime: {{ time: 20s, margin: 5s, jitter: 5s }}\n    \
-         ike_lifetime: {{ time: 50s, margin: 10s, jitter: 5s }}\n    start: {start}\n\
+         ike_lifetime: {{ time: 50s, margin: 10s, jitter: 5s }}\n    start: {start}\n{dpd}\
          admin: {{ socket: {socket} }}\n\
          dpdk: {{ args: [--no-huge, -m, \"512\", --no-shconf, --log-level, \"error\"] }}\n",
         app = s.appliance,
@@ -110,22 +175,30 @@ fn site_yaml(s: &Site, socket: &str) -> String {
         gw = s.gateway,
         inside = s.inside,
         tun = s.tunnel,
-        peer = s.peer,
         lts = s.local_ts,
         rts = s.remote_ts,
         id = s.id,
         pid = s.peer_id,
-        start = s.start,
+        start = e.start,
+        dpd = e.dpd.map(|d| format!("    dpd: {d}\n")).unwrap_or_default(),
     )
 }
 
-/// Root (namespaces, iptables) is all this test needs; it skips with a note without it, and
-/// fails under `ESPADA_REQUIRE_STRONGSWAN=1` (CI), like the strongSwan lab.
+/// Root (namespaces, iptables; conntrack for the NAT test) is all these tests need; they skip
+/// with a note without it, and fail under `ESPADA_REQUIRE_STRONGSWAN=1` (CI), like the strongSwan lab.
 fn available() -> bool {
-    if espada_testnet::available() && espada_testnet::on_path("iptables") {
+    available_with(&["iptables"])
+}
+
+/// [`available`], with `tools` on the path as well.
+fn available_with(tools: &[&str]) -> bool {
+    if espada_testnet::available() && tools.iter().all(|t| espada_testnet::on_path(t)) {
         return true;
     }
-    let msg = "e2e_negotiated_pair needs root, iproute2 and iptables";
+    let msg = format!(
+        "e2e_negotiated_pair needs root, iproute2 and {}",
+        tools.join(", ")
+    );
     if std::env::var("ESPADA_REQUIRE_STRONGSWAN").is_ok_and(|v| v == "1") {
         panic!("{msg}; ESPADA_REQUIRE_STRONGSWAN=1 forbids skipping");
     }
@@ -133,13 +206,31 @@ fn available() -> bool {
     false
 }
 
+/// Writes end `f`'s (`"a"` or `"b"`) configuration as `{f}-{start}.yaml` in `dir`, with its
+/// PSK file beside it; the configuration's path.
+fn write_config(dir: &Path, f: &str, e: &End, peer: &str) -> PathBuf {
+    let site = if f == "a" { &A } else { &B };
+    let psk = dir.join(format!("{f}.psk"));
+    std::fs::write(&psk, e.psk).unwrap();
+    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sock = dir.join(format!("{f}.sock"));
+    let yaml = dir.join(format!("{f}-{}.yaml", e.start));
+    std::fs::write(
+        &yaml,
+        site_yaml(site, e, peer, &format!("{f}.psk"), sock.to_str().unwrap()),
+    )
+    .unwrap();
+    yaml
+}
+
 impl Pair {
-    fn start() -> Pair {
-        let lan_a = Netns::new("prla").unwrap();
-        let ns_a = Netns::new("pra").unwrap();
-        let router = Netns::new("prr").unwrap();
-        let ns_b = Netns::new("prb").unwrap();
-        let lan_b = Netns::new("prlb").unwrap();
+    fn start(o: Opts) -> Pair {
+        let ns = |x: &str| Netns::new(&format!("{}{x}", o.tag)).unwrap();
+        let lan_a = ns("la");
+        let ns_a = ns("a");
+        let router = ns("r");
+        let ns_b = ns("b");
+        let lan_b = ns("lb");
         lan_a.veth_to("host0", &ns_a, "lan0").unwrap();
         ns_a.veth_to("wan0", &router, "a0").unwrap();
         router.veth_to("b0", &ns_b, "wan0").unwrap();
@@ -155,33 +246,34 @@ impl Pair {
         ] {
             sh(&router, c);
         }
+        if o.b_behind_nat {
+            sh(
+                &router,
+                "iptables -t nat -A POSTROUTING -o a0 -j MASQUERADE",
+            );
+        }
         let dir = std::env::temp_dir().join(format!("espada-e2e-pair-{}", ns_a.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let psk = dir.join("pair.psk");
-        std::fs::write(&psk, PSK).unwrap();
-        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
-        for (s, f) in [(&A, "a"), (&B, "b")] {
-            let sock = dir.join(format!("{f}.sock"));
-            std::fs::write(
-                dir.join(format!("{f}.yaml")),
-                site_yaml(s, sock.to_str().unwrap()),
+        let a_peer = if o.b_behind_nat { ROUTER_A } else { A.peer };
+        let a_yaml = write_config(&dir, "a", &o.a, a_peer);
+        let b_yaml = write_config(&dir, "b", &o.b, B.peer);
+        let run = |f: &str, ns: &Netns, yaml: &PathBuf| {
+            Daemon::start(
+                ns,
+                yaml,
+                dir.join(format!("{f}.sock")),
+                dir.join(format!("{f}.log")),
             )
-            .unwrap();
-        }
+        };
         // The responder first, so the initiator's first IKE_SA_INIT finds it.
-        let b = Daemon::start(
-            &ns_b,
-            &dir.join("b.yaml"),
-            dir.join("b.sock"),
-            dir.join("b.log"),
-        );
-        let a = Daemon::start(
-            &ns_a,
-            &dir.join("a.yaml"),
-            dir.join("a.sock"),
-            dir.join("a.log"),
-        );
+        let (a, b) = if o.b.start == "none" {
+            let b = run("b", &ns_b, &b_yaml);
+            (run("a", &ns_a, &a_yaml), b)
+        } else {
+            let a = run("a", &ns_a, &a_yaml);
+            (a, run("b", &ns_b, &b_yaml))
+        };
         Pair {
             a,
             b,
@@ -189,9 +281,32 @@ impl Pair {
             lan_a,
             lan_b,
             router,
-            _ns_a: ns_a,
+            ns_a,
             ns_b,
+            a_peer,
         }
+    }
+
+    /// Writes end `f`'s configuration (see [`write_config`]).
+    fn config(&self, f: &str, e: &End) -> PathBuf {
+        let peer = if f == "a" { self.a_peer } else { B.peer };
+        write_config(&self.dir, f, e, peer)
+    }
+
+    /// Kills A with SIGKILL (nothing sent, nothing cleaned up).
+    fn kill_a(&mut self) {
+        self.a.kill();
+    }
+
+    /// Starts A again with `e`'s configuration, logging to `log` in the pair's directory.
+    fn start_a(&mut self, e: &End, log: &str) {
+        let yaml = self.config("a", e);
+        self.a = Daemon::start(
+            &self.ns_a,
+            &yaml,
+            self.dir.join("a.sock"),
+            self.dir.join(log),
+        );
     }
 
     fn both(&self) -> [(&'static str, &Daemon); 2] {
@@ -219,6 +334,9 @@ impl Pair {
             self.logs()
         );
         let _ = ping(&self.lan_a, 3, "0.5");
+        // From B's side too: with B the initiator, A's outbound SA waits and B's side would
+        // see its first packet to its LAN host only in the 10 pings below.
+        let _ = ping_host(&self.lan_b, A.lan_host, 3, "0.5");
         std::thread::sleep(Duration::from_secs(2));
         let out = ping(&self.lan_a, 10, "0.05");
         assert!(
@@ -337,17 +455,13 @@ fn tunnel(d: &Daemon) -> TunnelView {
 }
 
 fn ping(ns: &Netns, count: u32, interval: &str) -> String {
+    ping_host(ns, B.lan_host, count, interval)
+}
+
+fn ping_host(ns: &Netns, host: &str, count: u32, interval: &str) -> String {
     let out = ns
         .command("ping")
-        .args([
-            "-c",
-            &count.to_string(),
-            "-i",
-            interval,
-            "-W",
-            "2",
-            B.lan_host,
-        ])
+        .args(["-c", &count.to_string(), "-i", interval, "-W", "2", host])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -391,10 +505,11 @@ fn assert_no_loss(pair: &Pair, report: &StreamReport, when: &str) {
 
 #[test]
 fn two_espadas_rekey_collide_and_restart_under_a_sequenced_stream_without_loss() {
+    let _serial = serial();
     if !available() {
         return;
     }
-    let mut pair = Pair::start();
+    let mut pair = Pair::start(Opts::default());
     pair.wait_up();
     let log = pair.a.log_text();
     assert!(log.contains("IKE SA established with 198.18.9.1"), "{log}");
@@ -572,7 +687,7 @@ fn restart(pair: &mut Pair) {
     pair.b.kill();
     pair.b = Daemon::start(
         &pair.ns_b,
-        &pair.dir.join("b.yaml"),
+        &pair.dir.join("b-none.yaml"),
         pair.dir.join("b.sock"),
         pair.dir.join("b-restarted.log"),
     );
@@ -621,4 +736,293 @@ fn restart(pair: &mut Pair) {
         back - killed,
         report.lan["sent"]
     );
+}
+
+/// Removes the pair's directory after a passing test (kept for a failing one's logs).
+fn finish(pair: Pair) {
+    for (name, d) in pair.both() {
+        assert!(
+            !d.log_text().contains(PSK),
+            "{name}: the PSK never reaches the log"
+        );
+    }
+    let dir = pair.dir.clone();
+    drop(pair);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A (the initiator) dies with SIGKILL and comes back 10 s later, initiating with
+/// INITIAL_CONTACT: B drops the dead peer's SAs at once and traffic is back within 1 s of
+/// B's new IKE SA.
+#[test]
+fn the_initiator_killed_and_restarted_reinitiates_with_initial_contact() {
+    let _serial = serial();
+    if !available() {
+        return;
+    }
+    let mut pair = Pair::start(Opts {
+        tag: "pqi",
+        ..Opts::default()
+    });
+    pair.wait_up();
+    let stream = pair.stream(500, 25);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = swan::epoch_now();
+    pair.kill_a();
+    std::thread::sleep(Duration::from_secs(10));
+    pair.start_a(&INITIATOR, "a-restarted.log");
+    let report = stream.finish();
+    let blog = pair.b.log_text();
+    let alog = pair.a.log_text();
+    let running = swan::log_time(&alog, "espada running", killed)
+        .unwrap_or_else(|| panic!("the restarted A runs:\n{alog}"));
+    let auth = swan::log_time(&blog, "IKE SA established", killed)
+        .unwrap_or_else(|| panic!("a new IKE SA on B after A's restart:\n{}", pair.logs()));
+    let deleted = swan::log_time(&blog, "IKE SA deleted (InitialContact)", killed)
+        .unwrap_or_else(|| panic!("B dropped the old SAs on INITIAL_CONTACT:\n{}", pair.logs()));
+    let back = report
+        .back_after(killed + 1.0)
+        .unwrap_or_else(|| panic!("an outage while A was down: {report:?}"));
+    assert!(
+        back - auth <= 1.0,
+        "traffic back {:.3} s after B's new IKE SA: {report:?}\n{}",
+        back - auth,
+        pair.logs()
+    );
+    let (oa, ob) = report.outages();
+    assert!(
+        oa.len() <= 1 && ob.len() <= 1,
+        "one outage at each end, the restart: {report:?}\n{}",
+        pair.logs()
+    );
+    pair.assert_one_child_pair("after A's restart");
+    eprintln!(
+        "initiator restart: A killed at {killed:.3}, running again {:.3} s later, B's IKE SA \
+         {:.3} s after that (old SAs deleted on INITIAL_CONTACT {:+.3} s from it), traffic \
+         back both ways {:.3} s after B's IKE SA ({:.1} s after the kill); one CHILD_SA pair \
+         after",
+        running - killed,
+        auth - running,
+        deleted - auth,
+        back - auth,
+        back - killed
+    );
+    finish(pair);
+}
+
+/// B watches A with DPD (delay 2 s, timeout 4 s, action restart). A dies with SIGKILL and
+/// comes back 10 s later without initiating: B declares it dead, re-initiates, and traffic
+/// is back within delay + timeout + 2 s of A running again.
+#[test]
+fn dpd_restores_the_tunnel_when_the_restarted_peer_does_not_initiate() {
+    let _serial = serial();
+    if !available() {
+        return;
+    }
+    let mut pair = Pair::start(Opts {
+        tag: "pqd",
+        b: End {
+            dpd: Some("{ delay: 2s, timeout: 4s, action: restart }"),
+            ..RESPONDER
+        },
+        ..Opts::default()
+    });
+    pair.wait_up();
+    let stream = pair.stream(500, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = swan::epoch_now();
+    pair.kill_a();
+    std::thread::sleep(Duration::from_secs(10));
+    pair.start_a(&RESPONDER, "a-silent.log");
+    let report = stream.finish();
+    let blog = pair.b.log_text();
+    let alog = pair.a.log_text();
+    let ready = swan::log_time(&alog, "espada running", killed)
+        .unwrap_or_else(|| panic!("the restarted A runs:\n{alog}"));
+    let dead = swan::log_time(&blog, "is dead", killed)
+        .unwrap_or_else(|| panic!("B's DPD declared A dead:\n{blog}"));
+    let auth = swan::log_time(&blog, "IKE SA established", ready)
+        .unwrap_or_else(|| panic!("B re-initiated to the silent A:\n{}", pair.logs()));
+    let back = report
+        .back_after(killed + 1.0)
+        .unwrap_or_else(|| panic!("an outage while A was down: {report:?}"));
+    assert!(
+        back - ready <= 2.0 + 4.0 + 2.0,
+        "traffic back {:.3} s after A is running again (B's IKE SA {:.3} s after): \
+         {report:?}\n{}",
+        back - ready,
+        auth - ready,
+        pair.logs()
+    );
+    assert!(
+        !alog.contains("initiating"),
+        "the restarted A did not initiate:\n{alog}"
+    );
+    pair.assert_one_child_pair("after B's DPD restart");
+    eprintln!(
+        "DPD restart: A killed at {killed:.3}, B declared it dead {:.3} s later, A running \
+         again {:.3} s after the kill, B's IKE SA {:.3} s after that, traffic back both ways \
+         {:.3} s after A is running ({:.1} s after the kill); one CHILD_SA pair after",
+        dead - killed,
+        ready - killed,
+        auth - ready,
+        back - ready,
+        back - killed
+    );
+    finish(pair);
+}
+
+/// B behind a MASQUERADE in the router initiates; A sees it at the router's address. Both
+/// detect NAT (UDP 4500). The mapping changes (other source ports, conntrack flushed): A's
+/// ESP to the old port is dropped by the router until B's next DPD request, from the new
+/// port, moves A's outbound SA over.
+#[test]
+fn a_peer_behind_a_nat_whose_mapping_changes_is_followed_by_the_other_espada() {
+    let _serial = serial();
+    if !available_with(&["iptables", "conntrack"]) {
+        return;
+    }
+    let pair = Pair::start(Opts {
+        tag: "pqn",
+        a: RESPONDER,
+        b: End {
+            dpd: Some("{ delay: 2s, timeout: 10s, action: restart }"),
+            ..INITIATOR
+        },
+        b_behind_nat: true,
+    });
+    pair.wait_up();
+    for (name, d) in pair.both() {
+        let log = d.log_text();
+        assert!(
+            log.contains("NAT detected: UDP 4500"),
+            "{name} detected the NAT:\n{log}"
+        );
+    }
+    let t = tunnel(&pair.a);
+    assert_eq!(
+        (t.peer.to_string(), t.encapsulation.as_str()),
+        (ROUTER_A.to_string(), "udp-4500"),
+        "A sees B at the router's address, over UDP 4500: {t:?}"
+    );
+    let stream = pair.stream(500, 20);
+    std::thread::sleep(Duration::from_secs(3));
+    sh(
+        &pair.router,
+        "iptables -t nat -R POSTROUTING 1 -o a0 -p udp -j MASQUERADE --to-ports 30000-30999",
+    );
+    let changed = swan::epoch_now();
+    sh(&pair.router, "conntrack -F");
+    let report = stream.finish();
+    let alog = pair.a.log_text();
+    let moved = swan::log_time(&alog, &format!("peer moved to {ROUTER_A}:30"), changed)
+        .unwrap_or_else(|| panic!("A saw B move:\n{}", pair.logs()));
+    let mapping = pair.router.exec(&["conntrack", "-L", "-p", "udp"]).unwrap();
+    let mapping = String::from_utf8_lossy(&mapping.stdout);
+    assert!(mapping.contains("dport=30"), "the new mapping: {mapping}");
+    let back = report
+        .back_after(changed + 0.1)
+        .expect("an outage towards the moved peer");
+    assert!(
+        back - moved <= 1.0 && back - changed <= 2.0 * 2.0 + 2.0,
+        "traffic back {:.3} s after A saw the move, {:.3} s after the mapping changed: \
+         {report:?}\n{}",
+        back - moved,
+        back - changed,
+        pair.logs()
+    );
+    let (oa, ob) = report.outages();
+    assert!(
+        oa.len() <= 1 && ob.len() <= 1,
+        "{report:?}\n{}",
+        pair.logs()
+    );
+    let t = tunnel(&pair.a);
+    assert_eq!(
+        t.peer.to_string(),
+        ROUTER_A,
+        "A's tunnel peer is still the router's address after the move: {t:?}"
+    );
+    let (la, lb) = report.lost();
+    eprintln!(
+        "NAT mapping change: both ends detected the NAT (UDP 4500); A saw B move {:.3} s \
+         after the change, traffic back both ways {:.3} s after that ({:.3} s after the \
+         change); lost A->B {la}, B->A {lb} of {} each way",
+        moved - changed,
+        back - moved,
+        back - changed,
+        report.lan["sent"]
+    );
+    finish(pair);
+}
+
+/// A holds the wrong PSK: B refuses A's AUTH, A learns it was refused; both say so in a
+/// line, count it, install nothing, and log neither PSK.
+#[test]
+fn the_wrong_psk_on_one_end_is_refused_with_a_clear_line_and_no_sa() {
+    const WRONG: &str = "not-the-pair-psk-0123456789abcdef";
+    let _serial = serial();
+    if !available() {
+        return;
+    }
+    let pair = Pair::start(Opts {
+        tag: "pqp",
+        a: End {
+            psk: WRONG,
+            ..INITIATOR
+        },
+        ..Opts::default()
+    });
+    let refused = |d: &Daemon| d.log_text().contains("authentication with");
+    swan::wait_for(Duration::from_secs(20), || {
+        refused(&pair.a) && refused(&pair.b)
+    });
+    let lines = |d: &Daemon| -> Vec<String> {
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("authentication with"))
+            .map(|l| {
+                // The message, without the time and level.
+                l.split_once("espada::control: ")
+                    .map_or(l, |(_, m)| m)
+                    .to_string()
+            })
+            .collect()
+    };
+    let (la, lb) = (lines(&pair.a), lines(&pair.b));
+    assert!(
+        lb.iter()
+            .any(|l| l.contains(&format!("authentication with {}:500 failed", B.peer))),
+        "B: a clear line for A's AUTH that did not verify:\n{}",
+        pair.logs()
+    );
+    assert!(
+        la.iter()
+            .any(|l| l.contains(&format!("authentication with {}:500 failed", A.peer))),
+        "A: a clear line for its refused AUTH:\n{}",
+        pair.logs()
+    );
+    let mut counts = Vec::new();
+    for (name, d) in pair.both() {
+        let log = d.log_text();
+        assert!(!log.contains("IKE SA established"), "{name}:\n{log}");
+        assert!(
+            !log.contains(PSK) && !log.contains("not-the-pair-psk"),
+            "{name}: no PSK in the log"
+        );
+        let r = ike_report(d);
+        assert_ne!(r.tunnels[0].state, "established", "{name}: {r:?}");
+        assert!(d.sas().is_empty(), "{name}: no SA installed: {:?}", d.sas());
+        counts.push((name, r.counters["ike.authentication_failed"]));
+    }
+    assert!(
+        counts[1].1 >= 1,
+        "B counted the failed authentication: {counts:?}"
+    );
+    eprintln!(
+        "wrong PSK: B logged {:?}, A logged {:?}; ike.authentication_failed {counts:?}; no SA \
+         on either, no PSK in either log",
+        lb[0], la[0]
+    );
+    finish(pair);
 }
