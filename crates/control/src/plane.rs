@@ -1215,10 +1215,11 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
             }
             Event::AuthenticationFailed {
                 ike,
+                peer,
                 remote,
                 by_peer,
             } => {
-                let i = self.peer_of_ike(ike);
+                let i = peer.or_else(|| self.peer_of_ike(ike));
                 let who = if by_peer {
                     "the peer refused ours"
                 } else {

@@ -137,7 +137,9 @@ impl Default for Opts {
 }
 
 /// The tests of this file one at a time: each runs two DPDK daemons with timing bounds, on a
-/// machine that may have two cores.
+/// machine that may have two cores. This lock serialises them under `cargo test` (one
+/// process); under nextest (one process per test, CI) the `espada-pair` test group of
+/// `.config/nextest.toml` does.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())

@@ -53,8 +53,11 @@ fn a_peer_with_the_wrong_psk_is_refused_with_a_clear_log_line_and_no_sa() {
     });
     let log = wait_line(&lab, "authentication with");
     assert!(
-        log.contains("authentication with 198.51.100.2") && log.contains("failed"),
-        "a clear line for the failed authentication:\n{log}"
+        log.lines()
+            .any(|l| l.contains("authentication with 198.51.100.2")
+                && l.contains("failed")
+                && l.ends_with("tunnel=branch")),
+        "a clear line for the failed authentication, naming the tunnel:\n{log}"
     );
     assert!(!log.contains("IKE SA established"), "{log}");
     assert!(

@@ -99,6 +99,7 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) {
         ctx.out.stats.authentication_failed += 1;
         ctx.out.event(Event::AuthenticationFailed {
             ike: sa.id,
+            peer: sa.peer,
             remote: sa.remote,
             by_peer,
         });
@@ -158,6 +159,7 @@ pub(crate) fn respond(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Vec<P
         ctx.out.stats.authentication_failed += 1;
         ctx.out.event(Event::AuthenticationFailed {
             ike: sa.id,
+            peer: sa.peer,
             remote: sa.remote,
             by_peer: false,
         });

@@ -180,6 +180,9 @@ pub enum Event {
     AuthenticationFailed {
         /// The IKE SA.
         ike: IkeSaId,
+        /// The configured peer it was for (the responder's candidate by address), if any:
+        /// the IKE SA is gone by the time the event is read.
+        peer: Option<usize>,
         /// Where the peer is.
         remote: SocketAddr,
         /// True if the peer refused our AUTH (AUTHENTICATION_FAILED notify).
