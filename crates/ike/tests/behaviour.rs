@@ -894,6 +894,7 @@ fn wrong_psk_fails_authentication_on_both_ends() {
     assert!(
         on_a.contains(&&Event::AuthenticationFailed {
             ike: id,
+            peer: Some(0),
             remote: addr(B_ADDR, 500),
             by_peer: true
         }),
@@ -933,6 +934,7 @@ fn responder_refuses_an_initiator_identity_it_does_not_expect() {
     let (w, id) = failed_auth(std_peer(Side::A), b);
     assert!(w.events(A).contains(&&Event::AuthenticationFailed {
         ike: id,
+        peer: Some(0),
         remote: addr(B_ADDR, 500),
         by_peer: true
     }));
@@ -956,6 +958,7 @@ fn initiator_refuses_a_responder_identity_it_does_not_expect() {
     assert!(
         w.events(A).contains(&&Event::AuthenticationFailed {
             ike: id,
+            peer: Some(0),
             remote: addr(B_ADDR, 500),
             by_peer: false
         }),
