@@ -1090,6 +1090,45 @@ fn responder_any(config: EndpointConfig, seed: u64) -> Endpoint {
 }
 
 #[test]
+fn an_ike_sa_rekey_waits_until_the_peer_could_have_retransmitted_a_lost_child_request() {
+    // B answered A's CHILD_SA rekey; if that answer was lost, A retransmits on this IKE SA.
+    // B's IKE SA rekey (which deletes it) waits ANSWER_QUIET after the answer.
+    let mut w = World::standard();
+    let id = w.establish();
+    let child = w.nodes[A].ep.ike_sa(id).unwrap().children()[0].id;
+    let now = w.instant();
+    w.nodes[A].ep.rekey_child(now, child).unwrap();
+    w.drain(A);
+    w.run_for(secs(0.1));
+    let answered = w.now;
+    let b_sa = w.established(B)[0];
+    let now = w.instant();
+    w.nodes[B].ep.rekey_ike(now, b_sa).unwrap();
+    w.drain(B);
+    w.run_for(secs(6.0));
+    let requests: Vec<Duration> = w
+        .sent_since(B, answered)
+        .into_iter()
+        .filter(|(_, h, _)| h.exchange == ExchangeType::CREATE_CHILD_SA && !h.is_response())
+        .map(|(t, _, _)| t)
+        .collect();
+    assert_eq!(requests.len(), 1, "{}", w.dump());
+    let wait = requests[0] - answered;
+    assert!(
+        wait >= espada_ike::exchange::ike_sa::ANSWER_QUIET - secs(0.1)
+            && wait <= espada_ike::exchange::ike_sa::ANSWER_QUIET + secs(0.2),
+        "the IKE rekey went {wait:?} after the answer"
+    );
+    assert_eq!(
+        w.count(B, |e| matches!(e, Event::IkeRekeyed { .. })),
+        1,
+        "{}",
+        w.dump()
+    );
+    w.assert_tunnel_works();
+}
+
+#[test]
 fn cookie_is_demanded_and_the_retry_with_it_succeeds() {
     let mut cb = endpoint_config();
     cb.cookie_threshold = 0;

@@ -123,7 +123,16 @@ pub struct IkeSa {
     pub(crate) expires: Option<Instant>,
     /// When an authentic message (request or response) last arrived from the peer.
     last_heard: Option<Instant>,
+    /// When we last answered a CREATE_CHILD_SA request (see [`ANSWER_QUIET`]).
+    last_child_answer: Option<Instant>,
 }
+
+/// An IKE SA rekey of ours starts no sooner than this after our last answer to a
+/// CREATE_CHILD_SA request. If that answer was lost, the peer retransmits its request on this
+/// IKE SA (strongSwan after 4 s); a rekey that deleted the IKE SA first would make the peer
+/// drop the CHILD_SA it was creating while we keep ours — the two ends would then hold
+/// different CHILD_SAs (seen under forced collisions with lost answers).
+pub const ANSWER_QUIET: std::time::Duration = std::time::Duration::from_millis(4500);
 
 impl core::fmt::Debug for IkeSa {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -181,6 +190,7 @@ impl IkeSa {
             children: Vec::new(),
             expires: None,
             last_heard: None,
+            last_child_answer: None,
         }
     }
 
@@ -416,6 +426,9 @@ impl IkeSa {
         mid: u32,
         payloads: Vec<Payload>,
     ) {
+        if exchange == ExchangeType::CREATE_CHILD_SA {
+            self.last_child_answer = Some(ctx.now);
+        }
         let header = self.header(exchange, true, mid);
         let datagrams = self.seal(ctx, &header, &payloads);
         for d in &datagrams {
@@ -485,6 +498,11 @@ impl IkeSa {
             let Some((_, task)) = self.queue.remove(pos) else {
                 return;
             };
+            let quiet_until = self.last_child_answer.map(|t| t + ANSWER_QUIET);
+            if let Some(t) = quiet_until.filter(|&t| task == Task::RekeyIke && t > ctx.now) {
+                self.queue.push_back((t, task));
+                continue;
+            }
             self.start(ctx, task);
         }
     }
