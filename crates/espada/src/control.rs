@@ -441,6 +441,7 @@ impl Control {
                 let dp = self.cp.dataplane();
                 Ok(Response::Tunnels(views::tunnels(
                     &dp.sas,
+                    &dp.folded,
                     &dp.lc,
                     &self.runtime,
                     &status,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use espada_control::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
 use espada_dataplane::events::NoticeKind;
-use espada_dataplane::lifecycle::{self, Lifecycle};
+use espada_dataplane::lifecycle::{self, Lifecycle, Op};
 use espada_esp::sa::NattPorts;
 use espada_esp::{DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
 use espada_ike::exchange::ChildSaParams;
@@ -31,6 +31,22 @@ pub fn sa_key(s: &SaInfo) -> (TunnelId, bool, u32) {
     (s.tunnel, !s.inbound, s.spi)
 }
 
+/// Counters of a tunnel's SAs that left the data plane (retired after their grace period, or
+/// removed), so that `show tunnels` keeps counting across rekeys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Packets decapsulated.
+    pub packets_in: u64,
+    /// Bytes decapsulated.
+    pub bytes_in: u64,
+    /// Packets encapsulated.
+    pub packets_out: u64,
+    /// Bytes encapsulated.
+    pub bytes_out: u64,
+    /// Drops counted on the SAs.
+    pub drops: u64,
+}
+
 /// What the data plane needs per negotiated tunnel beyond what IKE says.
 #[derive(Clone, Copy, Debug)]
 pub struct DpTunnel {
@@ -47,6 +63,8 @@ pub struct LifecycleDp {
     tunnels: HashMap<TunnelId, DpTunnel>,
     /// Every installed SA, for `show sa`.
     pub sas: SaBook,
+    /// Counters of SAs no longer in `sas`, per tunnel.
+    pub folded: HashMap<TunnelId, Folded>,
     acks: VecDeque<(Ticket, Result<(), String>)>,
     notices: VecDeque<DpNotice>,
 }
@@ -65,9 +83,25 @@ impl LifecycleDp {
             lc,
             tunnels,
             sas: sas.into_iter().map(|s| (sa_key(&s), s)).collect(),
+            folded: HashMap::new(),
             acks: VecDeque::new(),
             notices: VecDeque::new(),
         }
+    }
+
+    /// Takes an SA out of the book, keeping its counters in the tunnel's [`Folded`].
+    fn fold_out(&mut self, key: (TunnelId, bool, u32)) {
+        let Some(s) = self.sas.remove(&key) else {
+            return;
+        };
+        let c = s.counters.snapshot();
+        let f = self.folded.entry(s.tunnel).or_default();
+        if s.inbound {
+            (f.packets_in, f.bytes_in) = (f.packets_in + c.packets, f.bytes_in + c.bytes);
+        } else {
+            (f.packets_out, f.bytes_out) = (f.packets_out + c.packets, f.bytes_out + c.bytes);
+        }
+        f.drops += c.total_drops();
     }
 
     fn config(&self, tunnel: TunnelId, dir: Direction, p: &ChildSaParams) -> SaConfig {
@@ -162,7 +196,6 @@ impl DataPlane for LifecycleDp {
             .lc
             .retire_inbound(tunnel, spi, now, GRACE, LINGER)
             .map_err(|e| e.to_string())?;
-        self.sas.remove(&(tunnel, false, spi));
         Ok(Self::ticket(t))
     }
 
@@ -171,7 +204,6 @@ impl DataPlane for LifecycleDp {
             .lc
             .remove_outbound(tunnel, spi)
             .map_err(|e| e.to_string())?;
-        self.sas.remove(&(tunnel, true, spi));
         Ok(Self::ticket(t))
     }
 
@@ -203,6 +235,13 @@ impl DataPlane for LifecycleDp {
     fn poll(&mut self, now: Instant) {
         self.lc.poll(now);
         while let Some(a) = self.lc.poll_ack() {
+            // A retired SA has left the slab (its grace period is over), a removed one too:
+            // its counters are final.
+            match (a.op, a.result.is_ok()) {
+                (Op::RetireInbound, true) => self.fold_out((a.tunnel, false, a.spi)),
+                (Op::RemoveOutbound, true) => self.fold_out((a.tunnel, true, a.spi)),
+                _ => {}
+            }
             self.acks.push_back((
                 Self::ticket(a.ticket),
                 a.result.map(drop).map_err(|e| e.to_string()),

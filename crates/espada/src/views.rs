@@ -14,7 +14,7 @@ use espada_dataplane::lifecycle::{InState, Lifecycle, OutState};
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_esp::DropReason;
 
-use crate::ike_dp::SaBook;
+use crate::ike_dp::{Folded, SaBook};
 
 /// Per-tunnel facts the control thread learns from events.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +95,7 @@ pub fn sas(sas: &SaBook, lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
 /// `show tunnels`.
 pub fn tunnels(
     sas: &SaBook,
+    folded: &std::collections::HashMap<u32, Folded>,
     lc: &Lifecycle,
     rt: &[TunnelRuntime],
     status: &[espada_control::TunnelStatus],
@@ -131,7 +132,14 @@ pub fn tunnels(
                 sas.range((id, false, 0)..=(id, true, u32::MAX))
                     .map(|(_, s)| s)
             };
-            let (mut pin, mut pout, mut bin, mut bout, mut drops) = (0, 0, 0, 0, 0);
+            let f = folded.get(&id).copied().unwrap_or_default();
+            let (mut pin, mut pout, mut bin, mut bout, mut drops) = (
+                f.packets_in,
+                f.packets_out,
+                f.bytes_in,
+                f.bytes_out,
+                f.drops,
+            );
             for s in mine() {
                 let c = s.counters.snapshot();
                 drops += c.total_drops();

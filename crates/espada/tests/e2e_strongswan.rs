@@ -90,6 +90,16 @@ fn storm(espada_initiates: bool, set: (&'static str, &'static str)) {
         "no loss either way through the rekeys: {report:?}\n{log}"
     );
     assert_eq!(report.duplicates(), 0, "{report:?}");
+    // The tunnel's counters count across its rekeys (retired SAs' packets are kept).
+    let tunnels = match lab.daemon.call(espada_admin::Request::ShowTunnels) {
+        espada_admin::Response::Tunnels(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        tunnels[0].packets_in >= 60_000 && tunnels[0].packets_out >= 60_000,
+        "show tunnels counts every packet: {:?}",
+        tunnels[0]
+    );
     let child = log.matches("CHILD_SA rekeyed").count();
     let ike = log.matches("IKE SA rekeyed").count();
     assert!(
