@@ -478,6 +478,19 @@ impl StreamReport {
     }
 }
 
+/// Gives every UDP flow through the MASQUERADE of `nat` (its public side `pub0`) a new
+/// source port (30000–30999) and forgets the old mappings (`conntrack -F`); returns when, in
+/// seconds since the epoch. Packets towards an old mapping are dropped from then on.
+pub fn change_nat_mapping(nat: &Netns) -> f64 {
+    sh(
+        nat,
+        "iptables -t nat -R POSTROUTING 1 -o pub0 -p udp -j MASQUERADE --to-ports 30000-30999",
+    );
+    let changed = epoch_now();
+    sh(nat, "conntrack -F");
+    changed
+}
+
 /// Seconds since the epoch, now.
 pub fn epoch_now() -> f64 {
     SystemTime::now()
