@@ -576,11 +576,7 @@ impl<D: DataPlane + 'static> ControlPlane<D> {
     /// first, then at most one per [`REFUSALS_EVERY`] with what was refused since the last.
     fn report_refusals(&mut self, now: Instant) {
         let seen = self.refused();
-        let new: Vec<u64> = seen
-            .iter()
-            .zip(self.refusals.0)
-            .map(|(a, b)| a - b)
-            .collect();
+        let new: [u64; 3] = std::array::from_fn(|k| seen[k] - self.refusals.0[k]);
         if new.iter().all(|&n| n == 0)
             || self
                 .refusals

@@ -49,15 +49,7 @@ impl UnknownSpiLog {
         cause: Option<&'static str>,
         now: Instant,
     ) -> Option<String> {
-        let class = match cause {
-            Some(c) => format!("{} ({c})", u.class.name()),
-            None => u.class.name().to_string(),
-        };
-        self.remember(u, &class);
-        let class = match cause {
-            Some(c) => format!("{} cause=\"{c}\"", u.class.name()),
-            None => u.class.name().to_string(),
-        };
+        self.remember(u, cause);
         if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&u.src) {
             let interval = self.interval;
             self.sources
@@ -72,7 +64,7 @@ impl UnknownSpiLog {
                 None
             }
             Some(s) => {
-                let line = format_line(u, &class, s.suppressed);
+                let line = format_line(u, cause, s.suppressed);
                 s.last_line = now;
                 s.suppressed = 0;
                 Some(line)
@@ -85,12 +77,12 @@ impl UnknownSpiLog {
                         suppressed: 0,
                     },
                 );
-                Some(format_line(u, &class, 0))
+                Some(format_line(u, cause, 0))
             }
         }
     }
 
-    fn remember(&mut self, u: &UnknownSpi, class: &str) {
+    fn remember(&mut self, u: &UnknownSpi, cause: Option<&'static str>) {
         if let Some(r) = self
             .recent
             .iter_mut()
@@ -106,7 +98,10 @@ impl UnknownSpiLog {
         }
         self.recent.push_back(UnknownSpiView {
             at_unix_ms: unix_ms(),
-            class: class.into(),
+            class: match cause {
+                Some(c) => format!("{} ({c})", u.class.name()),
+                None => u.class.name().into(),
+            },
             src: u.src,
             dst: u.dst,
             spi: u.spi,
@@ -130,10 +125,11 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn format_line(u: &UnknownSpi, class: &str, suppressed: u64) -> String {
+fn format_line(u: &UnknownSpi, cause: Option<&str>, suppressed: u64) -> String {
+    let cause = cause.map(|c| format!(" cause=\"{c}\"")).unwrap_or_default();
     format!(
-        "unknown SPI: class={} src={} dst={} spi=0x{:08x} seq=0x{:08x} len={} port={} encap={} suppressed_since_last={}",
-        class,
+        "unknown SPI: class={}{cause} src={} dst={} spi=0x{:08x} seq=0x{:08x} len={} port={} encap={} suppressed_since_last={}",
+        u.class.name(),
         u.src,
         u.dst,
         u.spi,

@@ -105,28 +105,15 @@ pub fn tunnels(
         .map(|(id, tun)| {
             let i = id as usize;
             let st = status.iter().find(|s| s.name == tun.spec.name);
-            let in_state = |s: InState| match s {
-                InState::Reserved => "reserved",
-                InState::Installing => "installing",
-                InState::Live => "live",
-                InState::Retiring => "retiring",
-                InState::Tombstone => "tombstone",
-            };
-            let out_state = |s: OutState| match s {
-                OutState::Installing => "installing",
-                OutState::Standby => "standby",
-                OutState::Active => "active",
-                OutState::Removing => "removing",
-            };
             let inbound = tun.inbound.iter().map(|b| TunnelSaView {
                 direction: Direction::Inbound,
                 spi: b.at.spi,
-                state: in_state(b.state).into(),
+                state: in_state_name(b.state).into(),
             });
             let outbound = tun.outbound.iter().map(|b| TunnelSaView {
                 direction: Direction::Outbound,
                 spi: b.spi,
-                state: out_state(b.state).into(),
+                state: out_state_name(b.state).into(),
             });
             let mine = || {
                 sas.range((id, false, 0)..=(id, true, u32::MAX))
@@ -191,6 +178,25 @@ pub fn tunnels(
             }
         })
         .collect()
+}
+
+fn in_state_name(s: InState) -> &'static str {
+    match s {
+        InState::Reserved => "reserved",
+        InState::Installing => "installing",
+        InState::Live => "live",
+        InState::Retiring => "retiring",
+        InState::Tombstone => "tombstone",
+    }
+}
+
+fn out_state_name(s: OutState) -> &'static str {
+    match s {
+        OutState::Installing => "installing",
+        OutState::Standby => "standby",
+        OutState::Active => "active",
+        OutState::Removing => "removing",
+    }
 }
 
 /// `show drops`: every reason of both tables, summed over the workers.

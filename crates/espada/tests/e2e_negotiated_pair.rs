@@ -335,12 +335,12 @@ impl Pair {
             "a CHILD_SA on both ends:\n{}",
             self.logs()
         );
-        let _ = ping(&self.lan_a, 3, "0.5");
+        let _ = swan::ping(&self.lan_a, B.lan_host, 3, "0.5");
         // From B's side too: with B the initiator, A's outbound SA waits and B's side would
         // see its first packet to its LAN host only in the 10 pings below.
-        let _ = ping_host(&self.lan_b, A.lan_host, 3, "0.5");
+        let _ = swan::ping(&self.lan_b, A.lan_host, 3, "0.5");
         std::thread::sleep(Duration::from_secs(2));
-        let out = ping(&self.lan_a, 10, "0.05");
+        let out = swan::ping(&self.lan_a, B.lan_host, 10, "0.05");
         assert!(
             out.contains("10 received"),
             "ping through the negotiated tunnel:\n{out}\n{}",
@@ -454,19 +454,6 @@ fn tunnel(d: &Daemon) -> TunnelView {
         Response::Tunnels(mut v) => v.remove(0),
         other => panic!("{other:?}"),
     }
-}
-
-fn ping(ns: &Netns, count: u32, interval: &str) -> String {
-    ping_host(ns, B.lan_host, count, interval)
-}
-
-fn ping_host(ns: &Netns, host: &str, count: u32, interval: &str) -> String {
-    let out = ns
-        .command("ping")
-        .args(["-c", &count.to_string(), "-i", interval, "-W", "2", host])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The wall-clock times of every log line containing `needle` after `after`.
@@ -909,12 +896,7 @@ fn a_peer_behind_a_nat_whose_mapping_changes_is_followed_by_the_other_espada() {
     );
     let stream = pair.stream(500, 20);
     std::thread::sleep(Duration::from_secs(3));
-    sh(
-        &pair.router,
-        "iptables -t nat -R POSTROUTING 1 -o a0 -p udp -j MASQUERADE --to-ports 30000-30999",
-    );
-    let changed = swan::epoch_now();
-    sh(&pair.router, "conntrack -F");
+    let changed = swan::change_nat_mapping(&pair.router, "a0");
     let report = stream.finish();
     let alog = pair.a.log_text();
     let moved = swan::log_time(&alog, &format!("peer moved to {ROUTER_A}:30"), changed)

@@ -42,7 +42,7 @@ fn a_trapped_tunnel_is_negotiated_by_the_first_packet_and_carries_traffic_within
     let first = swan::epoch_now();
     // One ping a second: the first meets no SA (dropped, counted, and the acquire starts
     // IKE); the tunnel is up for the next ones.
-    let out = swan::ping(&lab.lan, 6, "1");
+    let out = swan::ping(&lab.lan, swan::PEER_HOST, 6, "1");
     let log = lab.daemon.log_text();
     let up = swan::log_time(&log, "CHILD_SA established", first)
         .unwrap_or_else(|| panic!("negotiated on traffic:\n{log}"));

@@ -154,7 +154,7 @@ fn espada_behind_a_masquerading_nat_reaches_strongswan_and_survives_a_mapping_ch
     std::thread::sleep(Duration::from_secs(3));
     // A new mapping with another source port: charon's packets to the old one are dropped by
     // the NAT until an authenticated IKE message from the new one moves charon over.
-    let changed = swan::change_nat_mapping(nat);
+    let changed = swan::change_nat_mapping(nat, "pub0");
     let report = stream.finish();
     let back = report.back_after(changed + 0.1).unwrap_or(changed);
     let mapping = nat.exec(&["conntrack", "-L", "-p", "udp"]).unwrap();
@@ -190,7 +190,7 @@ fn a_peer_behind_a_nat_whose_mapping_changes_is_followed_by_espadas_outbound_sa(
     let nat = lab.nat.as_ref().unwrap();
     let stream = lab.stream(200, 20);
     std::thread::sleep(Duration::from_secs(3));
-    let changed = swan::change_nat_mapping(nat);
+    let changed = swan::change_nat_mapping(nat, "pub0");
     let report = stream.finish();
     let log = lab.daemon.log_text();
     let moved = swan::log_time(&log, "peer moved to 198.51.100.2:30", changed)

@@ -21,6 +21,9 @@ use super::{Daemon, sh};
 
 pub const PSK: &str = "espada-e2e-psk-0123456789abcdef";
 
+/// The host behind charon (on its loopback).
+pub const PEER_HOST: &str = "203.0.113.1";
+
 /// X25519 for IKE, no PFS on rekeys.
 pub const SET_X25519: (&str, &str) = ("aes128gcm16-prfsha256-x25519", "aes128gcm16");
 /// ECP-384 for IKE, PFS with MODP-2048 on every CHILD_SA rekey.
@@ -339,9 +342,9 @@ impl SwanLab {
     /// from the initiator, or 2 s after IKE_AUTH).
     pub fn wait_up(&self) {
         self.charon.swan(&["wait-sa", "charon", "lab", "20"]);
-        let _ = ping(&self.lan, 3, "0.5");
+        let _ = ping(&self.lan, PEER_HOST, 3, "0.5");
         std::thread::sleep(Duration::from_secs(2));
-        let out = ping(&self.lan, 10, "0.05");
+        let out = ping(&self.lan, PEER_HOST, 10, "0.05");
         assert!(
             out.contains("10 received"),
             "ping through the negotiated tunnel:\n{out}\nespada log:\n{}",
@@ -353,7 +356,7 @@ impl SwanLab {
     pub fn stream(&self, pps: u32, seconds: u32) -> Stream {
         stream_between(
             (&self.lan, "192.0.2.10"),
-            (&self.peer, "203.0.113.1"),
+            (&self.peer, PEER_HOST),
             pps,
             seconds,
         )
@@ -369,18 +372,11 @@ pub fn stream_between(lan: (&Netns, &str), peer: (&Netns, &str), pps: u32, secon
     }
 }
 
-pub fn ping(ns: &Netns, count: u32, interval: &str) -> String {
+/// `ping -c COUNT -i INTERVAL -W 2 HOST` from `ns`; its standard output.
+pub fn ping(ns: &Netns, host: &str, count: u32, interval: &str) -> String {
     let out = ns
         .command("ping")
-        .args([
-            "-c",
-            &count.to_string(),
-            "-i",
-            interval,
-            "-W",
-            "2",
-            "203.0.113.1",
-        ])
+        .args(["-c", &count.to_string(), "-i", interval, "-W", "2", host])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -478,13 +474,16 @@ impl StreamReport {
     }
 }
 
-/// Gives every UDP flow through the MASQUERADE of `nat` (its public side `pub0`) a new
-/// source port (30000–30999) and forgets the old mappings (`conntrack -F`); returns when, in
-/// seconds since the epoch. Packets towards an old mapping are dropped from then on.
-pub fn change_nat_mapping(nat: &Netns) -> f64 {
+/// Gives every UDP flow through the MASQUERADE of `nat` (its first POSTROUTING rule, out of
+/// `public`) a new source port (30000–30999) and forgets the old mappings (`conntrack -F`);
+/// returns when, in seconds since the epoch. Packets towards an old mapping are dropped from
+/// then on.
+pub fn change_nat_mapping(nat: &Netns, public: &str) -> f64 {
     sh(
         nat,
-        "iptables -t nat -R POSTROUTING 1 -o pub0 -p udp -j MASQUERADE --to-ports 30000-30999",
+        &format!(
+            "iptables -t nat -R POSTROUTING 1 -o {public} -p udp -j MASQUERADE --to-ports 30000-30999"
+        ),
     );
     let changed = epoch_now();
     sh(nat, "conntrack -F");
