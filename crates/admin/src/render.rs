@@ -475,6 +475,7 @@ fn render_workers(workers: &[WorkerView]) -> String {
         ("BUSY%", true),
         ("GEN", true),
         ("SAS", true),
+        ("KEY-MISS", true),
     ]);
     for w in workers {
         t.row(vec![
@@ -497,6 +498,7 @@ fn render_workers(workers: &[WorkerView]) -> String {
                 .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
             w.table_generation.to_string(),
             w.owned_sas.to_string(),
+            w.key_cache_misses.to_string(),
         ]);
     }
     let mut out = String::new();
@@ -564,6 +566,8 @@ mod tests {
             idle_polls: 0,
             table_generation: 0,
             owned_sas: 0,
+            key_cache_hits: 0,
+            key_cache_misses: 0,
         };
         let text = render_workers(&[w]);
         let row = text.lines().nth(1).unwrap();

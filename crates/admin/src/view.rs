@@ -236,6 +236,13 @@ pub struct WorkerView {
     pub table_generation: u64,
     /// SAs whose sequence/replay state this worker owns.
     pub owned_sas: u32,
+    /// Packets whose SA's key schedule was in the worker's key cache.
+    #[serde(default)]
+    pub key_cache_hits: u64,
+    /// Packets whose SA's key schedule the worker rebuilt from its raw key (many misses: more
+    /// busy SAs than the cache has lines).
+    #[serde(default)]
+    pub key_cache_misses: u64,
 }
 
 impl WorkerView {

@@ -30,6 +30,7 @@
 mod diag;
 mod model;
 mod negotiate;
+mod overlap;
 mod raw;
 mod secret;
 mod validate;
@@ -200,6 +201,7 @@ const KNOWN_KEYS: &[&str] = &[
     "local_ts",
     "remote_ts",
     "replay_window",
+    "allow_overlap",
     "esn",
     "static_sa",
     "inbound",

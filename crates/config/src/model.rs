@@ -242,7 +242,8 @@ pub struct Tunnel {
     pub local_ts: Vec<Prefix>,
     /// Remote traffic selectors (networks, no host bits).
     pub remote_ts: Vec<Prefix>,
-    /// Anti-replay window in packets: a power of two in 64..=65536 (default 1024).
+    /// Anti-replay window in packets: 32..=65536 (default 1024), or 0 for anti-replay off
+    /// (labs; warned).
     pub replay_window: u32,
     /// 64-bit extended sequence numbers.
     pub esn: bool,

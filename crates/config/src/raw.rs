@@ -183,6 +183,8 @@ pub(crate) struct RawTunnel {
     pub dpd: Option<S<RawDpd>>,
     #[serde(default)]
     pub start: Option<S<RawStart>>,
+    #[serde(default)]
+    pub allow_overlap: Option<bool>,
 }
 
 impl RawTunnel {

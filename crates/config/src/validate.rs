@@ -3,6 +3,7 @@
 use crate::diag::Diagnostic;
 use crate::model::*;
 use crate::negotiate;
+use crate::overlap;
 use crate::raw::*;
 use crate::secret::Secret;
 use serde_saphyr::Location;
@@ -69,6 +70,7 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
     let mut tunnels = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut inbound_spis: HashMap<u32, (usize, u64)> = HashMap::new();
+    let mut facts = Vec::with_capacity(raw.tunnels.len());
     for (i, t) in raw.tunnels.iter().enumerate() {
         let path = format!("tunnels[{i}]");
         if let Some(first) = names.insert(t.name.value.clone(), i) {
@@ -96,6 +98,23 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
             .map(RawNegotiation::as_ref)
             .unwrap_or_default();
         let tunnel = tunnel(t, &path, lab, families, outside, defaults, cx);
+        facts.push(overlap::TunnelFacts {
+            index: i,
+            name: t.name.value.clone(),
+            remote_ts: t
+                .remote_ts
+                .value
+                .iter()
+                .filter_map(|s| Some((s.value.parse::<Prefix>().ok()?, s.referenced)))
+                .filter(|(p, _)| p.network() == *p)
+                .collect(),
+            allow_overlap: t.allow_overlap.unwrap_or(false),
+            peer: t.peer.value.parse().ok().map(|a| (a, t.peer.referenced)),
+            remote_id: tunnel
+                .as_ref()
+                .and_then(|t| t.negotiated.as_ref())
+                .map(|n| n.remote_id.to_string()),
+        });
         if let Some(sa) = t.static_sa.as_ref() {
             let spi = &sa.value.inbound.spi;
             if let Ok(v) = u32::try_from(spi.value)
@@ -119,6 +138,8 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
         }
         tunnels.extend(tunnel);
     }
+    overlap::remote_selectors(&facts, cx);
+    overlap::peers(&facts, cx);
     let logging = logging(raw.logging.as_ref(), cx);
     let admin = admin(raw.admin.as_ref(), cx);
     if let (Some(cores), Some(outside), Some(inside), Some(appliance), Some(logging), Some(admin)) =
@@ -633,14 +654,23 @@ fn tunnel(
     let remote_ts = selectors(&raw.remote_ts, &format!("{path}.remote_ts"), cx);
     let replay_window = match &raw.replay_window {
         None => DEFAULT_REPLAY_WINDOW,
-        Some(w) if (64..=65536).contains(&w.value) && w.value.is_power_of_two() => w.value,
+        Some(w) if w.value == 0 => {
+            cx.warnings.push(format!(
+                "tunnel `{}`: replay_window 0 turns anti-replay off (RFC 4303 §3.4.3): replayed \
+                 ESP packets are accepted. Lab use only",
+                raw.name.value
+            ));
+            0
+        }
+        Some(w) if (32..=65536).contains(&w.value) => w.value,
         Some(w) => {
-            let near = w.value.clamp(64, 65536).next_power_of_two().min(65536);
+            let near = w.value.clamp(32, 65536);
             cx.error(
                 &w.referenced,
                 &format!("{path}.replay_window"),
                 format!("replay window {} is not supported", w.value),
-                "expected a power of two from 64 to 65536",
+                "expected 32 to 65536 packets (RFC 4303 §3.4.3; 64 is the RFC's default, 1024 \
+                 espada's), or 0 to turn anti-replay off in a lab",
                 Some(format!("e.g. `replay_window: {near}`")),
             );
             DEFAULT_REPLAY_WINDOW

@@ -5,6 +5,10 @@
 //!   directory lookup of the SPI, the owner's slab slot, the SPI compare, the replay check and a
 //!   counter bump — `n` SAs installed through the lifecycle API, SPIs in random order (issue 13
 //!   goal: n = 1M ≤ 1.3× n = 1). The cipher itself is measured in crates/esp's benches.
+//! - `inbound_open/<n>/<lines>`: `inbound_state` plus what the cipher needs: the SA's key
+//!   schedule from a worker key cache of `lines` lines (`keep`: 2n lines, every schedule kept,
+//!   the layout of a schedule stored with each SA; `default`: 16,384 lines, rebuilt from the raw
+//!   key on a miss) and the AES-128-GCM open of a 64-byte ESP payload.
 //! - `control_change/<n>`: the control thread's cost of one SA change with `n` SAs installed:
 //!   allocate an SPI, install an inbound SA (slab command, reply, directory, publication,
 //!   acknowledgement), then retire it (tombstone, out of the slab, forgotten) — the worker side
@@ -26,7 +30,9 @@ use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec, WorkerParts};
 use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_dataplane::tables::Iface;
-use espada_esp::{Backend, Direction, InboundSa, SaConfig};
+use espada_esp::aead::GcmAead;
+use espada_esp::keys::DEFAULT_CACHE_LINES;
+use espada_esp::{AeadEngine, Backend, Direction, InboundSa, KeyCache, SaConfig};
 use espada_lookup::sad::Lookup;
 
 const BURST: usize = 32;
@@ -148,6 +154,77 @@ fn inbound_state(c: &mut Criterion) {
     g.finish();
 }
 
+fn inbound_open(c: &mut Criterion) {
+    let mut g = c.benchmark_group("inbound_open");
+    g.throughput(Throughput::Elements(BURST as u64));
+    // Every SA has the key of `inbound`, so one sealed payload opens under any of them (the
+    // cache still keeps one schedule per SA: it tells keys apart by SA, not by bytes).
+    let (nonce, aad) = ([3u8; 12], [5u8; 8]);
+    let mut sealed = [0x5au8; 64];
+    let tag = AeadEngine::new(Backend::Ring, &[7u8; 16])
+        .unwrap()
+        .seal(&nonce, &aad, &mut sealed)
+        .unwrap();
+    for n in sizes() {
+        let (lc, mut parts, mut spis) = populated(1, n);
+        shuffle(&mut spis, 0x9e37_79b9_7f4a_7c15);
+        while spis.len() % BURST != 0 || spis.len() < BURST {
+            spis.push(spis[spis.len() % n as usize]);
+        }
+        let sad = lc.tables().sad.clone();
+        let stats = WorkerStats::default();
+        let slab = &mut parts[0].slab;
+        for (name, lines) in [("keep", 2 * n as usize), ("default", DEFAULT_CACHE_LINES)] {
+            let mut keys = KeyCache::new(lines);
+            // Warm: every SA's schedule built once, as after its first packet.
+            for &spi in &spis {
+                if let Lookup::Live { slot, .. } = sad.lookup(spi) {
+                    let e = slab.inbound(slot).unwrap();
+                    black_box(keys.engine(e.sa.key()).is_some());
+                }
+            }
+            let warm = keys.stats();
+            let mut at = 0usize;
+            let id = BenchmarkId::new(name, n);
+            g.bench_with_input(id, &n, |b, _| {
+                b.iter(|| {
+                    let mut ok = 0u32;
+                    for &spi in &spis[at..at + BURST] {
+                        let Lookup::Live { slot, .. } = sad.lookup(black_box(spi)) else {
+                            continue;
+                        };
+                        let Some(e) = slab.inbound(slot).filter(|e| e.sa.spi() == spi) else {
+                            continue;
+                        };
+                        if e.sa.replay().check(black_box(1)).is_err() {
+                            continue;
+                        }
+                        let Some(engine) = keys.engine(e.sa.key()) else {
+                            continue;
+                        };
+                        let mut buf = sealed;
+                        ok += u32::from(engine.open(&nonce, &aad, &mut buf, &tag).is_ok());
+                        stats.add(Counter::EspDecap, 1);
+                    }
+                    at = (at + BURST) % spis.len();
+                    assert_eq!(ok, BURST as u32, "every packet opens");
+                    black_box(ok)
+                })
+            });
+            let s = keys.stats();
+            let (hits, misses) = (s.hits - warm.hits, s.misses - warm.misses);
+            println!(
+                "inbound_open/{name}/{n}: {} lines, {:.1} % hits",
+                keys.lines(),
+                100.0 * hits as f64 / (hits + misses).max(1) as f64
+            );
+        }
+        drop(parts);
+        drop(lc);
+    }
+    g.finish();
+}
+
 fn control_change(c: &mut Criterion) {
     let mut g = c.benchmark_group("control_change");
     g.throughput(Throughput::Elements(1));
@@ -250,6 +327,7 @@ fn installs_with_workers(c: &mut Criterion) {
 criterion_group!(
     benches,
     inbound_state,
+    inbound_open,
     control_change,
     installs_with_workers
 );

@@ -35,6 +35,8 @@ dp_drops! {
     BadIpHeader = ("bad_ip_header", "cleartext IP header malformed or truncated"),
     /// Outside packet addressed to an address that is not the box's.
     NotForUs = ("not_for_us", "outside packet not addressed to this box"),
+    /// ESP with SPI 0 or 1–255 (RFC 4303 §2.1: reserved), which no SA can have.
+    ReservedSpi = ("reserved_spi", "ESP with SPI 0 or 1-255, reserved by RFC 4303 §2.1: no SA can have one (forged or broken sender)"),
     /// ESP whose SPI was deleted recently (a late packet after a rekey).
     UnknownSpiTombstone = ("unknown_spi_tombstone", "ESP for a recently retired SA, past its grace period (the recent list says why: retired by rekey, peer restarted, peer declared dead, deleted)"),
     /// ESP from a configured peer whose SPI matches no SA (the two ends are out of sync).

@@ -298,12 +298,20 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
 /// the owner's, so the owner sees the entry the sender saw or a later one (coherence), never an
 /// older one; and an entry is Live only while its slab slot holds the SA (filled before the
 /// entry is installed, emptied after it is retired), which the SPI compare below re-checks.
+/// SPIs 1–255 are reserved by IANA and 0 is never sent on the wire (RFC 4303 §2.1): no SA has
+/// one (espada allocates none, the configuration refuses static ones), so they are not
+/// unknown SPIs of a peer.
+const RESERVED_SPIS: u32 = 256;
+
 fn esp_classified<B: PacketBuf>(
     m: &mut B,
     cx: &mut Ctx<'_>,
     handed_off: bool,
     f: EspFacts,
 ) -> Verdict {
+    if f.spi < RESERVED_SPIS {
+        return drop_dp(DpDrop::ReservedSpi);
+    }
     let (owner, slot) = match cx.t.sad.lookup(f.spi) {
         Lookup::Live { owner, slot, .. } => (owner, slot),
         Lookup::Tombstone { .. } => {
@@ -328,10 +336,14 @@ fn esp_classified<B: PacketBuf>(
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
-    let Some(e) = cx.sas.inbound(slot).filter(|e| e.sa.spi() == f.spi) else {
+    let Some((e, keys)) = cx
+        .sas
+        .inbound_keyed(slot)
+        .filter(|(e, _)| e.sa.spi() == f.spi)
+    else {
         return drop_dp(DpDrop::NotOwner);
     };
-    let r = e.sa.decap(m);
+    let r = e.sa.decap(keys, m);
     let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
     e.hard_noticed |= hard_first;
     // Inner addresses and the selector check (RFC 4301 §5.2 step 4) while the slot is borrowed.
@@ -436,14 +448,14 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
-    let Some(e) = cx.sas.outbound(sa_ref.slot) else {
+    let Some((e, keys)) = cx.sas.outbound_keyed(sa_ref.slot) else {
         return drop_dp(DpDrop::NoOutboundSa);
     };
     if !selects(&e.policy.local_ts, src) {
         return drop_dp(DpDrop::PolicyMismatch);
     }
     let (spi, hop, peer) = (e.sa.spi(), e.hop, e.peer);
-    let r = e.sa.encap(m);
+    let r = e.sa.encap(keys, m);
     let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
     if hard_first {
         e.hard_noticed = true;

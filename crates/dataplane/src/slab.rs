@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use espada_config::Prefix;
-use espada_esp::{InboundSa, OutboundSa};
+use espada_esp::keys::DEFAULT_CACHE_LINES;
+use espada_esp::{InboundSa, KeyCache, OutboundSa};
 
 use crate::tables::TunnelId;
 
@@ -36,7 +37,9 @@ pub struct Policy {
     pub remote_ts: Vec<Prefix>,
 }
 
-/// An inbound SA and what forwarding its packets needs.
+/// An inbound SA and what forwarding its packets needs. Cache-line aligned, the SA's hot state
+/// first; five cache lines with the replay bitmap of windows up to 1024.
+#[repr(C, align(64))]
 pub struct InboundSlot {
     /// The SA.
     pub sa: InboundSa,
@@ -48,7 +51,9 @@ pub struct InboundSlot {
     pub hard_noticed: bool,
 }
 
-/// An outbound SA and what forwarding its packets needs.
+/// An outbound SA and what forwarding its packets needs. Cache-line aligned, the SA's hot state
+/// first; four cache lines.
+#[repr(C, align(64))]
 pub struct OutboundSlot {
     /// The SA.
     pub sa: OutboundSa,
@@ -63,6 +68,13 @@ pub struct OutboundSlot {
     /// A hard-expiry notice was sent.
     pub hard_noticed: bool,
 }
+
+/// Bytes of an [`InboundSlot`] (the figure behind docs/performance.md, "Bytes per SA").
+pub const INBOUND_SLOT_BYTES: usize = 320;
+/// Bytes of an [`OutboundSlot`].
+pub const OUTBOUND_SLOT_BYTES: usize = 256;
+const _: () = assert!(size_of::<InboundSlot>() <= INBOUND_SLOT_BYTES);
+const _: () = assert!(size_of::<OutboundSlot>() <= OUTBOUND_SLOT_BYTES);
 
 impl InboundSlot {
     /// A slot for `sa` of `tunnel`.
@@ -197,12 +209,15 @@ pub enum Reply {
     },
 }
 
-/// The SAs one worker owns. The slot vectors are sized when the slab is built (on the control
-/// thread) and never grow, so a worker never allocates or frees SA storage; an occupied slot is
-/// never overwritten.
+/// The SAs one worker owns and the expanded key schedules of those it is busy with
+/// ([`KeyCache`]). The slot vectors and the cache are sized when the slab is built (on the
+/// control thread) and never grow, so a worker never allocates or frees SA storage; an occupied
+/// slot is never overwritten. An SA taken out has its cached schedule wiped here, on the worker,
+/// before it goes back to the control thread.
 pub struct Slab {
     inbound: Vec<Option<Box<InboundSlot>>>,
     outbound: Vec<Option<Box<OutboundSlot>>>,
+    keys: KeyCache,
 }
 
 impl Default for Slab {
@@ -234,12 +249,14 @@ fn take<T>(v: &mut [Option<Box<T>>], slot: u32, has: impl Fn(&T) -> bool) -> Opt
 }
 
 impl Slab {
-    /// A slab of `slots` slots per direction.
+    /// A slab of `slots` slots per direction, with a key cache of
+    /// [`DEFAULT_CACHE_LINES`] lines (fewer for a slab that cannot hold that many SAs).
     pub fn with_capacity(slots: u32) -> Self {
         let n = slots as usize;
         Slab {
             inbound: (0..n).map(|_| None).collect(),
             outbound: (0..n).map(|_| None).collect(),
+            keys: KeyCache::new(DEFAULT_CACHE_LINES.min(2 * n)),
         }
     }
 
@@ -273,16 +290,20 @@ impl Slab {
                     Err(entry) => Reply::RefusedOutbound { slot, entry },
                 }
             }
-            Command::RemoveInbound { slot, spi } => Reply::RemovedInbound {
-                slot,
-                spi,
-                entry: take(&mut self.inbound, slot, |e| e.sa.spi() == spi),
-            },
-            Command::RemoveOutbound { slot, spi } => Reply::RemovedOutbound {
-                slot,
-                spi,
-                entry: take(&mut self.outbound, slot, |e| e.sa.spi() == spi),
-            },
+            Command::RemoveInbound { slot, spi } => {
+                let entry = take(&mut self.inbound, slot, |e| e.sa.spi() == spi);
+                if let Some(e) = &entry {
+                    self.keys.wipe(e.sa.key());
+                }
+                Reply::RemovedInbound { slot, spi, entry }
+            }
+            Command::RemoveOutbound { slot, spi } => {
+                let entry = take(&mut self.outbound, slot, |e| e.sa.spi() == spi);
+                if let Some(e) = &entry {
+                    self.keys.wipe(e.sa.key());
+                }
+                Reply::RemovedOutbound { slot, spi, entry }
+            }
             Command::RetargetOutbound {
                 slot,
                 spi,
@@ -315,6 +336,25 @@ impl Slab {
         self.outbound.get_mut(slot as usize)?.as_deref_mut()
     }
 
+    /// The inbound SA in `slot` and the key cache to process its packets with.
+    #[inline]
+    pub fn inbound_keyed(&mut self, slot: u32) -> Option<(&mut InboundSlot, &mut KeyCache)> {
+        let e = self.inbound.get_mut(slot as usize)?.as_deref_mut()?;
+        Some((e, &mut self.keys))
+    }
+
+    /// The outbound SA in `slot` and the key cache to process its packets with.
+    #[inline]
+    pub fn outbound_keyed(&mut self, slot: u32) -> Option<(&mut OutboundSlot, &mut KeyCache)> {
+        let e = self.outbound.get_mut(slot as usize)?.as_deref_mut()?;
+        Some((e, &mut self.keys))
+    }
+
+    /// The worker's key cache (hits and misses for the stats).
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
     /// SAs held (inbound, outbound).
     pub fn occupied(&self) -> (usize, usize) {
         (
@@ -327,7 +367,7 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use espada_esp::{Backend, Direction, SaConfig};
+    use espada_esp::{Backend, Direction, OutboundSa, SaConfig};
 
     fn inbound(spi: u32) -> Box<InboundSlot> {
         let (a, b) = (
@@ -405,5 +445,73 @@ mod tests {
             Reply::Installed { slot: 1, .. }
         ));
         assert_eq!(slab.occupied(), (1, 0));
+    }
+
+    /// An ESP packet sealed by the peer's outbound SA.
+    fn esp_from_peer(peer: &mut OutboundSa, keys: &mut KeyCache) -> espada_buf::VecBuf {
+        let mut inner = [0u8; 20];
+        inner[0] = 0x45;
+        inner[3] = 20;
+        let mut b = espada_buf::VecBuf::new(
+            espada_esp::MAX_ENCAP_HEADROOM,
+            &inner,
+            espada_esp::MAX_ENCAP_TAILROOM,
+        );
+        peer.encap(keys, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_removed_sa_leaves_no_schedule_in_the_workers_key_cache() {
+        let (a, b) = (
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let mut peer = OutboundSa::new(
+            SaConfig::new(0x1001, Direction::Outbound, a, b),
+            &[7u8; 20],
+            Backend::Ring,
+        )
+        .unwrap();
+        let mut peer_keys = KeyCache::new(2);
+        let mut slab = Slab::with_capacity(4);
+        let decap = |slab: &mut Slab, pkt: &mut espada_buf::VecBuf| {
+            let (e, keys) = slab.inbound_keyed(1).unwrap();
+            e.sa.decap(keys, pkt).unwrap();
+        };
+        let install = |slab: &mut Slab, entry| {
+            assert!(matches!(
+                slab.apply(Command::InstallInbound { slot: 1, entry }),
+                Reply::Installed { .. }
+            ));
+        };
+        install(&mut slab, inbound(0x1001));
+        for _ in 0..3 {
+            decap(&mut slab, &mut esp_from_peer(&mut peer, &mut peer_keys));
+        }
+        assert_eq!(
+            (slab.keys().stats().hits, slab.keys().stats().misses),
+            (2, 1)
+        );
+        // A remove naming another SPI takes nothing and wipes nothing.
+        slab.apply(Command::RemoveInbound {
+            slot: 1,
+            spi: 0x9999,
+        });
+        decap(&mut slab, &mut esp_from_peer(&mut peer, &mut peer_keys));
+        assert_eq!(slab.keys().stats().misses, 1);
+        // Removed: its line is wiped, so the same SA put back builds its schedule again.
+        let Reply::RemovedInbound { entry: Some(e), .. } = slab.apply(Command::RemoveInbound {
+            slot: 1,
+            spi: 0x1001,
+        }) else {
+            panic!("not removed");
+        };
+        install(&mut slab, e);
+        decap(&mut slab, &mut esp_from_peer(&mut peer, &mut peer_keys));
+        assert_eq!(
+            (slab.keys().stats().hits, slab.keys().stats().misses),
+            (3, 2)
+        );
     }
 }

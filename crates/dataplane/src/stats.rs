@@ -69,6 +69,11 @@ counters! {
     IdlePolls = "idle_polls",
     /// Table generation the worker runs on.
     TableGeneration = "table_generation",
+    /// Packets whose SA's expanded key schedule was in the worker's key cache.
+    KeyCacheHits = "key_cache_hits",
+    /// Packets whose SA's key schedule the worker built from the raw key (an SA's first packet
+    /// on this worker, or more busy SAs than the cache has lines: docs/performance.md).
+    KeyCacheMisses = "key_cache_misses",
 }
 
 impl Default for WorkerStats {

@@ -215,6 +215,9 @@ impl Worker {
             }
             let t = tables.quiescent();
             stats.set(Counter::TableGeneration, t.generation);
+            let k = slab.keys().stats();
+            stats.set(Counter::KeyCacheHits, k.hits);
+            stats.set(Counter::KeyCacheMisses, k.misses);
             samples.refill(dpdk::rdtsc());
             let mut cx = Ctx {
                 me: id,

@@ -13,6 +13,7 @@ use espada_dataplane::drops::{DpDrop, Why};
 use espada_dataplane::lifecycle::{LifecycleError, Op, WorkerParts};
 use espada_dataplane::pipeline::{self, Verdict};
 use espada_dataplane::slab::COMMAND_RING;
+use espada_esp::KeyCache;
 use espada_esp::{Backend, Direction, InboundSa, OutboundSa, SaConfig};
 
 /// Worker `w` applies every command it has (as at the top of its loop, before adopting).
@@ -51,7 +52,7 @@ fn peer_seal(spi: u32) -> OutboundSa {
 fn esp_frame(seal: &mut OutboundSa) -> espada_buf::VecBuf {
     let inner = ipv4_udp([203, 0, 113, 5], [192, 0, 2, 10], 2, 1, b"hello");
     let mut b = espada_buf::VecBuf::new(128, &inner, 64);
-    seal.encap(&mut b).unwrap();
+    seal.encap(&mut KeyCache::new(2), &mut b).unwrap();
     buf(&ether(BOX_OUT_MAC, PEER_MAC, 0x0800, b.data()))
 }
 

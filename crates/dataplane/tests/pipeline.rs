@@ -12,6 +12,7 @@ use espada_dataplane::lifecycle::SaNotice;
 use espada_dataplane::pipeline::{self, HandoffKind, Verdict};
 use espada_dataplane::stats::Counter;
 use espada_esp::DropReason;
+use espada_esp::KeyCache;
 
 fn lan_to_remote(payload: &[u8]) -> Vec<u8> {
     ipv4_udp([192, 0, 2, 10], [203, 0, 113, 5], 1000, 2000, payload)
@@ -39,7 +40,9 @@ fn cleartext_from_the_lan_leaves_as_esp_the_peer_can_open() {
             "outer protocol"
         );
         let mut outer = VecBuf::new(0, &m.data()[14..], 0);
-        s.peer_in.decap(&mut outer).expect("the peer opens it");
+        s.peer_in
+            .decap(&mut KeyCache::new(2), &mut outer)
+            .expect("the peer opens it");
         assert_eq!(outer.data(), &inner[..], "byte-exact inner packet");
         assert_eq!(s.stats.get(Counter::EspEncap), 1);
     }
@@ -171,6 +174,37 @@ fn unknown_spis_are_classified_and_reported_with_their_details() {
         assert_eq!(
             (u.class, u.spi, u.seq, u.src, u.len),
             (class, spi, 7, std::net::IpAddr::from(src), p.len() as u32)
+        );
+    }
+}
+
+#[test]
+fn reserved_spis_have_their_own_drop_reason_and_raise_no_unknown_spi_event() {
+    let mut s = site(1, false);
+    for (spi, drop) in [
+        (0u32, DpDrop::ReservedSpi),
+        (1, DpDrop::ReservedSpi),
+        (255, DpDrop::ReservedSpi),
+        (256, DpDrop::UnknownSpiKnownPeer),
+    ] {
+        let mut p = ipv4_udp([198, 51, 100, 2], [198, 51, 100, 1], 0, 0, &[0; 40]);
+        p[9] = 50; // ESP
+        p[20..24].copy_from_slice(&spi.to_be_bytes());
+        p[24..28].copy_from_slice(&7u32.to_be_bytes());
+        p[10..12].copy_from_slice(&[0, 0]);
+        let c = csum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut m = buf(&ether(BOX_OUT_MAC, PEER_MAC, 0x0800, &p));
+        assert_eq!(
+            pipeline::outside_frame(&mut m, &mut s.ctx(0)),
+            Verdict::Drop(Why::Dp(drop)),
+            "SPI {spi}"
+        );
+        let events = s.drain_events().len();
+        assert_eq!(
+            events,
+            usize::from(spi >= 256),
+            "SPI {spi}: unknown-SPI samples"
         );
     }
 }

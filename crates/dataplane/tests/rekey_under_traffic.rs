@@ -30,7 +30,7 @@ use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_dataplane::tables::Iface;
 use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
-use espada_esp::{Backend, Direction, InboundSa, OutboundSa, SaConfig};
+use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
 const TUNNELS: u32 = 10_000;
 const REKEYS: u32 = 3;
@@ -191,6 +191,8 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
         ],
     };
     let t0 = Instant::now();
+    // The peer's key schedules (the test thread plays the peer of every tunnel).
+    let mut peer_keys = KeyCache::new(espada_esp::keys::DEFAULT_CACHE_LINES);
     let mut tuns: Vec<Tun> = Vec::with_capacity(TUNNELS as usize);
     for t in 0..TUNNELS {
         let id = lc
@@ -383,7 +385,7 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
             let t = order(sent % TUNNELS);
             let tun = &mut tuns[t as usize];
             let mut esp = VecBuf::new(128, &inner_in(t, tun.sent_in), 64);
-            tun.seal.encap(&mut esp).unwrap();
+            tun.seal.encap(&mut peer_keys, &mut esp).unwrap();
             tun.sent_in += 1;
             let frames = [
                 (
@@ -439,7 +441,8 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
                 let t = spi.wrapping_sub(0x1000_0000) % TUNNELS;
                 let tun = &mut tuns[t as usize];
                 let sa = tun.open.get_mut(&spi).expect("an SPI the peer knows");
-                sa.decap(&mut outer).expect("the peer opens every packet");
+                sa.decap(&mut peer_keys, &mut outer)
+                    .expect("the peer opens every packet");
                 assert_eq!(
                     outer.data(),
                     &inner_out(t, tun.got_out)[..],
@@ -561,7 +564,7 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
         let tun = &mut tuns[t as usize];
         let seal = tun.retired_seal.as_mut().unwrap();
         let mut esp = VecBuf::new(128, &inner_in(t, 0), 64);
-        seal.encap(&mut esp).unwrap();
+        seal.encap(&mut peer_keys, &mut esp).unwrap();
         let mut m = pool.alloc().unwrap();
         assert!(m.set_data(&ether(BOX_OUT_MAC, PEER_MAC, 0x0800, esp.data())));
         b.push(m).unwrap();

@@ -21,7 +21,8 @@ use espada_buf::{PacketBuf, VecBuf};
 use espada_esp::aead::{AeadEngine, GcmAead};
 use espada_esp::wire::checksum;
 use espada_esp::{
-    Backend, Direction, InboundSa, MAX_ENCAP_HEADROOM, MAX_ENCAP_TAILROOM, OutboundSa, SaConfig,
+    Backend, Direction, InboundSa, KeyCache, MAX_ENCAP_HEADROOM, MAX_ENCAP_TAILROOM, OutboundSa,
+    SaConfig,
 };
 
 const HEADROOM: usize = MAX_ENCAP_HEADROOM + 14;
@@ -107,11 +108,12 @@ fn bench_encrypt(c: &mut Criterion) {
             });
 
             let (mut out, _) = sas(backend);
+            let mut keys = KeyCache::new(2);
             g.bench_function(BenchmarkId::new("esp_encap", &name), |b| {
                 b.iter(|| {
                     for p in &inners {
                         buf.reset(HEADROOM, p);
-                        black_box(out.encap(&mut buf).unwrap());
+                        black_box(out.encap(&mut keys, &mut buf).unwrap());
                     }
                 })
             });
@@ -159,6 +161,7 @@ fn bench_decrypt(c: &mut Criterion) {
             });
 
             let (mut out, mut inb) = sas(backend);
+            let mut keys = KeyCache::new(2);
             let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
             let mut ebuf = VecBuf::with_capacity(HEADROOM + 1600 + MAX_ENCAP_TAILROOM, HEADROOM);
             g.bench_function(BenchmarkId::new("esp_decap", &name), |b| {
@@ -172,13 +175,13 @@ fn bench_decrypt(c: &mut Criterion) {
                         let n = CHUNK.min(total - done);
                         for j in 0..n {
                             ebuf.reset(HEADROOM, &inners[(done + j) % inners.len()]);
-                            out.encap(&mut ebuf).unwrap();
+                            out.encap(&mut keys, &mut ebuf).unwrap();
                             chunk.push(ebuf.data().to_vec());
                         }
                         let start = Instant::now();
                         for p in &chunk {
                             work.reset(0, p);
-                            black_box(inb.decap(&mut work).unwrap());
+                            black_box(inb.decap(&mut keys, &mut work).unwrap());
                         }
                         elapsed += start.elapsed();
                         done += n;

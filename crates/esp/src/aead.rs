@@ -1,13 +1,13 @@
 //! AES-GCM with a 16-byte ICV for ESP (RFC 4106), behind one trait with several backends.
 //!
-//! The backend is chosen per SA at install time ([`AeadEngine::new`]); the per-packet dispatch
-//! is one `match` on an enum, never a key setup. Nonce = 4-byte salt ‖ 8-byte explicit IV
+//! The backend is chosen per SA at install time ([`crate::keys::SaKey`]); the schedule is built
+//! by the worker's [`crate::keys::KeyCache`] on an SA's first packet (and again if busier SAs
+//! took its line); the per-packet dispatch is one `match` on an enum. Nonce = 4-byte salt ‖ 8-byte explicit IV
 //! (RFC 4106 §4); the ICV is kept separate from the in-place buffer so it can sit in the ESP
 //! trailer.
 //!
-//! Key material given to the constructors is copied into zeroizing storage only as long as
-//! the key schedule is built. The RustCrypto key schedule is zeroized on drop (its `zeroize`
-//! feature); ring does not offer that for its key schedules.
+//! The RustCrypto key schedule is zeroized on drop (its `zeroize` feature); ring does not offer
+//! that for its key schedules (see [`crate::keys`] for how cache lines are wiped).
 
 use core::fmt;
 
@@ -140,20 +140,14 @@ impl GcmAead for RingGcm {
     }
 }
 
-/// RustCrypto's AES-GCM (aes-gcm 0.11).
-///
-/// AES-256 is boxed: its key schedule (624 bytes) is larger than ring's (544), and inline it
-/// would make every [`AeadEngine`], ring ones included, 80 bytes larger (docs/architecture.md,
-/// "Memory per SA"). The box is allocated once, at install.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "AES-128 inline is no larger than ring's key, which sets the engine's size anyway"
-)]
+/// RustCrypto's AES-GCM (aes-gcm 0.11). Both key lengths inline (AES-256's schedule is 624
+/// bytes): schedules live in a worker's [`crate::keys::KeyCache`], whose lines are built once
+/// and rebuilt in place, never allocated on a worker.
 pub enum RustCryptoGcm {
     /// AES-128-GCM.
     Aes128(Aes128Gcm),
     /// AES-256-GCM.
-    Aes256(Box<Aes256Gcm>),
+    Aes256(Aes256Gcm),
 }
 
 impl RustCryptoGcm {
@@ -164,7 +158,7 @@ impl RustCryptoGcm {
                 .map(Self::Aes128)
                 .map_err(|_| BadKeyLength(16)),
             32 => Aes256Gcm::new_from_slice(key)
-                .map(|k| Self::Aes256(Box::new(k)))
+                .map(Self::Aes256)
                 .map_err(|_| BadKeyLength(32)),
             n => Err(BadKeyLength(n)),
         }

@@ -7,7 +7,7 @@
 
 use crate::drop::DropReason;
 use crate::natt::{self, IKE_PORT, NATT_PORT};
-use crate::wire::{self, be16, be32, proto};
+use crate::wire::{self, be16, be32, checksum, proto};
 
 /// What an outside packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +65,13 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
             if hl < wire::IPV4_HEADER_LEN || len < hl {
                 return Err(DropReason::BadOuterHeader);
             }
-            if len > pkt.len() {
+            if len > pkt.len() || hl > pkt.len() {
                 return Err(DropReason::TooShort);
+            }
+            // RFC 791 §3.1: a header whose checksum fails is discarded (a corrupted header
+            // never reaches the SPI lookup).
+            if checksum::data(&pkt[..hl]) != 0 {
+                return Err(DropReason::BadOuterHeader);
             }
             let ff = be16(&pkt[wire::ipv4::FLAGS_FRAG]);
             if ff & (wire::ipv4::MF | wire::ipv4::FRAG_OFFSET) != 0 {
@@ -146,6 +151,8 @@ mod tests {
         p.extend_from_slice(payload);
         let l = p.len() as u16;
         p[2..4].copy_from_slice(&l.to_be_bytes());
+        let c = checksum::data(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
         p
     }
     fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -155,6 +162,17 @@ mod tests {
         u.extend_from_slice(&[0, 0]);
         u.extend_from_slice(payload);
         u
+    }
+
+    #[test]
+    fn an_ipv4_header_whose_checksum_fails_is_a_bad_outer_header() {
+        let good = v4(50, &[0, 0, 1, 0, 0, 0, 0, 7, 1, 2, 3]);
+        assert!(matches!(classify(&good), Ok(Class::Esp { .. })));
+        for at in [0usize, 8, 10, 12, 19] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x04;
+            assert_eq!(classify(&bad), Err(DropReason::BadOuterHeader), "byte {at}");
+        }
     }
 
     #[test]
@@ -211,6 +229,9 @@ mod tests {
         assert_eq!(classify(&[0x55; 30]), Err(DropReason::BadOuterHeader));
         let mut frag = v4(50, &esp);
         frag[6] = 0x20;
+        frag[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::data(&frag[..20]);
+        frag[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(classify(&frag), Ok(Class::Fragment));
     }
 

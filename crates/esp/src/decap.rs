@@ -22,6 +22,7 @@ use crate::aead::{GcmAead, NONCE_LEN, SALT_LEN, TAG_LEN};
 use crate::drop::DropReason;
 use crate::ecn::{self, Ecn};
 use crate::encap::esp_aad;
+use crate::keys::KeyCache;
 use crate::natt;
 use crate::sa::{InboundSa, InnerProto, Processed};
 use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, be32, checksum, proto};
@@ -141,8 +142,12 @@ impl InboundSa {
     ///
     /// On error the packet must be dropped; the reason is counted on this SA. Errors before the
     /// ICV verified leave the SA unchanged otherwise.
-    pub fn decap<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
-        match self.decap_inner(buf) {
+    pub fn decap<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+    ) -> Result<Processed, DropReason> {
+        match self.decap_inner(keys, buf) {
             Ok(p) => Ok(p),
             Err(r) => {
                 self.counters.count_drop(r);
@@ -152,7 +157,11 @@ impl InboundSa {
     }
 
     #[inline(always)]
-    fn decap_inner<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
+    fn decap_inner<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+    ) -> Result<Processed, DropReason> {
         let outer = parse_outer(buf.data())?;
         let esp_off = outer.esp_off;
         let ct_off = esp_off + ESP_HEADER_LEN + GCM_IV_LEN;
@@ -181,7 +190,12 @@ impl InboundSa {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(icv);
         let pt = &mut body[ct_off..];
-        if self.engine.open(&nonce, &aad[..aad_len], pt, &tag).is_err() {
+        // `None` cannot happen for an SaKey (16 or 32 bytes, which every backend accepts); were
+        // a backend ever to refuse, the packet could not be authenticated.
+        let Some(engine) = keys.engine(&self.key) else {
+            return Err(DropReason::AuthFailed);
+        };
+        if engine.open(&nonce, &aad[..aad_len], pt, &tag).is_err() {
             return Err(DropReason::AuthFailed);
         }
         // Authentic: the peer sent this sequence number.

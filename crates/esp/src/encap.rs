@@ -17,6 +17,7 @@ use espada_buf::PacketBuf;
 use crate::aead::{GcmAead, NONCE_LEN, SALT_LEN};
 use crate::drop::DropReason;
 use crate::ecn;
+use crate::keys::KeyCache;
 use crate::sa::{DfPolicy, InnerProto, OutboundSa, Processed};
 use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, checksum, proto};
 
@@ -81,8 +82,12 @@ impl OutboundSa {
     ///
     /// On error the packet must be dropped; the reason is counted on this SA, no sequence number
     /// is used, and the buffer is unchanged except for [`DropReason::CryptoError`].
-    pub fn encap<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
-        match self.encap_inner(buf) {
+    pub fn encap<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+    ) -> Result<Processed, DropReason> {
+        match self.encap_inner(keys, buf) {
             Ok(p) => Ok(p),
             Err(r) => {
                 self.counters.count_drop(r);
@@ -92,7 +97,11 @@ impl OutboundSa {
     }
 
     #[inline(always)]
-    fn encap_inner<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Processed, DropReason> {
+    fn encap_inner<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+    ) -> Result<Processed, DropReason> {
         let inner = parse_inner(buf.data())?;
         if self.lifetime.hard_expired() {
             return Err(DropReason::LifetimeExpired);
@@ -182,7 +191,10 @@ impl OutboundSa {
 
         let d = buf.data_mut();
         let (body, icv) = d.split_at_mut(total - ICV_LEN);
-        let Ok(tag) = self.engine.seal(&nonce, &aad[..aad_len], &mut body[hdr..]) else {
+        let Some(engine) = keys.engine(&self.key) else {
+            return Err(DropReason::CryptoError);
+        };
+        let Ok(tag) = engine.seal(&nonce, &aad[..aad_len], &mut body[hdr..]) else {
             return Err(DropReason::CryptoError);
         };
         icv.copy_from_slice(&tag);

@@ -5,7 +5,8 @@
 //! Nothing here does I/O, reads a clock or allocates per packet.
 //!
 //! * RFC 4303 tunnel mode, IPv4/IPv6 outer × IPv4/IPv6 inner ([`encap`], [`decap`]).
-//! * AES-GCM-128/-256 with a 16-byte ICV, RFC 4106 ([`aead`]), two backends chosen per SA.
+//! * AES-GCM-128/-256 with a 16-byte ICV, RFC 4106 ([`aead`]), two backends chosen per SA; an
+//!   SA stores its raw key, the worker caches expanded schedules ([`keys`]).
 //! * Sequence numbers, 64-bit ESN and the anti-replay window, a bit ring in the manner of
 //!   RFC 6479 ([`replay`]).
 //! * UDP encapsulation for NAT traversal, RFC 3948 ([`natt`], [`mod@classify`]).
@@ -19,7 +20,7 @@
 //!
 //! ```
 //! use espada_buf::{PacketBuf, VecBuf};
-//! use espada_esp::{Direction, InboundSa, OutboundSa, SaConfig, DEFAULT_BACKEND};
+//! use espada_esp::{Direction, InboundSa, KeyCache, OutboundSa, SaConfig, DEFAULT_BACKEND};
 //!
 //! let (a, b) = ("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
 //! let keymat = [0x42u8; 20]; // AES-128 key || 4-byte salt (RFC 4106 §8.1)
@@ -31,9 +32,10 @@
 //! inner[0] = 0x45;
 //! inner[3] = 20;
 //! let mut buf = VecBuf::new(espada_esp::MAX_ENCAP_HEADROOM, &inner, espada_esp::MAX_ENCAP_TAILROOM);
-//! tx.encap(&mut buf).unwrap();
+//! let mut keys = KeyCache::new(16); // a worker's expanded key schedules
+//! tx.encap(&mut keys, &mut buf).unwrap();
 //! assert_eq!(buf.data()[9], 50); // outer IPv4, protocol ESP
-//! rx.decap(&mut buf).unwrap();
+//! rx.decap(&mut keys, &mut buf).unwrap();
 //! assert_eq!(buf.data(), &inner);
 //! assert_eq!(rx.counters().snapshot().packets, 1);
 //! # Ok::<(), espada_esp::SaError>(())
@@ -48,6 +50,7 @@ pub mod drop;
 pub mod ecn;
 pub mod encap;
 pub mod icmp;
+pub mod keys;
 pub mod lifetime;
 pub mod natt;
 pub mod replay;
@@ -55,6 +58,7 @@ pub mod sa;
 pub mod wire;
 
 pub use aead::{AeadEngine, Backend, DEFAULT_BACKEND};
+pub use keys::{KeyCache, SaKey};
 
 pub use classify::{Class, classify};
 pub use counters::{CountersSnapshot, SaCounters};

@@ -20,8 +20,11 @@
 
 use crate::drop::DropReason;
 
-/// Smallest replay window accepted (RFC 4303 §3.4.3: default 64, "SHOULD" be supported).
-pub const MIN_WINDOW: u32 = 64;
+/// Smallest replay window accepted (RFC 4303 §3.4.3: 32 "MUST" be supported, 64 is the
+/// default). 0 switches anti-replay off ([`ReplayWindow::new`]).
+pub const MIN_WINDOW: u32 = 32;
+/// Window used only to reconstruct ESN high bits when anti-replay is off.
+const OFF_ESN_WINDOW: u32 = 64;
 /// Largest replay window accepted.
 pub const MAX_WINDOW: u32 = 65536;
 /// Largest window whose bitmap is stored inline (the configuration default, 1024).
@@ -67,11 +70,14 @@ enum Bits {
 pub struct ReplayWindow {
     /// Highest sequence number received so far (0 = none).
     top: u64,
-    /// Configured window size W minus one (W is 64 ..= 65536).
+    /// Configured window size W minus one (W is 32 ..= 65536; 64 when anti-replay is off,
+    /// for ESN reconstruction only).
     size_m1: u16,
     /// Words in the ring minus one (the ring has a power of two of words, at most 1024).
     mask: u16,
     esn: bool,
+    /// Anti-replay off (window 0): every authentic sequence number is accepted.
+    off: bool,
     bits: Bits,
 }
 
@@ -80,12 +86,16 @@ pub struct ReplayWindow {
 pub struct BadWindowSize(pub u32);
 
 impl ReplayWindow {
-    /// An empty window of `size` packets (64 ..= 65536), with or without ESN.
+    /// An empty window of `size` packets (32 ..= 65536), with or without ESN. `size` 0 turns
+    /// anti-replay off (RFC 4303 §3.4.3 lets the receiver disable it; for labs): no packet is
+    /// dropped as replayed or outside the window, ESN high bits are still reconstructed.
     pub fn new(size: u32, esn: bool) -> Result<Self, BadWindowSize> {
+        let off = size == 0;
+        let size = if off { OFF_ESN_WINDOW } else { size };
         if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) {
             return Err(BadWindowSize(size));
         }
-        let words = (size as usize).next_power_of_two() / 64;
+        let words = (size as usize).next_power_of_two().max(64) / 64;
         let bits = if size <= INLINE_WINDOW {
             Bits::Inline([0; INLINE_WORDS])
         } else {
@@ -96,8 +106,14 @@ impl ReplayWindow {
             size_m1: (size - 1) as u16,
             mask: (words - 1) as u16,
             esn,
+            off,
             bits,
         })
+    }
+
+    /// Whether anti-replay is off (window 0).
+    pub fn is_off(&self) -> bool {
+        self.off
     }
 
     /// Whether the bitmap sits inside this value (windows up to [`INLINE_WINDOW`]) rather than
@@ -189,9 +205,13 @@ impl ReplayWindow {
         self.esn
     }
 
-    /// Configured window size.
+    /// Configured window size (0: anti-replay off).
     pub fn size(&self) -> u32 {
-        u32::from(self.size_m1) + 1
+        if self.off {
+            0
+        } else {
+            u32::from(self.size_m1) + 1
+        }
     }
 
     /// Configured window size, as the per-packet arithmetic uses it.
@@ -240,7 +260,7 @@ impl ReplayWindow {
             // Sequence numbers start at 1 (RFC 4303 §3.3.3); 0 is never sent.
             return Err(DropReason::OutsideWindow);
         }
-        if seq > self.top {
+        if seq > self.top || self.off {
             return Ok(Candidate { seq });
         }
         if self.top - seq >= self.window() {
@@ -478,8 +498,66 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert!(ReplayWindow::new(63, false).is_err());
+        assert!(ReplayWindow::new(31, false).is_err());
+        assert!(ReplayWindow::new(63, false).is_ok());
         assert!(ReplayWindow::new(65537, false).is_err());
         assert!(ReplayWindow::new(1000, false).is_ok());
+    }
+
+    fn accept(w: &mut ReplayWindow, seq: u32) -> Result<u64, DropReason> {
+        let c = w.check(seq)?;
+        w.commit(c);
+        Ok(c.seq())
+    }
+
+    #[test]
+    fn a_window_of_32_keeps_exactly_32_positions() {
+        // RFC 4303 §3.4.3: a window of 32 MUST be supported.
+        let mut w = ReplayWindow::new(32, false).unwrap();
+        assert_eq!(w.size(), 32);
+        assert!(w.is_inline() && !w.is_off());
+        accept(&mut w, 100).unwrap();
+        assert_eq!(accept(&mut w, 69), Ok(69), "top − 31 is inside");
+        assert_eq!(
+            w.check(68),
+            Err(DropReason::OutsideWindow),
+            "top − 32 is outside"
+        );
+        assert_eq!(w.check(69), Err(DropReason::Replayed));
+        assert_eq!(w.check(100), Err(DropReason::Replayed));
+        // Moving the top by more than the ring clears it: old positions read "not received".
+        accept(&mut w, 1000).unwrap();
+        assert_eq!(accept(&mut w, 990), Ok(990));
+        assert!(ReplayWindow::new(31, false).is_err());
+        assert!(ReplayWindow::new(16, false).is_err());
+    }
+
+    #[test]
+    fn window_0_turns_anti_replay_off_but_still_reconstructs_esn() {
+        let mut w = ReplayWindow::new(0, false).unwrap();
+        assert!(w.is_off());
+        assert_eq!(w.size(), 0);
+        for seq in [5, 5, 1, 5, 100_000, 3] {
+            assert_eq!(accept(&mut w, seq), Ok(u64::from(seq)), "{seq} accepted");
+        }
+        assert_eq!(w.highest(), 100_000);
+        assert_eq!(
+            w.check(0),
+            Err(DropReason::OutsideWindow),
+            "0 is never sent"
+        );
+        // ESN: past 2^32 the high bits still follow the top.
+        let st = ReplayState {
+            highest: (1 << 32) + 10,
+            bitmap: vec![],
+        };
+        let mut w = ReplayWindow::with_state(0, true, &st).unwrap();
+        assert_eq!(
+            accept(&mut w, 10),
+            Ok((1 << 32) + 10),
+            "a replay is accepted"
+        );
+        assert_eq!(accept(&mut w, 20), Ok((1 << 32) + 20));
+        assert_eq!(accept(&mut w, u32::MAX - 5), Ok(u64::from(u32::MAX - 5)));
     }
 }

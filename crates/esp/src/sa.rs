@@ -14,10 +14,11 @@ use core::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
-use crate::aead::{AeadEngine, Backend, SALT_LEN};
+use crate::aead::{Backend, SALT_LEN};
 use crate::counters::SaCounters;
+use crate::keys::SaKey;
 use crate::lifetime::{Lifetime, LifetimeLimits};
 use crate::replay::{ReplayState, ReplayWindow};
 use crate::wire::{self, checksum, proto};
@@ -178,17 +179,16 @@ const fn seq_max(esn: bool) -> u64 {
     if esn { u64::MAX } else { u32::MAX as u64 }
 }
 
-fn make_engine(key: &[u8], backend: Backend) -> Result<(AeadEngine, [u8; SALT_LEN]), SaError> {
+fn split_key(key: &[u8], backend: Backend) -> Result<(SaKey, [u8; SALT_LEN]), SaError> {
     let klen = match key.len() {
         20 => 16,
         36 => 32,
         n => return Err(SaError::BadKeyLength(n)),
     };
-    let k = Zeroizing::new(key[..klen].to_vec());
     let mut salt = [0u8; SALT_LEN];
     salt.copy_from_slice(&key[klen..]);
-    let engine = AeadEngine::new(backend, &k).map_err(|_| SaError::BadKeyLength(key.len()))?;
-    Ok((engine, salt))
+    let k = SaKey::new(&key[..klen], backend).map_err(|_| SaError::BadKeyLength(key.len()))?;
+    Ok((k, salt))
 }
 
 /// Prebuilt outer headers (IP [+ UDP]) of an outbound SA, with the checksum of the constant
@@ -298,14 +298,14 @@ impl OuterTemplate {
 
 /// The hot state of an outbound SA (RFC 4303 §3.1 processing), owned by one worker.
 ///
-/// `Debug` shows no key material (the salt is part of the key, RFC 4106 §8.1), and the salt is
-/// wiped when the SA is dropped — on the control thread, which receives removed SAs back.
-/// The AES key schedule is wiped by the RustCrypto backend; ring's `LessSafeKey` offers no
-/// way to wipe it (docs/architecture.md, "Key hygiene").
+/// `Debug` shows no key material (the salt is part of the key, RFC 4106 §8.1). The raw key
+/// ([`SaKey`]) and the salt are wiped when the SA is dropped — on the control thread, which
+/// receives removed SAs back; the expanded key schedule is not here but in the owning worker's
+/// [`crate::KeyCache`], which wipes its line when the worker lets go of the SA.
 ///
-/// Layout (`repr(C)`, cache-line aligned): everything but the key schedule fits the first
-/// 144 bytes, two and a quarter cache lines, and the key schedule follows.
-#[repr(C, align(64))]
+/// Layout (`repr(C)`): 192 bytes, three cache lines, key included. The data plane's slot that
+/// holds it is cache-line aligned (`espada_dataplane::slab::OutboundSlot`).
+#[repr(C)]
 pub struct OutboundSa {
     pub(crate) seq: u64,
     pub(crate) counters: Arc<SaCounters>,
@@ -315,12 +315,12 @@ pub struct OutboundSa {
     pub(crate) tmpl: OuterTemplate,
     pub(crate) esn: bool,
     pub(crate) df: DfPolicy,
-    pub(crate) engine: AeadEngine,
+    pub(crate) key: SaKey,
 }
 
-/// Bytes of an [`OutboundSa`] (11 cache lines): 144 of hot state, the engine (ring's key
-/// schedule, 544 bytes, is the largest inline one) and padding to the cache line.
-pub const OUTBOUND_SA_BYTES: usize = 704;
+/// Bytes of an [`OutboundSa`] (3 cache lines): 144 of hot state and the 48-byte [`SaKey`].
+pub const OUTBOUND_SA_BYTES: usize = 192;
+const _: () = assert!(size_of::<SaKey>() <= 48);
 const _: () = assert!(size_of::<OutboundSa>() <= OUTBOUND_SA_BYTES);
 const _: () = assert!(size_of::<OuterTemplate>() <= 56);
 
@@ -331,7 +331,7 @@ impl fmt::Debug for OutboundSa {
             .field("seq", &self.seq)
             .field("esn", &self.esn)
             .field("lifetime", &self.lifetime)
-            .field("engine", &self.engine)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -348,7 +348,7 @@ impl fmt::Debug for InboundSa {
             .field("spi", &format_args!("{:08x}", self.spi))
             .field("replay", &self.replay)
             .field("lifetime", &self.lifetime)
-            .field("engine", &self.engine)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -361,7 +361,7 @@ impl Drop for InboundSa {
 
 impl OutboundSa {
     /// Installs an outbound SA. `key` is AES key ‖ salt (20 or 36 bytes, RFC 4106 §8.1); the
-    /// key schedule is built here, once, with `backend`.
+    /// key schedule is built with `backend` by the worker's [`crate::KeyCache`].
     pub fn new(config: SaConfig, key: &[u8], backend: Backend) -> Result<Self, SaError> {
         check_common(&config, Direction::Outbound)?;
         if config.ttl == 0 {
@@ -370,7 +370,7 @@ impl OutboundSa {
         if config.initial_seq > seq_max(config.esn) {
             return Err(SaError::BadSequenceState(config.initial_seq));
         }
-        let (engine, salt) = make_engine(key, backend)?;
+        let (key, salt) = split_key(key, backend)?;
         Ok(Self {
             seq: config.initial_seq,
             counters: Arc::new(SaCounters::with_seq(
@@ -383,7 +383,7 @@ impl OutboundSa {
             tmpl: OuterTemplate::new(&config)?,
             esn: config.esn,
             df: config.df,
-            engine,
+            key,
         })
     }
 
@@ -423,31 +423,34 @@ impl OutboundSa {
     }
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
-        self.engine.backend()
+        self.key.backend()
+    }
+    /// The key (to wipe its cached schedule with [`crate::KeyCache::wipe`]).
+    pub fn key(&self) -> &SaKey {
+        &self.key
     }
 }
 
 /// The hot state of an inbound SA (RFC 4303 §3.4 processing), owned by one worker.
 ///
-/// Key hygiene as for [`OutboundSa`]. Layout (`repr(C)`, cache-line aligned): the hot state,
-/// with the replay bitmap inline for windows up to [`crate::replay::INLINE_WINDOW`], then the
-/// key schedule. Whether ESN is on is the replay window's (it reconstructs the high bits).
-#[repr(C, align(64))]
+/// Key hygiene as for [`OutboundSa`]. Layout (`repr(C)`): the hot state, with the replay bitmap
+/// inline for windows up to [`crate::replay::INLINE_WINDOW`], then the raw key; the data plane's
+/// slot that holds it is cache-line aligned and puts its own fields in the last line.
+/// Whether ESN is on is the replay window's (it reconstructs the high bits).
+#[repr(C)]
 pub struct InboundSa {
     pub(crate) counters: Arc<SaCounters>,
     pub(crate) lifetime: Lifetime,
     pub(crate) spi: u32,
     pub(crate) salt: [u8; SALT_LEN],
     pub(crate) replay: ReplayWindow,
-    pub(crate) engine: AeadEngine,
+    pub(crate) key: SaKey,
 }
 
-/// Bytes of an [`InboundSa`] (12 cache lines), the replay bitmap of windows up to 1024
-/// included.
-pub const INBOUND_SA_BYTES: usize = 768;
+/// Bytes of an [`InboundSa`]: 224 of hot state, the replay bitmap of windows up to 1024
+/// included, and the 48-byte [`SaKey`].
+pub const INBOUND_SA_BYTES: usize = 272;
 const _: () = assert!(size_of::<InboundSa>() <= INBOUND_SA_BYTES);
-/// Largest inline engine (ring, 544 bytes, either key length) plus the enum tag.
-const _: () = assert!(size_of::<AeadEngine>() <= 560);
 
 impl InboundSa {
     /// Installs an inbound SA. `key` is AES key ‖ salt (20 or 36 bytes, RFC 4106 §8.1).
@@ -459,21 +462,22 @@ impl InboundSa {
         }
         .map_err(|_| match &config.replay_state {
             Some(st)
-                if crate::replay::MIN_WINDOW <= config.replay_window
-                    && config.replay_window <= crate::replay::MAX_WINDOW =>
+                if config.replay_window == 0
+                    || (crate::replay::MIN_WINDOW..=crate::replay::MAX_WINDOW)
+                        .contains(&config.replay_window) =>
             {
                 SaError::BadSequenceState(st.highest)
             }
             _ => SaError::BadReplayWindow(config.replay_window),
         })?;
-        let (engine, salt) = make_engine(key, backend)?;
+        let (key, salt) = split_key(key, backend)?;
         Ok(Self {
             counters: Arc::new(SaCounters::with_seq(Direction::Inbound, replay.highest())),
             lifetime: Lifetime::new(config.lifetime),
             spi: config.spi,
             salt,
             replay,
-            engine,
+            key,
         })
     }
 
@@ -495,7 +499,11 @@ impl InboundSa {
     }
     /// The crypto backend.
     pub fn backend(&self) -> Backend {
-        self.engine.backend()
+        self.key.backend()
+    }
+    /// The key (to wipe its cached schedule with [`crate::KeyCache::wipe`]).
+    pub fn key(&self) -> &SaKey {
+        &self.key
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 use std::net::IpAddr;
 
 use espada_buf::{PacketBuf, VecBuf};
+use espada_esp::KeyCache;
 use espada_esp::aead::{AeadEngine, GcmAead};
 use espada_esp::icmp::{IcmpErrorKind, parse_icmp_error};
 use espada_esp::wire::checksum;
@@ -47,7 +48,7 @@ fn a_peer_that_moved_behind_its_nat_gets_the_next_packet_at_its_new_address_and_
         assert_eq!(u16::from_be_bytes([u[2], u[3]]), 61_001);
         // Same keys and the next sequence number: the peer's inbound SA takes it.
         let mut b = VecBuf::new(0, &pkt, 0);
-        i.decap(&mut b).unwrap();
+        i.decap(&mut KeyCache::new(2), &mut b).unwrap();
         assert_eq!(o.seq(), 2);
         let other: IpAddr = if outer_v6 {
             "198.51.100.1".parse().unwrap()
@@ -121,7 +122,7 @@ fn four_combinations_and_natt_outer_fields() {
                         })
                     );
                     let mut b = VecBuf::new(0, &pkt, 0);
-                    let p = i.decap(&mut b).unwrap();
+                    let p = i.decap(&mut KeyCache::new(2), &mut b).unwrap();
                     assert_eq!(b.data(), &inner[..]);
                     assert_eq!(
                         p.inner,
@@ -184,7 +185,7 @@ fn ecn_rfc6040_decap() {
             let mut pkt = common::encap(&mut o, &mk(0xb8 | 2));
             set_outer_ecn(&mut pkt, 3);
             let mut b = VecBuf::new(0, &pkt, 0);
-            i.decap(&mut b).unwrap();
+            i.decap(&mut KeyCache::new(2), &mut b).unwrap();
             let d = b.data();
             if inner_v6 {
                 assert_eq!((d[0] << 4) | (d[1] >> 4), 0xbb);
@@ -196,7 +197,10 @@ fn ecn_rfc6040_decap() {
             let mut pkt = common::encap(&mut o, &mk(0xb8));
             set_outer_ecn(&mut pkt, 3);
             let mut b = VecBuf::new(0, &pkt, 0);
-            assert_eq!(i.decap(&mut b), Err(DropReason::EcnCeOnNotEct));
+            assert_eq!(
+                i.decap(&mut KeyCache::new(2), &mut b),
+                Err(DropReason::EcnCeOnNotEct)
+            );
             assert_eq!(i.counters().snapshot().drop(DropReason::EcnCeOnNotEct), 1);
         }
     }
@@ -257,7 +261,7 @@ fn trailer_checks_and_tfc() {
     for (n, (pt, want)) in cases.into_iter().enumerate() {
         let seq = n as u32 + 1;
         let mut b = VecBuf::new(0, &craft(&k16(), seq, &pt), 0);
-        let got = sa.decap(&mut b).map(|_| ());
+        let got = sa.decap(&mut KeyCache::new(2), &mut b).map(|_| ());
         assert_eq!(got, want, "case {n}");
         if want.is_ok() {
             assert_eq!(b.data(), &inner[..], "case {n}");
@@ -282,14 +286,17 @@ fn auth_failure_changes_nothing_but_its_counter() {
     bad[n - 1] ^= 0x80;
     let before = (i.replay().state(), i.counters().snapshot());
     let mut b = VecBuf::new(0, &bad, 0);
-    assert_eq!(i.decap(&mut b), Err(DropReason::AuthFailed));
+    assert_eq!(
+        i.decap(&mut KeyCache::new(2), &mut b),
+        Err(DropReason::AuthFailed)
+    );
     let after = (i.replay().state(), i.counters().snapshot());
     assert_eq!(before.0, after.0);
     assert_eq!(after.1.drop(DropReason::AuthFailed), 1);
     assert_eq!(after.1.total_drops(), 1);
     assert_eq!(after.1.packets, 0);
     let mut b = VecBuf::new(0, &good, 0);
-    i.decap(&mut b).unwrap();
+    i.decap(&mut KeyCache::new(2), &mut b).unwrap();
 }
 
 #[test]
@@ -303,7 +310,10 @@ fn sequence_exhaustion_stops_the_sa() {
         assert_eq!(sa.seq(), start + 1);
         for _ in 0..3 {
             let mut b = common::encap_buf(&inner);
-            assert_eq!(sa.encap(&mut b), Err(DropReason::SeqExhausted));
+            assert_eq!(
+                sa.encap(&mut KeyCache::new(2), &mut b),
+                Err(DropReason::SeqExhausted)
+            );
             assert_eq!(b.data(), &inner[..], "buffer untouched");
         }
         assert_eq!(sa.seq(), start + 1, "never wraps");
@@ -339,10 +349,10 @@ fn lifetimes_soft_once_then_hard() {
     let mut delivered = 0;
     for _ in 0..8 {
         let mut b = common::encap_buf(&inner);
-        match o.encap(&mut b) {
+        match o.encap(&mut KeyCache::new(2), &mut b) {
             Ok(p) => {
                 soft_out += u32::from(p.soft_expired);
-                match i.decap(&mut b) {
+                match i.decap(&mut KeyCache::new(2), &mut b) {
                     Ok(p) => {
                         delivered += 1;
                         soft_in += u32::from(p.soft_expired);
@@ -384,7 +394,10 @@ fn natt_non_esp_payloads_are_not_esp() {
         };
         assert_eq!(classify(&p), Ok(want));
         let mut b = VecBuf::new(0, &p, 0);
-        assert_eq!(i.decap(&mut b), Err(DropReason::NotEsp));
+        assert_eq!(
+            i.decap(&mut KeyCache::new(2), &mut b),
+            Err(DropReason::NotEsp)
+        );
     }
 }
 
@@ -394,18 +407,24 @@ fn room_and_malformed_input() {
     let inner = common::inner(true, b"room");
     let tail = (4 - (inner.len() + 2) % 4) % 4 + 2 + 16;
     let mut b = VecBuf::new(63, &inner, tail);
-    assert_eq!(o.encap(&mut b), Err(DropReason::NoHeadroom));
+    assert_eq!(
+        o.encap(&mut KeyCache::new(2), &mut b),
+        Err(DropReason::NoHeadroom)
+    );
     let mut b = VecBuf::new(64, &inner, tail - 1);
-    assert_eq!(o.encap(&mut b), Err(DropReason::NoTailroom));
+    assert_eq!(
+        o.encap(&mut KeyCache::new(2), &mut b),
+        Err(DropReason::NoTailroom)
+    );
     assert_eq!(b.data(), &inner[..]);
     assert_eq!(o.seq(), 0, "failed encap uses no sequence number");
     let mut b = VecBuf::new(64, &inner, tail);
-    o.encap(&mut b).unwrap();
+    o.encap(&mut KeyCache::new(2), &mut b).unwrap();
     let pkt = b.data().to_vec();
     // Every truncation is refused without panic and without state change.
     for n in 0..pkt.len() {
         let mut b = VecBuf::new(0, &pkt[..n], 0);
-        assert!(i.decap(&mut b).is_err());
+        assert!(i.decap(&mut KeyCache::new(2), &mut b).is_err());
     }
     assert_eq!(i.replay().highest(), 0);
     // Garbage inner packets.
@@ -418,20 +437,20 @@ fn room_and_malformed_input() {
         ][..],
     ] {
         let mut b = common::encap_buf(bad);
-        assert!(o.encap(&mut b).is_err());
+        assert!(o.encap(&mut KeyCache::new(2), &mut b).is_err());
     }
     // Trailing bytes after the inner packet (e.g. Ethernet padding) are not encrypted.
     let mut padded = inner.clone();
     padded.extend_from_slice(&[0xee; 6]);
     let pkt = common::encap(&mut o, &padded);
     let mut b = VecBuf::new(0, &pkt, 0);
-    i.decap(&mut b).unwrap();
+    i.decap(&mut KeyCache::new(2), &mut b).unwrap();
     assert_eq!(b.data(), &inner[..]);
     // SPI mismatch.
     let (_, mut other) = common::pair(SPI + 1, true, true, true, &k16(), Backend::Ring);
     let pkt = common::encap(&mut o, &inner);
     assert_eq!(
-        other.decap(&mut VecBuf::new(0, &pkt, 0)),
+        other.decap(&mut KeyCache::new(2), &mut VecBuf::new(0, &pkt, 0)),
         Err(DropReason::SpiMismatch)
     );
 }
@@ -460,10 +479,10 @@ fn install_errors() {
         Err(SaError::AddressFamilyMismatch(..))
     ));
     let mut bad = i.clone();
-    bad.replay_window = 32;
+    bad.replay_window = 31;
     assert_eq!(
         InboundSa::new(bad, &k16(), Backend::Ring).err(),
-        Some(SaError::BadReplayWindow(32))
+        Some(SaError::BadReplayWindow(31))
     );
     let mut big = i.clone();
     big.replay_window = 4096;
@@ -516,12 +535,12 @@ fn counters_show_the_last_sequence_sent_and_the_highest_received() {
         inner[2..4].copy_from_slice(&40u16.to_be_bytes());
         inner[8] = 64;
         let mut b = VecBuf::new(80, &inner, 40);
-        out.encap(&mut b).unwrap();
+        out.encap(&mut KeyCache::new(2), &mut b).unwrap();
         pkts.push(b);
     }
     assert_eq!(out.counters().snapshot().seq, 44);
-    inb.decap(&mut pkts[2]).unwrap();
-    inb.decap(&mut pkts[0]).unwrap();
+    inb.decap(&mut KeyCache::new(2), &mut pkts[2]).unwrap();
+    inb.decap(&mut KeyCache::new(2), &mut pkts[0]).unwrap();
     assert_eq!(
         inb.counters().snapshot().seq,
         44,

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use espada_buf::{PacketBuf, VecBuf};
+use espada_esp::KeyCache;
 use espada_esp::aead::{AeadEngine, GcmAead};
 use espada_esp::replay::ReplayWindow;
 use espada_esp::{Backend, DropReason, InboundSa, ReplayState};
@@ -75,8 +76,8 @@ proptest! {
         let inner = common::inner(c.inner_v6, &c.payload);
         for _ in 0..3 {
             let mut buf = common::encap_buf(&inner);
-            o.encap(&mut buf).unwrap();
-            let p = i.decap(&mut buf).unwrap();
+            o.encap(&mut KeyCache::new(2), &mut buf).unwrap();
+            let p = i.decap(&mut KeyCache::new(2), &mut buf).unwrap();
             prop_assert_eq!(buf.data(), &inner[..]);
             prop_assert_eq!(p.seq, o.seq());
         }
@@ -94,7 +95,7 @@ proptest! {
         let mut bad = pkt.clone();
         bad[at] ^= 1 << bit;
         let before = (i.replay().state(), i.counters().snapshot(), i.lifetime().used());
-        let r = i.decap(&mut VecBuf::new(0, &bad, 0));
+        let r = i.decap(&mut KeyCache::new(2), &mut VecBuf::new(0, &bad, 0));
         prop_assert!(matches!(r, Err(DropReason::AuthFailed | DropReason::SpiMismatch | DropReason::OutsideWindow)), "{:?}", r);
         let after = (i.replay().state(), i.counters().snapshot(), i.lifetime().used());
         prop_assert_eq!(&before.0, &after.0);
@@ -103,7 +104,7 @@ proptest! {
         prop_assert_eq!(after.1.total_drops(), 1);
         // The genuine packet still goes through.
         let mut buf = VecBuf::new(0, &pkt, 0);
-        i.decap(&mut buf).unwrap();
+        i.decap(&mut KeyCache::new(2), &mut buf).unwrap();
         prop_assert_eq!(buf.data(), &inner[..]);
     }
 
@@ -117,9 +118,9 @@ proptest! {
         prop_assert_eq!(&p1, &p2);
         // And each decrypts the other's.
         let mut b = VecBuf::new(0, &p1, 0);
-        i2.decap(&mut b).unwrap();
+        i2.decap(&mut KeyCache::new(2), &mut b).unwrap();
         let mut b = VecBuf::new(0, &p2, 0);
-        i1.decap(&mut b).unwrap();
+        i1.decap(&mut KeyCache::new(2), &mut b).unwrap();
     }
 
     #[test]
@@ -147,12 +148,12 @@ proptest! {
         }
         let (_, cfg) = common::configs(0x4242, false, false, true);
         let mut i = InboundSa::new(cfg, &common::key(20), Backend::Ring).unwrap();
-        let _ = i.decap(&mut VecBuf::new(0, &d, 0));
+        let _ = i.decap(&mut KeyCache::new(2), &mut VecBuf::new(0, &d, 0));
         let _ = espada_esp::classify(&d);
         let _ = espada_esp::icmp::parse_icmp_error(&d);
         let (o, _) = common::configs(0x4242, true, true, true);
         let mut o = espada_esp::OutboundSa::new(o, &common::key(20), Backend::Ring).unwrap();
-        let _ = o.encap(&mut common::encap_buf(&d));
+        let _ = o.encap(&mut KeyCache::new(2), &mut common::encap_buf(&d));
         prop_assert_eq!(i.replay().highest(), 0);
     }
 }

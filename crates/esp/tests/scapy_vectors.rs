@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use espada_buf::{PacketBuf, VecBuf};
+use espada_esp::KeyCache;
 use espada_esp::{Backend, InboundSa, OutboundSa, ReplayState};
 use serde_json::{Value, json};
 
@@ -92,14 +93,14 @@ fn espada_decaps_every_scapy_packet_to_the_exact_inner_bytes() {
             let (_, mut inb) = sas(&v, backend);
             let mut b = VecBuf::new(0, &v.esp, 0);
             let p = inb
-                .decap(&mut b)
+                .decap(&mut KeyCache::new(2), &mut b)
                 .unwrap_or_else(|e| panic!("{} {backend:?}: {e}", v.name));
             assert_eq!(b.data(), &v.inner[..], "{} {backend:?}", v.name);
             assert_eq!(p.seq, v.seq, "{}", v.name);
             // The same packet again is a replay.
             let mut b = VecBuf::new(0, &v.esp, 0);
             assert_eq!(
-                inb.decap(&mut b),
+                inb.decap(&mut KeyCache::new(2), &mut b),
                 Err(espada_esp::DropReason::Replayed),
                 "{}",
                 v.name

@@ -6,12 +6,13 @@
 //! espada show  sa [SPI] | tunnels | drops | workers  [--json] [--socket PATH]
 //! ```
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use espada_admin::render::{RenderOptions, render_json, render_table_with};
 use espada_admin::{AdminClient, Request};
 use tracing::warn;
@@ -39,6 +40,10 @@ enum Cmd {
         /// Extra DPDK EAL argument (repeatable), appended to the configuration's `dpdk.args`.
         #[arg(long = "eal", allow_hyphen_values = true)]
         eal: Vec<String>,
+        /// Log lines as text (coloured only when stderr is a terminal) or as one JSON object
+        /// per line, for collectors.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Show the state of the running appliance.
     Show {
@@ -105,6 +110,29 @@ enum Show {
     Workers,
 }
 
+/// How `espada run` writes its log lines to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+/// Installs the log subscriber: level from `ESPADA_LOG` (default `info`), lines on stderr,
+/// never colour codes into a file, a pipe or journald.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ESPADA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 fn parse_spi(s: &str) -> Result<u32, String> {
     let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(h, 16),
@@ -133,14 +161,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Run { config, eal } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("ESPADA_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+        Cmd::Run {
+            config,
+            eal,
+            log_format,
+        } => {
+            init_logging(log_format);
             let loaded = match espada_config::load(&config) {
                 Ok(l) => l,
                 Err(e) => {

@@ -253,6 +253,8 @@ pub fn workers(
             idle_polls: w.get(Counter::IdlePolls),
             table_generation: w.get(Counter::TableGeneration),
             owned_sas: sas.values().filter(|s| usize::from(s.owner) == i).count() as u32,
+            key_cache_hits: w.get(Counter::KeyCacheHits),
+            key_cache_misses: w.get(Counter::KeyCacheMisses),
         })
         .collect()
 }

@@ -107,12 +107,13 @@ fn peer_to_lan(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize, seq_st
     );
 }
 
-fn both_ways(tag: &str, udp: bool, v6_outer: bool) {
+fn both_ways(tag: &str, udp: bool, v6_outer: bool, log_json: bool) {
     let mut lab = Lab::start(
         tag,
         LabOpts {
             udp,
             v6_outer,
+            log_json,
             ..Default::default()
         },
     );
@@ -139,20 +140,47 @@ fn both_ways(tag: &str, udp: bool, v6_outer: bool) {
     assert_eq!(out.encapsulation, if udp { "udp-4500" } else { "esp" });
     let (st, log) = lab.stop();
     assert!(st.success(), "clean exit on SIGTERM: {st}\n{log}");
-    assert!(
-        log.contains("mbufs_in_use=0"),
-        "every mbuf back in the pool at exit:\n{log}"
-    );
+    // stderr is a file: no ANSI colour codes either way.
+    assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
+    if log_json {
+        // Every line espada writes is one JSON object (DPDK's own lines are not espada's).
+        let objects: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(objects.len() >= 3, "{log}");
+        assert!(
+            objects
+                .iter()
+                .all(|o| o["level"].is_string() && o["fields"].is_object()),
+            "{log}"
+        );
+        assert!(
+            objects.iter().any(|o| o["fields"]["mbufs_in_use"] == 0),
+            "every mbuf back in the pool at exit:\n{log}"
+        );
+        let stray: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.starts_with('{') && !l.starts_with("EAL:") && !l.is_empty())
+            .collect();
+        assert!(stray.is_empty(), "lines that are not JSON: {stray:?}");
+    } else {
+        assert!(
+            log.contains("mbufs_in_use=0"),
+            "every mbuf back in the pool at exit:\n{log}"
+        );
+    }
 }
 
 #[test]
 fn raw_esp_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("raw", false, false);
+    both_ways("raw", false, false, false);
 }
 
 #[test]
-fn nat_t_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("natt", true, false);
+fn nat_t_carries_ipv4_and_ipv6_both_ways_byte_exact_logging_json() {
+    both_ways("natt", true, false, true);
 }
 
 #[test]
@@ -301,10 +329,10 @@ fn replayed_tampered_and_unknown_spi_packets_are_dropped_counted_and_logged_once
 
 #[test]
 fn raw_esp_over_ipv6_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("raw6", false, true);
+    both_ways("raw6", false, true, false);
 }
 
 #[test]
 fn nat_t_over_ipv6_carries_ipv4_and_ipv6_both_ways_byte_exact() {
-    both_ways("natt6", true, true);
+    both_ways("natt6", true, true, false);
 }

@@ -239,6 +239,8 @@ pub fn workers() -> Vec<WorkerView> {
             idle_polls: 1,
             table_generation: 42,
             owned_sas: 1,
+            key_cache_hits: 40,
+            key_cache_misses: 2,
         },
         WorkerView {
             id: 1,
@@ -256,6 +258,8 @@ pub fn workers() -> Vec<WorkerView> {
             idle_polls: 999,
             table_generation: 42,
             owned_sas: 2,
+            key_cache_hits: 0,
+            key_cache_misses: 0,
         },
     ]
 }

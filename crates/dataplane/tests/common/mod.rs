@@ -15,6 +15,7 @@ use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::tables::{Iface, Tables};
 use espada_dataplane::{PortRole, owner_of_spi};
+use espada_esp::KeyCache;
 use espada_esp::sa::NattPorts;
 use espada_esp::{Backend, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
 
@@ -262,7 +263,7 @@ pub fn buf(frame: &[u8]) -> VecBuf {
 /// The peer seals `inner` and frames it towards the box.
 pub fn from_peer(s: &mut Site, inner: &[u8]) -> VecBuf {
     let mut b = VecBuf::new(128, inner, 64);
-    s.peer_out.encap(&mut b).unwrap();
+    s.peer_out.encap(&mut KeyCache::new(2), &mut b).unwrap();
     let frame = ether(BOX_OUT_MAC, PEER_MAC, 0x0800, b.data());
     buf(&frame)
 }

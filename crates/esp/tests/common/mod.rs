@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use espada_buf::{PacketBuf, VecBuf};
+use espada_esp::KeyCache;
 use espada_esp::wire::checksum;
 use espada_esp::{
     Backend, Direction, InboundSa, MAX_ENCAP_HEADROOM, MAX_ENCAP_TAILROOM, NattPorts, OutboundSa,
@@ -104,6 +105,6 @@ pub fn encap_buf(data: &[u8]) -> VecBuf {
 /// Encapsulates `data` and returns the outer packet.
 pub fn encap(sa: &mut OutboundSa, data: &[u8]) -> Vec<u8> {
     let mut b = encap_buf(data);
-    sa.encap(&mut b).unwrap();
+    sa.encap(&mut KeyCache::new(2), &mut b).unwrap();
     b.data().to_vec()
 }

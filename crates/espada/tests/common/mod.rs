@@ -33,6 +33,8 @@ pub struct LabOpts {
     pub workers: &'static [u32],
     pub rx_queues: Option<u16>,
     pub tunnels: Vec<TunnelSpec>,
+    /// `espada run --log-format json`.
+    pub log_json: bool,
 }
 
 impl Default for LabOpts {
@@ -48,6 +50,7 @@ impl Default for LabOpts {
                 spi_out: 0x2000,
                 remote_ts: &["203.0.113.0/24", "2001:db8:b::/64"],
             }],
+            log_json: false,
         }
     }
 }
@@ -61,12 +64,24 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `espada run --config CONFIG` in `ns` and waits until its admin socket answers.
+    /// Its stderr is a file, so its log lines must carry no colour codes.
     pub fn start(ns: &Netns, config: &Path, socket: PathBuf, log: PathBuf) -> Daemon {
+        Daemon::start_with(ns, config, socket, log, &[])
+    }
+
+    /// As [`Daemon::start`], with more arguments to `espada run`.
+    pub fn start_with(
+        ns: &Netns,
+        config: &Path,
+        socket: PathBuf,
+        log: PathBuf,
+        args: &[&str],
+    ) -> Daemon {
         let child = ns
             .command(env!("CARGO_BIN_EXE_espada"))
             .args(["run", "--config"])
             .arg(config)
-            .env("NO_COLOR", "1")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -286,7 +301,18 @@ impl Lab {
             s = socket.display(),
         );
         std::fs::write(dir.join("site.yaml"), yaml).unwrap();
-        let daemon = Daemon::start(&dut, &dir.join("site.yaml"), socket, dir.join("espada.log"));
+        let args: &[&str] = if o.log_json {
+            &["--log-format", "json"]
+        } else {
+            &[]
+        };
+        let daemon = Daemon::start_with(
+            &dut,
+            &dir.join("site.yaml"),
+            socket,
+            dir.join("espada.log"),
+            args,
+        );
         Lab {
             dut,
             lan,

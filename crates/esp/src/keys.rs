@@ -1,0 +1,313 @@
+//! An SA's key as it is stored ([`SaKey`]: the raw AES key, 16 or 32 bytes) and the worker's
+//! cache of expanded key schedules ([`KeyCache`]).
+//!
+//! An expanded AES-GCM key is large: ring's `LessSafeKey` is 544 bytes for AES-128 and
+//! AES-256 alike (a 15-round key schedule and a 16-entry GHASH table), RustCrypto's 496 / 624.
+//! Stored in every SA, the two schedules of an SA pair are 1,088 bytes, more than the rest of
+//! the pair's state, and at a million SAs in random order a packet reads its schedule's nine
+//! cache lines from memory. So an SA keeps only its raw key, in memory espada owns and wipes
+//! (on the control thread, which drops removed SAs), and each worker keeps the schedules of the
+//! SAs it is busy with in a [`KeyCache`]: 2-way set-associative, indexed by the key's id, built
+//! in place on a miss, never allocating. With no more active SAs than the cache has lines, every
+//! packet after an SA's first finds its schedule; beyond that, a miss rebuilds it from the raw
+//! key, which measured cheaper than reading a stored schedule from memory at a million SAs
+//! (docs/performance.md, "Key schedules").
+//!
+//! An SA's id is drawn once from a process-wide counter and never reused, so a stale line (its
+//! SA removed, a new SA using the same slot) never matches. A worker wipes the line of an SA it
+//! lets go of ([`KeyCache::wipe`]): RustCrypto's schedule zeroizes itself on drop; ring offers
+//! no way to wipe its schedule, so the line is overwritten in place by the schedule of the
+//! all-zero key (copies ring makes on the stack while building a schedule are not reached).
+
+use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zeroize::Zeroize;
+
+use crate::aead::{AeadEngine, Backend, BadKeyLength};
+
+/// Lines a worker's [`KeyCache`] has unless told otherwise: 16,384 (8,192 sets of 2), about
+/// 10 MiB — the schedules of 8,192 busy SA pairs.
+pub const DEFAULT_CACHE_LINES: usize = 16_384;
+
+/// Ids of [`SaKey`]s; 0 marks an empty cache line.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The raw AES key of one SA direction (without the salt), wiped when dropped. `Debug` shows
+/// the key length and backend only.
+pub struct SaKey {
+    id: u64,
+    bytes: [u8; 32],
+    len: u8,
+    backend: Backend,
+}
+
+impl SaKey {
+    /// Copies a 16- or 32-byte AES key (AES-128 or AES-256; both backends build a schedule
+    /// for any key of these lengths, so a worker's rebuild is never refused for the key).
+    pub fn new(key: &[u8], backend: Backend) -> Result<SaKey, BadKeyLength> {
+        if key.len() != 16 && key.len() != 32 {
+            return Err(BadKeyLength(key.len()));
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..key.len()].copy_from_slice(key);
+        Ok(SaKey {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            bytes,
+            len: key.len() as u8,
+            backend,
+        })
+    }
+    /// The backend its schedule is built with.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    /// Key length in bytes (16 or 32).
+    pub fn key_len(&self) -> usize {
+        usize::from(self.len)
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.key_len()]
+    }
+}
+
+impl Drop for SaKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl fmt::Debug for SaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SaKey(AES-{}, {:?}, key redacted)",
+            self.key_len() * 8,
+            self.backend
+        )
+    }
+}
+
+/// One cache line: the schedule of the key with `id` (0: empty).
+struct Line {
+    id: u64,
+    engine: Option<AeadEngine>,
+}
+
+/// A line holds the largest schedule inline (RustCrypto AES-256, 624 bytes) and its id.
+const _: () = assert!(size_of::<Line>() <= 656);
+
+/// Two lines and which was used last.
+struct Set {
+    lines: [Line; 2],
+    last: u8,
+}
+
+/// Hits and misses of a [`KeyCache`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyCacheStats {
+    /// Packets whose key schedule was in the cache.
+    pub hits: u64,
+    /// Packets whose key schedule was built from the raw key (first packet of an SA on this
+    /// worker, or its line taken by busier SAs since).
+    pub misses: u64,
+}
+
+/// A worker's expanded key schedules, built on the control thread with all lines empty and
+/// owned by the worker afterwards (see the module documentation).
+pub struct KeyCache {
+    sets: Box<[Set]>,
+    stats: KeyCacheStats,
+}
+
+impl KeyCache {
+    /// A cache of at least `lines` lines (rounded up to a power of two, at least 2).
+    pub fn new(lines: usize) -> KeyCache {
+        let sets = lines.max(2).next_power_of_two() / 2;
+        KeyCache {
+            sets: (0..sets)
+                .map(|_| Set {
+                    lines: [Line::EMPTY, Line::EMPTY],
+                    last: 0,
+                })
+                .collect(),
+            stats: KeyCacheStats::default(),
+        }
+    }
+
+    /// Lines in the cache.
+    pub fn lines(&self) -> usize {
+        self.sets.len() * 2
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> KeyCacheStats {
+        self.stats
+    }
+
+    fn set_index(&self, key: &SaKey) -> usize {
+        key.id as usize & (self.sets.len() - 1)
+    }
+
+    /// The schedule of `key`: found, or built in place of the set's less recently used line.
+    /// `None` only if the backend refused to build it, which the key lengths [`SaKey::new`]
+    /// accepts rule out.
+    #[inline]
+    pub fn engine(&mut self, key: &SaKey) -> Option<&AeadEngine> {
+        let i = self.set_index(key);
+        let set = &mut self.sets[i];
+        let way = match (set.lines[0].id == key.id, set.lines[1].id == key.id) {
+            (true, _) => 0,
+            (_, true) => 1,
+            _ => usize::from(1 - set.last),
+        };
+        set.last = way as u8;
+        let line = &mut set.lines[way];
+        if line.id == key.id {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+            line.id = 0;
+            line.engine = AeadEngine::new(key.backend, key.bytes()).ok();
+            if line.engine.is_some() {
+                line.id = key.id;
+            }
+        }
+        line.engine.as_ref()
+    }
+
+    /// Forgets and wipes the schedule of `key`, if cached: the worker lets go of its SA.
+    pub fn wipe(&mut self, key: &SaKey) {
+        let i = self.set_index(key);
+        for line in self.sets[i].lines.iter_mut().filter(|l| l.id == key.id) {
+            line.wipe();
+        }
+    }
+}
+
+impl Line {
+    const EMPTY: Line = Line {
+        id: 0,
+        engine: None,
+    };
+
+    /// Empties the line. RustCrypto's schedule zeroizes on drop; ring's is overwritten by the
+    /// schedule of the all-zero key.
+    fn wipe(&mut self) {
+        self.id = 0;
+        let ring = matches!(self.engine, Some(AeadEngine::Ring(_)));
+        self.engine = None;
+        if ring {
+            self.engine = AeadEngine::new(Backend::Ring, &[0u8; 16]).ok();
+        }
+    }
+}
+
+impl Drop for KeyCache {
+    /// Wipes every line (the worker's cache is dropped when the data plane stops).
+    fn drop(&mut self) {
+        for set in self.sets.iter_mut() {
+            for line in set.lines.iter_mut().filter(|l| l.id != 0) {
+                line.wipe();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("lines", &self.lines())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aead::GcmAead;
+
+    fn seal_with(cache: &mut KeyCache, key: &SaKey) -> [u8; 16] {
+        let mut buf = [0u8; 32];
+        cache
+            .engine(key)
+            .unwrap()
+            .seal(&[1; 12], b"aad", &mut buf)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cached_schedule_is_the_schedule_of_its_own_key() {
+        for backend in Backend::ALL {
+            for len in [16, 32] {
+                let raw: Vec<u8> = (0..len as u8).collect();
+                let key = SaKey::new(&raw, backend).unwrap();
+                let direct = AeadEngine::new(backend, &raw).unwrap();
+                let mut buf = [0u8; 32];
+                let want = direct.seal(&[1; 12], b"aad", &mut buf).unwrap();
+                let mut cache = KeyCache::new(4);
+                assert_eq!(seal_with(&mut cache, &key), want, "{backend:?} miss");
+                assert_eq!(seal_with(&mut cache, &key), want, "{backend:?} hit");
+                assert_eq!(cache.stats(), KeyCacheStats { hits: 1, misses: 1 });
+            }
+        }
+    }
+
+    #[test]
+    fn keys_beyond_the_lines_evict_the_least_recently_used_and_stay_correct() {
+        // A 2-line cache (one set): three keys in turn always miss, two never after the first.
+        let keys: Vec<SaKey> = (0..3u8)
+            .map(|i| SaKey::new(&[i; 16], Backend::Ring).unwrap())
+            .collect();
+        let want: Vec<[u8; 16]> = keys
+            .iter()
+            .map(|k| seal_with(&mut KeyCache::new(2), k))
+            .collect();
+        let mut cache = KeyCache::new(2);
+        for round in 0..3 {
+            for (k, w) in keys.iter().zip(&want) {
+                assert_eq!(seal_with(&mut cache, k), *w, "round {round}");
+            }
+        }
+        assert_eq!(cache.stats(), KeyCacheStats { hits: 0, misses: 9 });
+        let mut cache = KeyCache::new(2);
+        for _ in 0..3 {
+            for (k, w) in keys[..2].iter().zip(&want) {
+                assert_eq!(seal_with(&mut cache, k), *w);
+            }
+        }
+        assert_eq!(cache.stats(), KeyCacheStats { hits: 4, misses: 2 });
+    }
+
+    #[test]
+    fn a_wiped_line_is_rebuilt_on_next_use() {
+        let key = SaKey::new(&[9; 32], Backend::RustCrypto).unwrap();
+        let other = SaKey::new(&[8; 16], Backend::Ring).unwrap();
+        let mut cache = KeyCache::new(64);
+        let want = seal_with(&mut cache, &key);
+        seal_with(&mut cache, &other);
+        cache.wipe(&key);
+        cache.wipe(&other);
+        cache.wipe(&other); // twice: nothing left to wipe
+        assert_eq!(seal_with(&mut cache, &key), want);
+        assert_eq!(cache.stats(), KeyCacheStats { hits: 0, misses: 3 });
+    }
+
+    #[test]
+    fn ids_differ_and_debug_shows_no_key() {
+        let a = SaKey::new(&[0xab; 16], Backend::Ring).unwrap();
+        let b = SaKey::new(&[0xab; 16], Backend::Ring).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.id, 0);
+        let s = format!("{a:?} {:?}", KeyCache::new(8));
+        assert!(
+            s.contains("AES-128") && !s.contains("171") && !s.contains("ab"),
+            "{s}"
+        );
+        assert!(matches!(
+            SaKey::new(&[0; 24], Backend::Ring),
+            Err(BadKeyLength(24))
+        ));
+    }
+}
