@@ -49,6 +49,8 @@ dp_drops! {
     NoRoute = ("no_route", "cleartext packet matches no tunnel's traffic selectors"),
     /// The tunnel has no outbound SA (not negotiated yet, or expired).
     NoOutboundSa = ("no_outbound_sa", "tunnel has no usable outbound SA (not negotiated yet, or deleted at its hard lifetime): dropped, never sent in clear; start: trap negotiates on it"),
+    /// Inner TTL / hop limit would reach 0 (RFC 1812 §5.3.1, RFC 8200 §3).
+    TtlExceeded = ("ttl_exceeded", "inner TTL or hop limit would reach 0: dropped as a router does, an ICMP time exceeded goes back to the source (rate-limited)"),
     /// Next-hop MAC address not resolved yet (ARP/ND in progress).
     NoNeighbor = ("no_neighbor", "next-hop MAC address not resolved yet (ARP/ND pending)"),
     /// Packet handed to a worker that does not own its SA (tables changed in flight).

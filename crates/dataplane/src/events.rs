@@ -116,8 +116,8 @@ pub fn notice_capacity(slots: u32) -> usize {
 /// reads a clock.
 #[derive(Clone, Debug)]
 pub struct SampleBudget {
-    /// Tokens per bucket: `[peer classes, unknown source, acquires]`.
-    tokens: [u32; 3],
+    /// Tokens per bucket: `[peer classes, unknown source, acquires, ICMP errors]`.
+    tokens: [u32; 4],
     burst: u32,
     /// Clock units per token.
     per_token: u64,
@@ -134,7 +134,7 @@ impl SampleBudget {
     /// Full buckets for a clock of `hz` units per second.
     pub fn new(hz: u64, rate: u64, burst: u32) -> SampleBudget {
         SampleBudget {
-            tokens: [burst; 3],
+            tokens: [burst; 4],
             burst,
             per_token: (hz / rate.max(1)).max(1),
             credited: 0,
@@ -167,6 +167,13 @@ impl SampleBudget {
     #[inline]
     pub fn take_acquire(&mut self) -> bool {
         self.take_from(2)
+    }
+
+    /// Takes one token for an ICMP error the worker sends ([`crate::forward`]); false when its
+    /// bucket is empty (RFC 1812 §4.3.2.8: a router limits the rate of its ICMP errors).
+    #[inline]
+    pub fn take_icmp(&mut self) -> bool {
+        self.take_from(3)
     }
 
     #[inline]

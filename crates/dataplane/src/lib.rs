@@ -21,6 +21,7 @@
 pub mod drops;
 pub mod eth;
 pub mod events;
+pub mod forward;
 pub mod hops;
 pub mod lifecycle;
 pub mod pipeline;

@@ -20,6 +20,7 @@ use crate::drops::{DpDrop, Why};
 use crate::eth::Mac;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
+use crate::forward::{self, Hop};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
@@ -373,10 +374,47 @@ fn esp_classified<B: PacketBuf>(
     if !policy_ok {
         return drop_dp(DpDrop::PolicyMismatch);
     }
+    if forward::decrement(m.data_mut()) == Hop::Expired {
+        // The source is behind the tunnel: the error goes back through it.
+        return match time_exceeded(m, cx, PortRole::Inside) {
+            Some(_) => clear_out(m, cx, false),
+            None => Verdict::Consumed,
+        };
+    }
     match cx.t.l2_towards(PortRole::Inside, idst) {
         Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, p.inner),
         Err(miss) => l2_miss(cx, PortRole::Inside, idst, miss),
     }
+}
+
+/// A packet whose TTL or hop limit ran out: counted as `ttl_exceeded`, then rewritten in place
+/// into an ICMP time exceeded from the box's address on `port` when the ICMP budget allows and
+/// the packet may get one ([`forward::time_exceeded`]). `None`: nothing to send (the packet is
+/// consumed, already counted).
+fn time_exceeded<B: PacketBuf>(
+    m: &mut B,
+    cx: &mut Ctx<'_>,
+    port: PortRole,
+) -> Option<(IpAddr, InnerProto)> {
+    cx.stats.drop_one(Why::Dp(DpDrop::TtlExceeded));
+    if !cx.samples.take_icmp() {
+        cx.stats.add(Counter::IcmpErrorsSuppressed, 1);
+        return None;
+    }
+    let p = cx.t.port(port);
+    let v4 = p.ipv4.and_then(|a| match a.addr {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    });
+    let v6 = p.ipv6.and_then(|a| match a.addr {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    });
+    let sent = forward::time_exceeded(m, v4, v6);
+    if sent.is_some() {
+        cx.stats.add(Counter::IcmpErrorsSent, 1);
+    }
+    sent
 }
 
 /// Counts an ESP packet no SA takes, and samples it to the control thread within the budget.
@@ -453,6 +491,16 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     };
     if !selects(&e.policy.local_ts, src) {
         return drop_dp(DpDrop::PolicyMismatch);
+    }
+    if forward::decrement(m.data_mut()) == Hop::Expired {
+        // The source is on the inside: the error goes back out of the inside port.
+        return match time_exceeded(m, cx, PortRole::Inside) {
+            Some((to, proto)) => match cx.t.l2_towards(PortRole::Inside, to) {
+                Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, proto),
+                Err(miss) => l2_miss(cx, PortRole::Inside, to, miss),
+            },
+            None => Verdict::Consumed,
+        };
     }
     let (spi, hop, peer) = (e.sa.spi(), e.hop, e.peer);
     let r = e.sa.encap(keys, m);

@@ -69,6 +69,10 @@ counters! {
     IdlePolls = "idle_polls",
     /// Table generation the worker runs on.
     TableGeneration = "table_generation",
+    /// ICMP errors the worker built and sent (time exceeded, [`crate::forward`]).
+    IcmpErrorsSent = "icmp_errors_sent",
+    /// ICMP errors not sent because the worker's ICMP budget was spent (the drop is counted).
+    IcmpErrorsSuppressed = "icmp_errors_suppressed",
     /// Packets whose SA's expanded key schedule was in the worker's key cache.
     KeyCacheHits = "key_cache_hits",
     /// Packets whose SA's key schedule the worker built from the raw key (an SA's first packet

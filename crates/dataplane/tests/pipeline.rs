@@ -22,6 +22,24 @@ fn remote_to_lan(payload: &[u8]) -> Vec<u8> {
     ipv4_udp([203, 0, 113, 5], [192, 0, 2, 10], 2000, 1000, payload)
 }
 
+/// `p` as a router forwards it: TTL one less, header checksum updated.
+fn forwarded(p: &[u8]) -> Vec<u8> {
+    let mut f = p.to_vec();
+    f[8] -= 1;
+    f[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&f[..20]);
+    f[10..12].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn with_ttl(mut p: Vec<u8>, ttl: u8) -> Vec<u8> {
+    p[8] = ttl;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
 #[test]
 fn cleartext_from_the_lan_leaves_as_esp_the_peer_can_open() {
     for udp in [false, true] {
@@ -43,7 +61,11 @@ fn cleartext_from_the_lan_leaves_as_esp_the_peer_can_open() {
         s.peer_in
             .decap(&mut KeyCache::new(2), &mut outer)
             .expect("the peer opens it");
-        assert_eq!(outer.data(), &inner[..], "byte-exact inner packet");
+        assert_eq!(
+            outer.data(),
+            &forwarded(&inner)[..],
+            "byte-exact inner packet, TTL decremented"
+        );
         assert_eq!(s.stats.get(Counter::EspEncap), 1);
     }
 }
@@ -60,8 +82,73 @@ fn esp_from_the_peer_reaches_the_lan_byte_exact() {
         );
         assert_eq!(&m.data()[..6], &LAN_MAC);
         assert_eq!(&m.data()[6..12], &BOX_IN_MAC);
-        assert_eq!(&m.data()[14..], &inner[..]);
+        assert_eq!(&m.data()[14..], &forwarded(&inner)[..], "TTL decremented");
         assert_eq!(s.stats.get(Counter::EspDecap), 1);
+    }
+}
+
+#[test]
+fn ttl_1_from_the_lan_gets_time_exceeded_back_on_the_inside_port() {
+    let mut s = site(1, false);
+    let inner = with_ttl(lan_to_remote(b"traceroute probe"), 1);
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &inner));
+    assert_eq!(
+        pipeline::inside_frame(&mut m, &mut s.ctx(0)),
+        Verdict::Tx(PortRole::Inside)
+    );
+    let d = m.data();
+    assert_eq!((&d[..6], &d[6..12]), (&LAN_MAC[..], &BOX_IN_MAC[..]));
+    let ip = &d[14..];
+    assert_eq!(
+        &ip[12..16],
+        &[192, 0, 2, 1],
+        "from the box's inside address"
+    );
+    assert_eq!(&ip[16..20], &[192, 0, 2, 10], "to the probe's source");
+    assert_eq!(
+        (ip[9], ip[20], ip[21]),
+        (1, 11, 0),
+        "ICMP time exceeded in transit"
+    );
+    assert_eq!(&ip[28..], &inner[..28], "quotes header + 8 bytes");
+    assert_eq!(s.stats.get(Counter::EspEncap), 0, "nothing encrypted");
+    assert_eq!(s.stats.drops(Why::Dp(DpDrop::TtlExceeded)), 1);
+    assert_eq!(s.stats.get(Counter::IcmpErrorsSent), 1);
+}
+
+#[test]
+fn ttl_1_from_the_peer_gets_time_exceeded_back_through_the_tunnel() {
+    for udp in [false, true] {
+        let mut s = site(1, udp);
+        let inner = with_ttl(remote_to_lan(b"probe from afar"), 1);
+        let mut m = from_peer(&mut s, &inner);
+        assert_eq!(
+            pipeline::outside_frame(&mut m, &mut s.ctx(0)),
+            Verdict::Tx(PortRole::Outside),
+            "the error leaves encrypted, towards the peer"
+        );
+        let mut outer = VecBuf::new(0, &m.data()[14..], 0);
+        s.peer_in
+            .decap(&mut KeyCache::new(2), &mut outer)
+            .expect("the peer opens it");
+        let ip = outer.data();
+        assert_eq!(
+            &ip[12..16],
+            &[192, 0, 2, 1],
+            "from the box's inside address"
+        );
+        assert_eq!(&ip[16..20], &[203, 0, 113, 5], "to the probe's source");
+        assert_eq!((ip[9], ip[20]), (1, 11), "ICMP time exceeded");
+        assert_eq!(ip[8], 63, "the error itself was forwarded once");
+        assert_eq!(&ip[28..], &inner[..28]);
+        assert_eq!(s.stats.drops(Why::Dp(DpDrop::TtlExceeded)), 1);
+        assert_eq!(
+            (
+                s.stats.get(Counter::EspDecap),
+                s.stats.get(Counter::EspEncap)
+            ),
+            (1, 1)
+        );
     }
 }
 

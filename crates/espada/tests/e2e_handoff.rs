@@ -77,7 +77,7 @@ fn with_two_workers_and_one_rx_poller_every_packet_reaches_its_owner() {
         );
         assert_eq!(
             inner_hex(&rx.finish()),
-            inner_hex(&sent),
+            forwarded_hex(&sent),
             "{tunnel}: outbound byte-exact"
         );
         // Inbound: peer -> LAN.
@@ -120,7 +120,7 @@ fn with_two_workers_and_one_rx_poller_every_packet_reaches_its_owner() {
         );
         assert_eq!(
             inner_hex(&rx.finish()),
-            inner_hex(&sent),
+            forwarded_hex(&sent),
             "{tunnel}: inbound byte-exact"
         );
     }

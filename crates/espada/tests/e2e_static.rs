@@ -1,6 +1,6 @@
 //! The appliance end to end with static SAs: espada in a namespace with af_packet ports, an
-//! independent scapy peer and a LAN host. Traffic both ways arrives byte-exact (raw ESP and
-//! NAT-T, IPv4 and IPv6 inner); replayed, tampered and unknown-SPI packets are dropped and
+//! independent scapy peer and a LAN host. Traffic both ways arrives byte-exact but for the TTL
+//! or hop limit, one less as after any router (raw ESP and NAT-T, IPv4 and IPv6 inner); replayed, tampered and unknown-SPI packets are dropped and
 //! counted under the right reason; the unknown-SPI log is rate-limited; shutdown is clean.
 
 mod common;
@@ -49,7 +49,7 @@ fn lan_to_peer(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize) {
     let got = rx.finish();
     assert_eq!(
         inner_hex(&got),
-        inner_hex(&sent),
+        forwarded_hex(&sent),
         "the peer decrypts exactly what the LAN sent ({inner_src} -> {inner_dst})"
     );
 }
@@ -102,7 +102,7 @@ fn peer_to_lan(lab: &Lab, inner_src: &str, inner_dst: &str, count: usize, seq_st
     let got = rx.finish();
     assert_eq!(
         inner_hex(&got),
-        inner_hex(&sent),
+        forwarded_hex(&sent),
         "the LAN receives exactly what the peer sealed ({inner_src} -> {inner_dst})"
     );
 }
@@ -181,6 +181,47 @@ fn raw_esp_carries_ipv4_and_ipv6_both_ways_byte_exact() {
 #[test]
 fn nat_t_carries_ipv4_and_ipv6_both_ways_byte_exact_logging_json() {
     both_ways("natt", true, false, true);
+}
+
+#[test]
+fn ping_with_ttl_1_through_the_tunnel_gets_time_exceeded_from_the_box() {
+    let lab = Lab::start("ttl", LabOpts::default());
+    for (args, from, says) in [
+        (
+            &["ping", "-c", "1", "-W", "2", "-t", "1", "203.0.113.5"][..],
+            "From 192.0.2.1",
+            "Time to live exceeded",
+        ),
+        (
+            &[
+                "ping",
+                "-6",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-t",
+                "1",
+                "2001:db8:b::5",
+            ][..],
+            "From 2001:db8:a::1",
+            "Time exceeded: Hop limit",
+        ),
+    ] {
+        // The first ping may go to ARP/ND resolution of the LAN host; the second is answered.
+        let mut out = String::new();
+        for _ in 0..3 {
+            let o = lab.lan.command(args[0]).args(&args[1..]).output().unwrap();
+            out = String::from_utf8_lossy(&o.stdout).into_owned();
+            if out.contains(says) {
+                break;
+            }
+        }
+        assert!(out.contains(from) && out.contains(says), "{args:?}:\n{out}");
+    }
+    let d = lab.drops();
+    assert!(d.total["ttl_exceeded"] >= 2, "{:?}", d.total);
+    assert_eq!(d.total["no_route"], 0);
 }
 
 #[test]

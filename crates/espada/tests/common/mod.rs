@@ -418,6 +418,41 @@ pub fn inner_hex(v: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The inner packets of `v` as espada forwards them (a router: TTL or hop limit one less, the
+/// IPv4 header checksum updated), hex-encoded like [`inner_hex`].
+pub fn forwarded_hex(v: &[Value]) -> Vec<String> {
+    inner_hex(v)
+        .iter()
+        .map(|h| {
+            let mut p = hex_bytes(h);
+            match p[0] >> 4 {
+                4 => {
+                    p[8] -= 1;
+                    p[10..12].copy_from_slice(&[0, 0]);
+                    let hl = usize::from(p[0] & 0x0f) * 4;
+                    let mut sum: u32 = p[..hl]
+                        .chunks(2)
+                        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                        .sum();
+                    while sum >> 16 != 0 {
+                        sum = (sum & 0xffff) + (sum >> 16);
+                    }
+                    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+                }
+                _ => p[7] -= 1,
+            }
+            p.iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect()
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }

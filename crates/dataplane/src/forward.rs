@@ -1,0 +1,296 @@
+//! Forwarding the inner packet as a router does (RFC 4301 §5.1.2 and §5.2: a security gateway
+//! forwards what it encapsulates and decapsulates): the TTL (IPv4) or hop limit (IPv6) is
+//! decremented in both directions, and a packet that would leave with 0 is dropped and answered
+//! with an ICMP time exceeded (RFC 792; RFC 4443 §3.3), built in place in the packet's own buffer
+//! (RFC 1812 §5.3.1).
+//!
+//! No error is sent about an ICMP error, a non-initial fragment, or a packet whose source is not
+//! a unicast address (RFC 1812 §4.3.2.7, RFC 4443 §2.4(e)).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use espada_buf::PacketBuf;
+use espada_esp::InnerProto;
+use espada_esp::wire::checksum;
+
+/// What forwarding may do with a packet after its hop count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hop {
+    /// Decremented; forward it.
+    Forward,
+    /// TTL or hop limit ≤ 1: it may not be forwarded (left unchanged).
+    Expired,
+}
+
+/// Decrements the TTL (IPv4, header checksum updated incrementally, RFC 1624) or the hop limit
+/// (IPv6) of the IP packet at the start of `pkt`. The caller has checked the header.
+#[inline]
+pub fn decrement(pkt: &mut [u8]) -> Hop {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= 20 => {
+            let ttl = pkt[8];
+            if ttl <= 1 {
+                return Hop::Expired;
+            }
+            // TTL is the high byte of the word it shares with the protocol.
+            let old = u16::from_be_bytes([ttl, pkt[9]]);
+            pkt[8] = ttl - 1;
+            let new = u16::from_be_bytes([pkt[8], pkt[9]]);
+            let c = checksum::update(u16::from_be_bytes([pkt[10], pkt[11]]), old, new);
+            pkt[10..12].copy_from_slice(&c.to_be_bytes());
+            Hop::Forward
+        }
+        Some(6) if pkt.len() >= 40 => {
+            if pkt[7] <= 1 {
+                return Hop::Expired;
+            }
+            pkt[7] -= 1;
+            Hop::Forward
+        }
+        _ => Hop::Expired,
+    }
+}
+
+/// ICMP types that are errors (RFC 792, RFC 1812 §4.3.2.7): never answered with an error.
+const ICMP_ERRORS: [u8; 5] = [3, 4, 5, 11, 12];
+/// ICMP time exceeded, code 0: TTL exceeded in transit.
+const ICMP_TIME_EXCEEDED: u8 = 11;
+/// ICMPv6 time exceeded (RFC 4443 §3.3), code 0: hop limit exceeded in transit.
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4(c)).
+const IPV6_MIN_MTU: usize = 1280;
+
+/// Rewrites the expired packet in `m` into a time exceeded from `v4` / `v6` (the box's address
+/// of the packet's family) to the packet's source, quoting the original IP header and the first
+/// 8 bytes of its payload (IPv4, RFC 792) or as much of the packet as keeps the error within
+/// 1280 bytes (IPv6). Returns the error's destination and family, or `None` (buffer unchanged)
+/// when no error may be sent: see the module documentation, or no address of that family.
+pub fn time_exceeded<B: PacketBuf>(
+    m: &mut B,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+) -> Option<(IpAddr, InnerProto)> {
+    let d = m.data();
+    match d.first().map(|b| b >> 4) {
+        Some(4) => {
+            let from = v4?;
+            let hl = usize::from(d.first()? & 0x0f) * 4;
+            if d.len() < hl.max(20) {
+                return None;
+            }
+            let src = Ipv4Addr::new(d[12], d[13], d[14], d[15]);
+            let frag_offset = u16::from_be_bytes([d[6], d[7]]) & 0x1fff;
+            let icmp_error = d[9] == 1 && d.get(hl).is_none_or(|t| ICMP_ERRORS.contains(t));
+            if src.is_unspecified()
+                || src.is_broadcast()
+                || src.is_multicast()
+                || frag_offset != 0
+                || icmp_error
+            {
+                return None;
+            }
+            let quote = d.len().min(hl + 8);
+            rewrite(m, quote, 28, |h, quote| {
+                let total = (28 + quote.len()) as u16;
+                h[..20].copy_from_slice(&[
+                    0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ]);
+                h[2..4].copy_from_slice(&total.to_be_bytes());
+                h[12..16].copy_from_slice(&from.octets());
+                h[16..20].copy_from_slice(&src.octets());
+                let c = checksum::data(&h[..20]);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                h[20..28].copy_from_slice(&[ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0]);
+                let sum = checksum::sum(&h[20..28]) + checksum::sum(quote);
+                h[22..24].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+            })?;
+            Some((IpAddr::V4(src), InnerProto::V4))
+        }
+        Some(6) => {
+            let from = v6?;
+            if d.len() < 40 {
+                return None;
+            }
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&d[8..24]);
+            let src = Ipv6Addr::from(s);
+            // Only the fixed header's next header is looked at: an ICMPv6 error behind
+            // extension headers would get an error (RFC 4443 §2.4(e) asks for the walk).
+            let icmp_error = d[6] == 58 && d.get(40).is_none_or(|t| *t < 128);
+            if src.is_unspecified() || src.is_multicast() || icmp_error {
+                return None;
+            }
+            let quote = d.len().min(IPV6_MIN_MTU - 48);
+            rewrite(m, quote, 48, |h, quote| {
+                let plen = (8 + quote.len()) as u16;
+                h[0..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 64]);
+                h[4..6].copy_from_slice(&plen.to_be_bytes());
+                h[8..24].copy_from_slice(&from.octets());
+                h[24..40].copy_from_slice(&src.octets());
+                h[40..48].copy_from_slice(&[ICMPV6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0]);
+                // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
+                let sum = checksum::sum(&h[8..40])
+                    + u64::from(plen)
+                    + 58
+                    + checksum::sum(&h[40..48])
+                    + checksum::sum(quote);
+                h[42..44].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+            })?;
+            Some((IpAddr::V6(src), InnerProto::V6))
+        }
+        _ => None,
+    }
+}
+
+/// Keeps the first `quote` bytes of `m`, puts `header` bytes in front of them and lets `write`
+/// fill that header (it sees the quote). `None`, nothing changed, without the headroom.
+fn rewrite<B: PacketBuf>(
+    m: &mut B,
+    quote: usize,
+    header: usize,
+    write: impl FnOnce(&mut [u8], &[u8]),
+) -> Option<()> {
+    if m.headroom() < header {
+        return None;
+    }
+    let cut = m.len() - quote;
+    if !m.trim(cut) {
+        return None;
+    }
+    m.prepend(header)?;
+    let d = m.data_mut();
+    let (h, q) = d.split_at_mut(header);
+    write(h, q);
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use espada_buf::VecBuf;
+
+    fn v4(ttl: u8, proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, ttl, proto, 0, 0, 192, 0, 2, 10, 203, 0, 113, 5,
+        ];
+        p.extend_from_slice(payload);
+        let l = p.len() as u16;
+        p[2..4].copy_from_slice(&l.to_be_bytes());
+        let c = checksum::data(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn v6(hops: u8, next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, next, hops];
+        p.extend_from_slice(&"2001:db8:a::10".parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&"2001:db8:b::5".parse::<Ipv6Addr>().unwrap().octets());
+        p[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn ttl_and_hop_limit_go_down_by_one_and_the_ipv4_checksum_stays_right() {
+        for ttl in [2u8, 64, 255] {
+            let mut p = v4(ttl, 17, &[1; 12]);
+            assert_eq!(decrement(&mut p), Hop::Forward);
+            assert_eq!(p[8], ttl - 1);
+            assert_eq!(checksum::data(&p[..20]), 0, "ttl {ttl}");
+        }
+        let mut p = v6(2, 17, &[1; 8]);
+        assert_eq!(decrement(&mut p), Hop::Forward);
+        assert_eq!(p[7], 1);
+        for mut p in [v4(1, 17, &[1; 8]), v4(0, 17, &[1; 8]), v6(1, 17, &[0; 8])] {
+            let before = p.clone();
+            assert_eq!(decrement(&mut p), Hop::Expired);
+            assert_eq!(p, before, "left unchanged");
+        }
+    }
+
+    #[test]
+    fn ipv4_time_exceeded_quotes_header_and_8_bytes_back_to_the_source() {
+        let orig = v4(1, 17, &[7; 100]);
+        let mut m = VecBuf::new(64, &orig, 0);
+        let box_in = Ipv4Addr::new(192, 0, 2, 1);
+        let to = time_exceeded(&mut m, Some(box_in), None);
+        assert_eq!(to, Some(("192.0.2.10".parse().unwrap(), InnerProto::V4)));
+        let d = m.data();
+        assert_eq!(d.len(), 20 + 8 + 28);
+        assert_eq!(checksum::data(&d[..20]), 0, "IP header checksum");
+        assert_eq!(u16::from_be_bytes([d[2], d[3]]), 56);
+        assert_eq!((d[8], d[9]), (64, 1));
+        assert_eq!(&d[12..16], &box_in.octets());
+        assert_eq!(&d[16..20], &[192, 0, 2, 10]);
+        assert_eq!((d[20], d[21]), (11, 0), "time exceeded in transit");
+        assert_eq!(checksum::data(&d[20..]), 0, "ICMP checksum");
+        assert_eq!(&d[28..], &orig[..28], "quote: header + 8 bytes");
+    }
+
+    #[test]
+    fn ipv6_time_exceeded_fits_1280_bytes_and_has_a_valid_checksum() {
+        let orig = v6(1, 17, &[9; 1400]);
+        let mut m = VecBuf::new(64, &orig, 0);
+        let box_in: Ipv6Addr = "2001:db8:a::1".parse().unwrap();
+        let to = time_exceeded(&mut m, None, Some(box_in));
+        assert_eq!(
+            to,
+            Some(("2001:db8:a::10".parse().unwrap(), InnerProto::V6))
+        );
+        let d = m.data();
+        assert_eq!(d.len(), 1280);
+        assert_eq!(usize::from(u16::from_be_bytes([d[4], d[5]])), 1280 - 40);
+        assert_eq!((d[6], d[7]), (58, 64));
+        assert_eq!((d[40], d[41]), (3, 0));
+        let sum = checksum::sum(&d[8..40]) + 1240 + 58 + checksum::sum(&d[40..]);
+        assert_eq!(checksum::fold(sum), 0xffff, "ICMPv6 checksum");
+        assert_eq!(&d[48..], &orig[..1232]);
+    }
+
+    #[test]
+    fn no_error_about_errors_fragments_or_non_unicast_sources() {
+        let cases: Vec<Vec<u8>> = vec![
+            v4(1, 1, &[3, 0, 0, 0, 0, 0, 0, 0]),  // ICMP unreachable
+            v4(1, 1, &[11, 0, 0, 0, 0, 0, 0, 0]), // ICMP time exceeded
+            {
+                let mut p = v4(1, 17, &[0; 8]);
+                p[6..8].copy_from_slice(&[0x00, 0x10]); // offset 128: not the first fragment
+                p
+            },
+            {
+                let mut p = v4(1, 17, &[0; 8]);
+                p[12..16].copy_from_slice(&[224, 0, 0, 1]);
+                p
+            },
+            v6(1, 58, &[1, 0, 0, 0, 0, 0, 0, 0]), // ICMPv6 unreachable
+        ];
+        for p in cases {
+            let mut m = VecBuf::new(64, &p, 0);
+            assert_eq!(
+                time_exceeded(
+                    &mut m,
+                    Some(Ipv4Addr::new(192, 0, 2, 1)),
+                    Some("2001:db8:a::1".parse().unwrap())
+                ),
+                None,
+                "{p:?}"
+            );
+            assert_eq!(m.data(), &p[..], "unchanged");
+        }
+        // An echo request does get one; without an address of its family, nothing.
+        let echo = v4(1, 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(
+            time_exceeded(
+                &mut VecBuf::new(64, &echo, 0),
+                Some(Ipv4Addr::LOCALHOST),
+                None
+            )
+            .is_some()
+        );
+        assert!(time_exceeded(&mut VecBuf::new(64, &echo, 0), None, None).is_none());
+        // No headroom: nothing changed.
+        let mut m = VecBuf::new(0, &echo, 0);
+        assert!(time_exceeded(&mut m, Some(Ipv4Addr::LOCALHOST), None).is_none());
+        assert_eq!(m.data(), &echo[..]);
+    }
+}
