@@ -42,7 +42,7 @@ site() { # name outside inside peer local_ts remote_ts spi_in spi_out
 appliance: { name: $1, lab: true }
 cores: { control: 0, workers: [1] }
 ports:
-  outside: { device: "net_af_packet0,iface=wan0", ipv4: $2 }
+  outside: { device: "net_af_packet0,iface=wan0", ipv4: $2, mtu: 1600 }
   inside: { device: "net_af_packet1,iface=lan0", ipv4: $3 }
 tunnels:
   - name: to-$4

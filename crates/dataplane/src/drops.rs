@@ -51,6 +51,8 @@ dp_drops! {
     NoOutboundSa = ("no_outbound_sa", "tunnel has no usable outbound SA (not negotiated yet, or deleted at its hard lifetime): dropped, never sent in clear; start: trap negotiates on it"),
     /// Inner TTL / hop limit would reach 0 (RFC 1812 §5.3.1, RFC 8200 §3).
     TtlExceeded = ("ttl_exceeded", "inner TTL or hop limit would reach 0: dropped as a router does, an ICMP time exceeded goes back to the source (rate-limited)"),
+    /// Inner packet larger than the tunnel's path MTU allows, with DF set or IPv6 (RFC 4301 §8.2).
+    TooBigForTunnel = ("too_big_for_tunnel", "inner packet larger than the tunnel's path MTU allows (DF set, or IPv6): dropped, ICMP fragmentation needed / packet too big with the tunnel's MTU goes back to the source (rate-limited)"),
     /// Next-hop MAC address not resolved yet (ARP/ND in progress).
     NoNeighbor = ("no_neighbor", "next-hop MAC address not resolved yet (ARP/ND pending)"),
     /// Packet handed to a worker that does not own its SA (tables changed in flight).

@@ -1,8 +1,10 @@
 //! Forwarding the inner packet as a router does (RFC 4301 §5.1.2 and §5.2: a security gateway
 //! forwards what it encapsulates and decapsulates): the TTL (IPv4) or hop limit (IPv6) is
 //! decremented in both directions, and a packet that would leave with 0 is dropped and answered
-//! with an ICMP time exceeded (RFC 792; RFC 4443 §3.3), built in place in the packet's own buffer
-//! (RFC 1812 §5.3.1).
+//! with an ICMP time exceeded (RFC 792; RFC 4443 §3.3); a packet too big for its tunnel that may
+//! not be fragmented gets "fragmentation needed" / "packet too big" with the tunnel's MTU
+//! (RFC 1191, RFC 4443 §3.2, RFC 4301 §8.2). The error is built in place in the packet's own
+//! buffer (RFC 1812 §5.3.1).
 //!
 //! No error is sent about an ICMP error, a non-initial fragment, or a packet whose source is not
 //! a unicast address (RFC 1812 §4.3.2.7, RFC 4443 §2.4(e)).
@@ -53,20 +55,52 @@ pub fn decrement(pkt: &mut [u8]) -> Hop {
 
 /// ICMP types that are errors (RFC 792, RFC 1812 §4.3.2.7): never answered with an error.
 const ICMP_ERRORS: [u8; 5] = [3, 4, 5, 11, 12];
-/// ICMP time exceeded, code 0: TTL exceeded in transit.
-const ICMP_TIME_EXCEEDED: u8 = 11;
-/// ICMPv6 time exceeded (RFC 4443 §3.3), code 0: hop limit exceeded in transit.
-const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// An ICMP error the data plane sends about an inner packet it will not forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpError {
+    /// TTL / hop limit exceeded in transit (ICMP 11/0, ICMPv6 3/0).
+    TimeExceeded,
+    /// The packet does not fit the tunnel: IPv4 "fragmentation needed and DF set" (3/4) with
+    /// the next-hop MTU (RFC 1191 §4), ICMPv6 "packet too big" (2/0, RFC 4443 §3.2).
+    TooBig {
+        /// The largest inner packet the tunnel carries.
+        mtu: u32,
+    },
+}
+
+impl IcmpError {
+    /// ICMP type, code and the 4 bytes after the checksum.
+    fn v4(self) -> [u8; 8] {
+        match self {
+            IcmpError::TimeExceeded => [11, 0, 0, 0, 0, 0, 0, 0],
+            IcmpError::TooBig { mtu } => {
+                let m = (mtu.min(u32::from(u16::MAX)) as u16).to_be_bytes();
+                [3, 4, 0, 0, 0, 0, m[0], m[1]]
+            }
+        }
+    }
+    /// ICMPv6 type, code and the 4 bytes after the checksum.
+    fn v6(self) -> [u8; 8] {
+        match self {
+            IcmpError::TimeExceeded => [3, 0, 0, 0, 0, 0, 0, 0],
+            IcmpError::TooBig { mtu } => {
+                let m = mtu.to_be_bytes();
+                [2, 0, 0, 0, m[0], m[1], m[2], m[3]]
+            }
+        }
+    }
+}
 /// An ICMPv6 error must fit the IPv6 minimum MTU (RFC 4443 §2.4(c)).
 const IPV6_MIN_MTU: usize = 1280;
 
-/// Rewrites the expired packet in `m` into a time exceeded from `v4` / `v6` (the box's address
-/// of the packet's family) to the packet's source, quoting the original IP header and the first
+/// Rewrites the packet in `m` into the ICMP error `e` from `v4` / `v6` (the box's address of
+/// the packet's family) to the packet's source, quoting the original IP header and the first
 /// 8 bytes of its payload (IPv4, RFC 792) or as much of the packet as keeps the error within
 /// 1280 bytes (IPv6). Returns the error's destination and family, or `None` (buffer unchanged)
 /// when no error may be sent: see the module documentation, or no address of that family.
-pub fn time_exceeded<B: PacketBuf>(
+pub fn icmp_error<B: PacketBuf>(
     m: &mut B,
+    e: IcmpError,
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
 ) -> Option<(IpAddr, InnerProto)> {
@@ -100,7 +134,7 @@ pub fn time_exceeded<B: PacketBuf>(
                 h[16..20].copy_from_slice(&src.octets());
                 let c = checksum::data(&h[..20]);
                 h[10..12].copy_from_slice(&c.to_be_bytes());
-                h[20..28].copy_from_slice(&[ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0]);
+                h[20..28].copy_from_slice(&e.v4());
                 let sum = checksum::sum(&h[20..28]) + checksum::sum(quote);
                 h[22..24].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
             })?;
@@ -127,7 +161,7 @@ pub fn time_exceeded<B: PacketBuf>(
                 h[4..6].copy_from_slice(&plen.to_be_bytes());
                 h[8..24].copy_from_slice(&from.octets());
                 h[24..40].copy_from_slice(&src.octets());
-                h[40..48].copy_from_slice(&[ICMPV6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0]);
+                h[40..48].copy_from_slice(&e.v6());
                 // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
                 let sum = checksum::sum(&h[8..40])
                     + u64::from(plen)
@@ -213,7 +247,7 @@ mod tests {
         let orig = v4(1, 17, &[7; 100]);
         let mut m = VecBuf::new(64, &orig, 0);
         let box_in = Ipv4Addr::new(192, 0, 2, 1);
-        let to = time_exceeded(&mut m, Some(box_in), None);
+        let to = icmp_error(&mut m, IcmpError::TimeExceeded, Some(box_in), None);
         assert_eq!(to, Some(("192.0.2.10".parse().unwrap(), InnerProto::V4)));
         let d = m.data();
         assert_eq!(d.len(), 20 + 8 + 28);
@@ -232,7 +266,7 @@ mod tests {
         let orig = v6(1, 17, &[9; 1400]);
         let mut m = VecBuf::new(64, &orig, 0);
         let box_in: Ipv6Addr = "2001:db8:a::1".parse().unwrap();
-        let to = time_exceeded(&mut m, None, Some(box_in));
+        let to = icmp_error(&mut m, IcmpError::TimeExceeded, None, Some(box_in));
         assert_eq!(
             to,
             Some(("2001:db8:a::10".parse().unwrap(), InnerProto::V6))
@@ -267,8 +301,9 @@ mod tests {
         for p in cases {
             let mut m = VecBuf::new(64, &p, 0);
             assert_eq!(
-                time_exceeded(
+                icmp_error(
                     &mut m,
+                    IcmpError::TimeExceeded,
                     Some(Ipv4Addr::new(192, 0, 2, 1)),
                     Some("2001:db8:a::1".parse().unwrap())
                 ),
@@ -280,17 +315,56 @@ mod tests {
         // An echo request does get one; without an address of its family, nothing.
         let echo = v4(1, 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
         assert!(
-            time_exceeded(
+            icmp_error(
                 &mut VecBuf::new(64, &echo, 0),
+                IcmpError::TimeExceeded,
                 Some(Ipv4Addr::LOCALHOST),
                 None
             )
             .is_some()
         );
-        assert!(time_exceeded(&mut VecBuf::new(64, &echo, 0), None, None).is_none());
+        assert!(
+            icmp_error(
+                &mut VecBuf::new(64, &echo, 0),
+                IcmpError::TimeExceeded,
+                None,
+                None
+            )
+            .is_none()
+        );
         // No headroom: nothing changed.
         let mut m = VecBuf::new(0, &echo, 0);
-        assert!(time_exceeded(&mut m, Some(Ipv4Addr::LOCALHOST), None).is_none());
+        assert!(
+            icmp_error(
+                &mut m,
+                IcmpError::TimeExceeded,
+                Some(Ipv4Addr::LOCALHOST),
+                None
+            )
+            .is_none()
+        );
         assert_eq!(m.data(), &echo[..]);
+    }
+
+    #[test]
+    fn too_big_carries_the_tunnels_mtu_in_both_families() {
+        let orig = v4(64, 17, &[7; 1400]);
+        let mut m = VecBuf::new(64, &orig, 0);
+        let e = IcmpError::TooBig { mtu: 1390 };
+        icmp_error(&mut m, e, Some(Ipv4Addr::new(192, 0, 2, 1)), None).unwrap();
+        let d = m.data();
+        assert_eq!((d[20], d[21]), (3, 4), "fragmentation needed and DF set");
+        assert_eq!(
+            u16::from_be_bytes([d[26], d[27]]),
+            1390,
+            "next-hop MTU (RFC 1191)"
+        );
+        assert_eq!(checksum::data(&d[20..]), 0);
+        let orig = v6(64, 17, &[7; 1400]);
+        let mut m = VecBuf::new(64, &orig, 0);
+        icmp_error(&mut m, e, None, Some("2001:db8:a::1".parse().unwrap())).unwrap();
+        let d = m.data();
+        assert_eq!((d[40], d[41]), (2, 0), "packet too big");
+        assert_eq!(u32::from_be_bytes([d[44], d[45], d[46], d[47]]), 1390);
     }
 }

@@ -25,6 +25,7 @@ pub mod forward;
 pub mod hops;
 pub mod lifecycle;
 pub mod pipeline;
+pub mod pmtu;
 pub mod slab;
 pub mod stats;
 pub mod tables;

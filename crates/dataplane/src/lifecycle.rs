@@ -545,6 +545,19 @@ impl Lifecycle {
         self.dirty = true;
     }
 
+    /// The MTU the device of port `role` runs with; tunnels added afterwards start from it as
+    /// their path MTU.
+    pub fn set_port_mtu(&mut self, role: PortRole, mtu: u32) {
+        self.tables.ports[role as usize].mtu = mtu;
+        self.dirty = true;
+    }
+
+    /// Control thread: the path MTU towards the peer of `tunnel` changed (outer IP bytes,
+    /// [`crate::pmtu`]); the owner checks inner packets against it from its next packet on.
+    pub fn set_path_mtu(&mut self, tunnel: TunnelId, mtu: u32) -> bool {
+        self.tunnel_words.set_path_mtu(tunnel, mtu)
+    }
+
     /// A neighbour's MAC was learned on `port`; true when it changed a next hop.
     pub fn neighbour_learned(&mut self, port: PortRole, ip: IpAddr, mac: Mac) -> bool {
         self.hops.set_epoch(self.publisher.generation());
@@ -617,6 +630,8 @@ impl Lifecycle {
             self.selectors.insert(*p, id);
         }
         self.tunnel_words.set_peer(id, Some(spec.peer));
+        self.tunnel_words
+            .set_path_mtu(id, self.tables.ports[PortRole::Outside as usize].mtu);
         let _ = self.peers.insert(peer_key(spec.peer), id);
         self.ends[usize::from(owner)].tunnels += 1;
         let book = TunnelBook {

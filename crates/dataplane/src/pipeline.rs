@@ -20,7 +20,7 @@ use crate::drops::{DpDrop, Why};
 use crate::eth::Mac;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
-use crate::forward::{self, Hop};
+use crate::forward::{self, Hop, IcmpError};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
@@ -376,7 +376,7 @@ fn esp_classified<B: PacketBuf>(
     }
     if forward::decrement(m.data_mut()) == Hop::Expired {
         // The source is behind the tunnel: the error goes back through it.
-        return match time_exceeded(m, cx, PortRole::Inside) {
+        return match icmp_error(m, cx, IcmpError::TimeExceeded, DpDrop::TtlExceeded) {
             Some(_) => clear_out(m, cx, false),
             None => Verdict::Consumed,
         };
@@ -387,16 +387,35 @@ fn esp_classified<B: PacketBuf>(
     }
 }
 
-/// A packet whose TTL or hop limit ran out: counted as `ttl_exceeded`, then rewritten in place
-/// into an ICMP time exceeded from the box's address on `port` when the ICMP budget allows and
-/// the packet may get one ([`forward::time_exceeded`]). `None`: nothing to send (the packet is
-/// consumed, already counted).
-fn time_exceeded<B: PacketBuf>(
+/// Refuses a cleartext packet from the inside (`why`) and sends the ICMP error `e` back to its
+/// source, out of the inside port.
+fn refuse_inside<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, e: IcmpError, why: DpDrop) -> Verdict {
+    match icmp_error(m, cx, e, why) {
+        Some((to, proto)) => match cx.t.l2_towards(PortRole::Inside, to) {
+            Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, proto),
+            Err(miss) => l2_miss(cx, PortRole::Inside, to, miss),
+        },
+        None => Verdict::Consumed,
+    }
+}
+
+/// An IPv4 packet without DF may still be sent when it is too big for the tunnel: the network
+/// fragments the outer packet (espada does not fragment yet). IPv6 and DF packets may not.
+fn may_fragment(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b >> 4 == 4) && p.get(6).is_some_and(|f| f & 0x40 == 0)
+}
+
+/// A packet the box will not forward: counted as `why`, then rewritten in place into the ICMP
+/// error `e` from the box's inside address when the ICMP budget allows and the packet may get
+/// one ([`forward::icmp_error`]). `None`: nothing to send (the packet is consumed, counted).
+fn icmp_error<B: PacketBuf>(
     m: &mut B,
     cx: &mut Ctx<'_>,
-    port: PortRole,
+    e: IcmpError,
+    why: DpDrop,
 ) -> Option<(IpAddr, InnerProto)> {
-    cx.stats.drop_one(Why::Dp(DpDrop::TtlExceeded));
+    let port = PortRole::Inside;
+    cx.stats.drop_one(Why::Dp(why));
     if !cx.samples.take_icmp() {
         cx.stats.add(Counter::IcmpErrorsSuppressed, 1);
         return None;
@@ -410,7 +429,7 @@ fn time_exceeded<B: PacketBuf>(
         IpAddr::V6(a) => Some(a),
         IpAddr::V4(_) => None,
     });
-    let sent = forward::time_exceeded(m, v4, v6);
+    let sent = forward::icmp_error(m, e, v4, v6);
     if sent.is_some() {
         cx.stats.add(Counter::IcmpErrorsSent, 1);
     }
@@ -486,22 +505,29 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
+    let limit = {
+        let Some((e, _)) = cx.sas.outbound_keyed(sa_ref.slot) else {
+            return drop_dp(DpDrop::NoOutboundSa);
+        };
+        if !selects(&e.policy.local_ts, src) {
+            return drop_dp(DpDrop::PolicyMismatch);
+        }
+        let mtu = cx.t.tunnels.path_mtu(id);
+        (mtu != 0).then(|| e.sa.max_inner(mtu))
+    };
+    if let Some(limit) = limit
+        && m.len() > limit
+        && !may_fragment(m.data())
+    {
+        let e = IcmpError::TooBig { mtu: limit as u32 };
+        return refuse_inside(m, cx, e, DpDrop::TooBigForTunnel);
+    }
+    if forward::decrement(m.data_mut()) == Hop::Expired {
+        return refuse_inside(m, cx, IcmpError::TimeExceeded, DpDrop::TtlExceeded);
+    }
     let Some((e, keys)) = cx.sas.outbound_keyed(sa_ref.slot) else {
         return drop_dp(DpDrop::NoOutboundSa);
     };
-    if !selects(&e.policy.local_ts, src) {
-        return drop_dp(DpDrop::PolicyMismatch);
-    }
-    if forward::decrement(m.data_mut()) == Hop::Expired {
-        // The source is on the inside: the error goes back out of the inside port.
-        return match time_exceeded(m, cx, PortRole::Inside) {
-            Some((to, proto)) => match cx.t.l2_towards(PortRole::Inside, to) {
-                Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, proto),
-                Err(miss) => l2_miss(cx, PortRole::Inside, to, miss),
-            },
-            None => Verdict::Consumed,
-        };
-    }
     let (spi, hop, peer) = (e.sa.spi(), e.hop, e.peer);
     let r = e.sa.encap(keys, m);
     let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;

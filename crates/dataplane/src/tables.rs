@@ -52,6 +52,8 @@ pub struct Iface {
     pub gateway4: Option<IpAddr>,
     /// IPv6 gateway.
     pub gateway6: Option<IpAddr>,
+    /// The port's MTU (IP bytes) as the device runs it; 0 when not known.
+    pub mtu: u32,
 }
 
 impl Iface {

@@ -30,6 +30,8 @@ struct Cell {
     family: AtomicU32,
     /// The peer's address, most significant word first (IPv4 in word 0).
     peer: [AtomicU32; 4],
+    /// Path MTU towards the peer (outer IP bytes), 0 when not known ([`crate::pmtu`]).
+    mtu: AtomicU32,
 }
 
 /// Per-tunnel words, preallocated for a fixed number of tunnels.
@@ -38,7 +40,7 @@ pub struct TunnelTable {
 }
 
 impl TunnelTable {
-    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 32 bytes per tunnel.
+    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 40 bytes per tunnel.
     pub fn new(capacity: u32) -> TunnelTable {
         TunnelTable {
             cells: (0..capacity).map(|_| Cell::default()).collect(),
@@ -84,6 +86,24 @@ impl TunnelTable {
             }
             _ => None,
         }
+    }
+
+    /// The path MTU towards the peer of `tunnel` (outer IP bytes), 0 when not known (worker,
+    /// `Relaxed`: a packet checked against the value before a change is harmless).
+    #[inline]
+    pub fn path_mtu(&self, tunnel: u32) -> u32 {
+        self.cells
+            .get(tunnel as usize)
+            .map_or(0, |c| c.mtu.load(Ordering::Relaxed))
+    }
+
+    /// Control thread: sets the path MTU of `tunnel` (0: not known). False when out of range.
+    pub fn set_path_mtu(&self, tunnel: u32, mtu: u32) -> bool {
+        let Some(c) = self.cells.get(tunnel as usize) else {
+            return false;
+        };
+        c.mtu.store(mtu, Ordering::Relaxed);
+        true
     }
 
     /// Control thread: sets or clears the outbound SA of `tunnel` (`Release`). False when

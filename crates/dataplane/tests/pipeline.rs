@@ -22,16 +22,6 @@ fn remote_to_lan(payload: &[u8]) -> Vec<u8> {
     ipv4_udp([203, 0, 113, 5], [192, 0, 2, 10], 2000, 1000, payload)
 }
 
-/// `p` as a router forwards it: TTL one less, header checksum updated.
-fn forwarded(p: &[u8]) -> Vec<u8> {
-    let mut f = p.to_vec();
-    f[8] -= 1;
-    f[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&f[..20]);
-    f[10..12].copy_from_slice(&c.to_be_bytes());
-    f
-}
-
 fn with_ttl(mut p: Vec<u8>, ttl: u8) -> Vec<u8> {
     p[8] = ttl;
     p[10..12].copy_from_slice(&[0, 0]);
@@ -114,6 +104,54 @@ fn ttl_1_from_the_lan_gets_time_exceeded_back_on_the_inside_port() {
     assert_eq!(s.stats.get(Counter::EspEncap), 0, "nothing encrypted");
     assert_eq!(s.stats.drops(Why::Dp(DpDrop::TtlExceeded)), 1);
     assert_eq!(s.stats.get(Counter::IcmpErrorsSent), 1);
+}
+
+#[test]
+fn packets_too_big_for_the_path_mtu_get_fragmentation_needed_unless_they_may_be_fragmented() {
+    let mut s = site(1, false);
+    assert!(s.lc.set_path_mtu(0, 1400));
+    // Raw ESP over IPv4: 20 + 8 + 8 + 16 of overhead and 2 + padding to 4 bytes.
+    let limit = 1400 - 52 - 2;
+    for (len, df, want) in [
+        (limit, true, Verdict::Tx(PortRole::Outside)),
+        (limit + 1, true, Verdict::Tx(PortRole::Inside)),
+        (limit + 100, false, Verdict::Tx(PortRole::Outside)),
+    ] {
+        let mut inner = lan_to_remote(&vec![0x5a; len - 28]);
+        assert_eq!(inner.len(), len);
+        if !df {
+            inner[6] = 0;
+            inner[10..12].copy_from_slice(&[0, 0]);
+            let c = csum(&inner[..20]);
+            inner[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &inner));
+        assert_eq!(
+            pipeline::inside_frame(&mut m, &mut s.ctx(0)),
+            want,
+            "{len} bytes, DF {df}"
+        );
+        if want == Verdict::Tx(PortRole::Outside) {
+            if df {
+                assert!(m.len() - 14 <= 1400, "fits the path: {}", m.len() - 14);
+            }
+            continue;
+        }
+        let ip = &m.data()[14..];
+        assert_eq!(&ip[16..20], &[192, 0, 2, 10], "back to the source");
+        assert_eq!((ip[20], ip[21]), (3, 4), "fragmentation needed and DF set");
+        assert_eq!(u16::from_be_bytes([ip[26], ip[27]]) as usize, limit);
+        assert_eq!(&ip[28..48], &inner[..20], "quotes the packet");
+    }
+    assert_eq!(s.stats.drops(Why::Dp(DpDrop::TooBigForTunnel)), 1);
+    // Unknown path MTU (0): no check.
+    assert!(s.lc.set_path_mtu(0, 0));
+    let big = lan_to_remote(&vec![1; 1450]);
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &big));
+    assert_eq!(
+        pipeline::inside_frame(&mut m, &mut s.ctx(0)),
+        Verdict::Tx(PortRole::Outside)
+    );
 }
 
 #[test]

@@ -409,6 +409,16 @@ impl OutboundSa {
         self.tmpl = self.tmpl.retarget(remote, port)?;
         Ok(())
     }
+    /// The largest inner packet this SA sends in an outer packet of at most `mtu` bytes: outer
+    /// IP [+ UDP] + ESP header (8) + IV (8) + inner + padding to 4 bytes + pad length and next
+    /// header (2) + ICV (16) (RFC 4303 §2, RFC 4106 §3, RFC 3948).
+    pub fn max_inner(&self, mtu: u32) -> usize {
+        let fixed = self.tmpl.outer_len()
+            + crate::wire::ESP_HEADER_LEN
+            + crate::wire::GCM_IV_LEN
+            + crate::wire::ICV_LEN;
+        ((mtu as usize).saturating_sub(fixed) & !3).saturating_sub(2)
+    }
     /// The last sequence number used (0 before the first packet).
     pub fn seq(&self) -> u64 {
         self.seq

@@ -547,3 +547,28 @@ fn counters_show_the_last_sequence_sent_and_the_highest_received() {
         "highest accepted, not the last one"
     );
 }
+
+#[test]
+fn max_inner_is_the_largest_packet_whose_esp_fits_the_mtu() {
+    for outer_v6 in [false, true] {
+        for natt in [false, true] {
+            let (mut o, _) =
+                common::pair(0x999, outer_v6, natt, true, &common::key(20), Backend::Ring);
+            for mtu in [576u32, 1280, 1400, 1500, 9000] {
+                let n = o.max_inner(mtu);
+                for (len, fits) in [(n, true), (n + 1, false)] {
+                    // IPv4 + UDP headers (28) + payload.
+                    let inner = common::inner(false, &vec![0x42; len - 28]);
+                    assert_eq!(inner.len(), len);
+                    let outer = common::encap(&mut o, &inner);
+                    assert_eq!(
+                        outer.len() <= mtu as usize,
+                        fits,
+                        "v6 {outer_v6} natt {natt} mtu {mtu}: {len} inner -> {} outer",
+                        outer.len()
+                    );
+                }
+            }
+        }
+    }
+}

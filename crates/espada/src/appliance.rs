@@ -36,6 +36,18 @@ const POOL_CACHE: u32 = 256;
 const RING_MBUFS: u32 = 1024;
 /// Tunnels the data plane is sized for beyond the configured ones (room for later additions).
 const MIN_TUNNELS: u32 = 4096;
+/// Bytes of each mbuf's data room, DPDK's 128-byte headroom included.
+const MBUF_DATA_ROOM: u16 = 2176;
+/// The largest port MTU one mbuf holds: data room − headroom − Ethernet header (14) − VLAN (4).
+const MAX_MTU: u32 = MBUF_DATA_ROOM as u32 - 128 - 18;
+
+/// The configuration of the port of `role`.
+fn cfg_port(cfg: &espada_config::SiteConfig, role: PortRole) -> &espada_config::Port {
+    match role {
+        PortRole::Outside => &cfg.ports.outside,
+        PortRole::Inside => &cfg.ports.inside,
+    }
+}
 
 /// Adds every planned tunnel and installs its static SAs, make-before-break: inbound and
 /// outbound into the slabs, then the outbound switched on; all before the workers start.
@@ -148,8 +160,8 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     info!(args = %eal_args.join(" "), "initialising DPDK EAL");
     let eal = Eal::init(&eal_args).context("DPDK EAL initialisation failed")?;
     let nworkers = cfg.cores.workers.len();
-    let pool =
-        Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, 2176).context("mbuf pool")?;
+    let pool = Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, MBUF_DATA_ROOM)
+        .context("mbuf pool")?;
 
     let ntunnels = u32::try_from(tunnels.len()).context("too many tunnels")?;
     let sizes = Sizes::for_tunnels(nworkers as u16, ntunnels.max(MIN_TUNNELS));
@@ -169,10 +181,27 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         };
         let port = Port::configure(&eal, id, &pc, &pool)
             .with_context(|| format!("configuring {} port {name}", role.name()))?;
+        let want = cfg_port(cfg, role).mtu;
+        if want > MAX_MTU {
+            anyhow::bail!(
+                "ports.{}.mtu {want}: frames above {MAX_MTU} bytes of IP do not fit one mbuf \
+                 ({MBUF_DATA_ROOM} bytes, scatter is not configured)",
+                role.name()
+            );
+        }
+        let mtu = match port.set_mtu(want as u16) {
+            Ok(()) => want,
+            Err(e) => {
+                let have = port.mtu().map_or(1500, u32::from);
+                warn!(port = role.name(), device = %name, "MTU {want} not applied ({e}); the port keeps {have}");
+                have
+            }
+        };
+        lc.set_port_mtu(role, mtu);
         port.start()
             .with_context(|| format!("starting {} port {name}", role.name()))?;
         lc.set_port_mac(role, port.mac().0);
-        info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), "port up");
+        info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), mtu, "port up");
         ports.push(port);
     }
 

@@ -28,6 +28,7 @@ use espada_buf::PacketBuf;
 use espada_control::{ControlPlane, Level, SpiCause};
 use espada_dataplane::PortRole;
 use espada_dataplane::events::{Event, UnknownSpiClass};
+use espada_dataplane::pmtu::Report;
 use espada_dataplane::stats::WorkerStats;
 use espada_esp::icmp::IcmpErrorKind;
 use espada_hostpath::{HostEvent, HostOutput, HostStack, MacAddr};
@@ -51,6 +52,8 @@ const IKE_HOLD: Duration = Duration::from_secs(3);
 const IKE_WAITING_MAX: usize = 1024;
 /// Least time between two log lines about IKE datagrams dropped unresolved.
 const UNRESOLVED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often learned path MTUs are checked for ageing out.
+const PMTU_AGE_EVERY: Duration = Duration::from_secs(1);
 
 /// The control thread's end of one worker.
 pub struct WorkerLink {
@@ -91,6 +94,7 @@ pub struct Control {
     /// IKE datagrams dropped because their next hop did not resolve (or the wait queue was
     /// full), those already logged, and when the last line was.
     ike_unresolved: (u64, u64, Option<Instant>),
+    last_pmtu_age: Option<Instant>,
 }
 
 impl Control {
@@ -119,6 +123,7 @@ impl Control {
             last_host_poll: None,
             ike_waiting: VecDeque::new(),
             ike_unresolved: (0, 0, None),
+            last_pmtu_age: None,
         }
     }
 
@@ -169,6 +174,7 @@ impl Control {
             self.last_host_poll = Some(now);
         }
         self.flush_host_output();
+        self.age_path_mtus(now);
         let before = self.cp.dataplane().lc.stats();
         self.cp.poll(now);
         if self.cp.poll_timeout().is_some_and(|t| t <= now) {
@@ -288,18 +294,28 @@ impl Control {
                     return;
                 };
                 rt.icmp_errors += 1;
-                let mtu = match kind {
-                    IcmpErrorKind::FragmentationNeeded { mtu } if mtu > 0 => Some(u32::from(mtu)),
-                    IcmpErrorKind::PacketTooBig { mtu } => Some(mtu),
-                    _ => None,
-                };
-                if let Some(mtu) = mtu {
-                    if rt.pmtu != Some(mtu) {
-                        info!(tunnel = %name, mtu, "path MTU towards the peer lowered by an ICMP error");
+                let (mtu, v6) = match kind {
+                    IcmpErrorKind::FragmentationNeeded { mtu } if mtu > 0 => {
+                        (Some(u32::from(mtu)), false)
                     }
-                    rt.pmtu = Some(mtu);
-                } else {
+                    IcmpErrorKind::PacketTooBig { mtu } => (Some(mtu), true),
+                    _ => (None, false),
+                };
+                let Some(mtu) = mtu else {
                     debug!(tunnel = %name, ?kind, "ICMP error about an ESP packet we sent");
+                    return;
+                };
+                let mut dp = self.cp.dataplane_mut();
+                let link = dp.lc.tables().port(PortRole::Outside).mtu;
+                match rt.pmtu.report(mtu, v6, link, now) {
+                    Report::Lowered { from, to } => {
+                        dp.lc.set_path_mtu(tunnel, to);
+                        info!(tunnel = %name, from, to, reported = mtu, "path MTU towards the peer lowered by an ICMP error; inner packets too big for it are refused with ICMP (for 10 minutes unless confirmed)");
+                    }
+                    Report::Confirmed => {}
+                    Report::Ignored => {
+                        debug!(tunnel = %name, reported = mtu, "ICMP error reports a path MTU above the current one: ignored (it only ages up)");
+                    }
                 }
             }
             Event::Acquire { tunnel } => self.cp.acquire(now, tunnel),
@@ -309,6 +325,27 @@ impl Control {
                     self.host.resolve(port, ip, now, &mut self.out);
                 }
             }
+        }
+    }
+
+    /// Path MTU estimates that aged out go back to the link MTU (RFC 1191 §6.3).
+    fn age_path_mtus(&mut self, now: Instant) {
+        if self
+            .last_pmtu_age
+            .is_some_and(|t| now.duration_since(t) < PMTU_AGE_EVERY)
+        {
+            return;
+        }
+        self.last_pmtu_age = Some(now);
+        for id in 0..self.runtime.len() {
+            if !self.runtime[id].pmtu.expire(now) {
+                continue;
+            }
+            let name = self.tunnel_name(id as u32);
+            let mut dp = self.cp.dataplane_mut();
+            let link = dp.lc.tables().port(PortRole::Outside).mtu;
+            dp.lc.set_path_mtu(id as u32, link);
+            info!(tunnel = %name, mtu = link, "path MTU estimate aged out: back to the link MTU");
         }
     }
 

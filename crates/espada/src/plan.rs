@@ -202,6 +202,7 @@ fn iface(p: &espada_config::Port) -> Iface {
         ipv6: p.ipv6,
         gateway4: p.gateway4,
         gateway6: p.gateway6,
+        mtu: 0,
     }
 }
 

@@ -21,8 +21,9 @@ use crate::ike_dp::{Folded, SaBook};
 pub struct TunnelRuntime {
     /// ICMP errors about ESP packets sent on this tunnel.
     pub icmp_errors: u64,
-    /// Path MTU learned from "fragmentation needed" / "packet too big".
-    pub pmtu: Option<u32>,
+    /// Path MTU learned from "fragmentation needed" / "packet too big" (lowers only, ages out
+    /// after 10 minutes).
+    pub pmtu: espada_dataplane::pmtu::PathMtu,
 }
 
 fn opt(v: u64) -> Option<u64> {
@@ -101,6 +102,7 @@ pub fn tunnels(
     status: &[espada_control::TunnelStatus],
     now: std::time::Instant,
 ) -> Vec<TunnelView> {
+    let link_mtu = lc.tables().port(espada_dataplane::PortRole::Outside).mtu;
     lc.tunnels()
         .map(|(id, tun)| {
             let i = id as usize;
@@ -168,7 +170,7 @@ pub fn tunnels(
                 bytes_out: bout,
                 drops,
                 icmp_errors: r.icmp_errors,
-                pmtu: r.pmtu,
+                pmtu: r.pmtu.expires().map(|_| r.pmtu.current(link_mtu, now)),
                 ike_state: st.map(|s| s.ike_state.clone()),
                 next_rekey_s: st.and_then(|s| s.next_child_rekey).map(|d| d.as_secs()),
                 last_dpd_s: st

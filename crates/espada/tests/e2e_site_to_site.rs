@@ -28,7 +28,7 @@ fn site_yaml(
 ) -> String {
     format!(
         "appliance: {{ name: {name}, lab: true }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
-         outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outside} }}\n  \
+         outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outside}, mtu: 1600 }}\n  \
          inside: {{ device: \"net_af_packet1,iface=lan0\", ipv4: {inside} }}\n\
          tunnels:\n  - name: to-{peer_name}\n    peer: {peer}\n    encapsulation: {e}\n    local_ts: [{local}]\n    remote_ts: [{remote}]\n    \
          static_sa:\n      inbound: {{ spi: {spi_in:#x}, algorithm: aes256gcm16, key: {{ file: {spi_in:x}.hex }} }}\n      \

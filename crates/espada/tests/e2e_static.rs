@@ -224,6 +224,83 @@ fn ping_with_ttl_1_through_the_tunnel_gets_time_exceeded_from_the_box() {
     assert_eq!(d.total["no_route"], 0);
 }
 
+/// `ping -M do` of `size` bytes of payload from the LAN host; its output.
+fn ping_df(lab: &Lab, size: usize) -> String {
+    let s = size.to_string();
+    let o = lab
+        .lan
+        .command("ping")
+        .args(["-c", "1", "-W", "2", "-M", "do", "-s", &s, "203.0.113.5"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+#[test]
+fn an_icmp_fragmentation_needed_about_our_esp_lowers_the_tunnel_mtu_and_df_senders_hear_it() {
+    let lab = Lab::start("pmtu", LabOpts::default());
+    lab.lan
+        .exec(&["ping", "-c", "1", "-W", "2", "192.0.2.1"])
+        .unwrap();
+    // A router on the way says our ESP (SPI 0x2000) needs 1300 bytes (RFC 1191).
+    let icmp = "from scapy.all import *; conf.verb=0; \
+        q = IP(src='198.51.100.1', dst='198.51.100.2', proto=50, flags='DF', len=1400) / Raw(bytes.fromhex('0000200000000001')); \
+        send(IP(src='198.51.100.2', dst='198.51.100.1') / ICMP(type=3, code=4, nexthopmtu=1300) / q, iface='peer0')";
+    let sent = lab
+        .peer
+        .command("python3")
+        .args(["-c", icmp])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let pmtu = loop {
+        let t = match lab.daemon.call(espada_admin::Request::ShowTunnels) {
+            espada_admin::Response::Tunnels(v) => v,
+            other => panic!("{other:?}"),
+        };
+        if t[0].pmtu.is_some() || std::time::Instant::now() > deadline {
+            break t[0].pmtu;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(pmtu, Some(1300), "show tunnels has the path MTU");
+    // Raw ESP over IPv4: 1300 − 52 of ESP overhead − 2, so the largest inner packet is 1246.
+    let out = ping_df(&lab, 1300);
+    assert!(
+        out.contains("mtu = 1246") || out.contains("mtu=1246"),
+        "the DF sender is told the tunnel's MTU:\n{out}"
+    );
+    let out = ping_df(&lab, 1246 - 28);
+    assert!(
+        !out.contains("mtu"),
+        "a packet that fits still goes through:\n{out}"
+    );
+    let d = lab.drops();
+    assert!(d.total["too_big_for_tunnel"] >= 1, "{:?}", d.total);
+    // A report above the current value never raises it.
+    let raise = icmp.replace("nexthopmtu=1300", "nexthopmtu=1450");
+    assert!(
+        lab.peer
+            .command("python3")
+            .args(["-c", &raise])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = match lab.daemon.call(espada_admin::Request::ShowTunnels) {
+        espada_admin::Response::Tunnels(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(t[0].pmtu, Some(1300));
+    assert!(
+        lab.daemon
+            .log_text()
+            .contains("path MTU towards the peer lowered")
+    );
+}
+
 #[test]
 fn replayed_tampered_and_unknown_spi_packets_are_dropped_counted_and_logged_once() {
     let lab = Lab::start("bad", LabOpts::default());

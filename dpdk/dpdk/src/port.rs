@@ -231,6 +231,27 @@ impl Port {
             .unwrap_or_default()
     }
 
+    /// Sets the port's MTU (L3 bytes, Ethernet header and CRC excluded), before it is started.
+    pub fn set_mtu(&self, mtu: u16) -> Result<()> {
+        // SAFETY: valid, configured port id.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.inner.id, mtu) };
+        if ret < 0 {
+            return Err(Error::from_ret("rte_eth_dev_set_mtu", ret));
+        }
+        Ok(())
+    }
+
+    /// The port's MTU as the driver reports it.
+    pub fn mtu(&self) -> Result<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: valid port id and out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.inner.id, &mut mtu) };
+        if ret < 0 {
+            return Err(Error::from_ret("rte_eth_dev_get_mtu", ret));
+        }
+        Ok(mtu)
+    }
+
     /// Starts the port.
     pub fn start(&self) -> Result<()> {
         // SAFETY: configured port.

@@ -246,6 +246,16 @@ pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u
     p
 }
 
+/// IPv4 packet `p` as a router forwards it: TTL one less, header checksum updated.
+pub fn forwarded(p: &[u8]) -> Vec<u8> {
+    let mut f = p.to_vec();
+    f[8] -= 1;
+    f[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&f[..20]);
+    f[10..12].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&dst);
