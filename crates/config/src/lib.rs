@@ -201,6 +201,7 @@ const KNOWN_KEYS: &[&str] = &[
     "local_ts",
     "remote_ts",
     "replay_window",
+    "mbufs",
     "allow_overlap",
     "esn",
     "static_sa",

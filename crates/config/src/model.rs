@@ -32,6 +32,9 @@ pub struct Dpdk {
     /// Extra EAL arguments (e.g. `--no-huge`, `-m 512`). espada derives the lcore list and the
     /// devices from `cores` and `ports`, so those options are refused here.
     pub args: Vec<String>,
+    /// Mbufs in the packet pool (`dpdk.mbufs`); `None`: sized from ports, queues, workers and
+    /// rings.
+    pub mbufs: Option<u32>,
 }
 
 /// `appliance:` section.

@@ -228,16 +228,7 @@ fn identity(v: &S<String>, path: &str, cx: &mut Ctx<'_>) -> Option<Identity> {
 fn psk(v: &S<RawKey>, path: &str, cx: &mut Ctx<'_>) -> Option<Secret> {
     let help = |name: &str| format!("export {name}=<the pre-shared key> before starting espada");
     let not_text = "expected the key as text, or hex after 0x";
-    let (text, source, file) = secret_text(v, path, "PSK", not_text, help, cx)?;
-    if let Some(full) = file
-        && let Some(mode) = group_or_other_readable(&full)
-        && let RawKey::File(name) = &v.value
-    {
-        cx.warnings.push(format!(
-            "{path}: PSK file `{name}` is readable by group or others (mode {mode:04o}); \
-             `chmod 600 {name}`"
-        ));
-    }
+    let (text, source) = secret_text(v, path, "PSK", not_text, help, cx)?;
     let t = text.strip_suffix('\n').unwrap_or(&text);
     let t = t.strip_suffix('\r').unwrap_or(t);
     let bytes = match t.strip_prefix("0x") {
@@ -274,18 +265,6 @@ fn psk(v: &S<RawKey>, path: &str, cx: &mut Ctx<'_>) -> Option<Secret> {
         ));
     }
     Some(Secret::new(bytes))
-}
-
-#[cfg(unix)]
-fn group_or_other_readable(p: &std::path::Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o7777;
-    (mode & 0o044 != 0).then_some(mode)
-}
-
-#[cfg(not(unix))]
-fn group_or_other_readable(_: &std::path::Path) -> Option<u32> {
-    None
 }
 
 /// `500ms`, `30s`, `10m`, `4h`, `1d`, or a bare number of seconds.

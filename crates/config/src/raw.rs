@@ -99,6 +99,8 @@ pub(crate) enum RawStart {
 pub(crate) struct RawDpdk {
     #[serde(default)]
     pub args: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub mbufs: Option<S<u32>>,
 }
 
 #[derive(Deserialize)]

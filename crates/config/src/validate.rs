@@ -538,12 +538,28 @@ const DERIVED_EAL_OPTIONS: &[&str] = &[
     "--file-prefix",
 ];
 
+/// Fewest and most mbufs `dpdk.mbufs` may ask for.
+const MBUFS: std::ops::RangeInclusive<u32> = 1024..=16_777_215;
+
 fn dpdk(raw: Option<&RawDpdk>, cx: &mut Ctx<'_>) -> Option<Dpdk> {
-    let Some(args) = raw.and_then(|d| d.args.as_ref()) else {
-        return Some(Dpdk::default());
-    };
     let mut ok = true;
-    for (i, a) in args.value.iter().enumerate() {
+    let mbufs = match raw.and_then(|d| d.mbufs.as_ref()) {
+        None => None,
+        Some(n) if MBUFS.contains(&n.value) => Some(n.value),
+        Some(n) => {
+            cx.error(
+                &n.referenced,
+                "dpdk.mbufs",
+                format!("{} mbufs is out of range", n.value),
+                format!("expected {} to {}", MBUFS.start(), MBUFS.end()),
+                Some("leave it out to size the pool from ports, queues, workers and rings".into()),
+            );
+            ok = false;
+            None
+        }
+    };
+    let args = raw.and_then(|d| d.args.as_ref());
+    for (i, a) in args.iter().flat_map(|a| a.value.iter()).enumerate() {
         let opt = a.value.split('=').next().unwrap_or("");
         if DERIVED_EAL_OPTIONS.contains(&opt) {
             cx.error(
@@ -557,7 +573,11 @@ fn dpdk(raw: Option<&RawDpdk>, cx: &mut Ctx<'_>) -> Option<Dpdk> {
         }
     }
     ok.then(|| Dpdk {
-        args: args.value.iter().map(|a| a.value.clone()).collect(),
+        args: args
+            .iter()
+            .flat_map(|a| a.value.iter().map(|a| a.value.clone()))
+            .collect(),
+        mbufs,
     })
 }
 
@@ -853,11 +873,23 @@ fn sa(raw: &RawSa, path: &str, cx: &mut Ctx<'_>) -> Option<SaKeys> {
     })
 }
 
-/// Loads key material. Messages mention where the key comes from and its length, never content.
+/// The mode of a file group or others may read (as ssh refuses such private keys, espada warns).
+#[cfg(unix)]
+fn group_or_other_readable(p: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn group_or_other_readable(_: &std::path::Path) -> Option<u32> {
+    None
+}
+
 /// The text of a secret (`kind`: "key", "PSK") from the environment or a file relative to the
-/// configuration's directory, a description of its source, and the file's path. Errors name
-/// the source, never the content; `not_text` labels a file that is not UTF-8 and `env_help`
-/// says what to export when the variable is unset.
+/// configuration's directory, and a description of its source; a file group or others can read
+/// gets a warning. Errors name the source, never the content; `not_text` labels a file that is
+/// not UTF-8 and `env_help` says what to export when the variable is unset.
 pub(crate) fn secret_text(
     raw: &S<RawKey>,
     path: &str,
@@ -865,14 +897,10 @@ pub(crate) fn secret_text(
     not_text: &str,
     env_help: impl Fn(&str) -> String,
     cx: &mut Ctx<'_>,
-) -> Option<(Zeroizing<String>, String, Option<PathBuf>)> {
+) -> Option<(Zeroizing<String>, String)> {
     match &raw.value {
         RawKey::Env(name) => match (cx.env)(name) {
-            Some(v) => Some((
-                Zeroizing::new(v),
-                format!("environment variable `{name}`"),
-                None,
-            )),
+            Some(v) => Some((Zeroizing::new(v), format!("environment variable `{name}`"))),
             None => {
                 cx.error(
                     &raw.referenced,
@@ -889,11 +917,16 @@ pub(crate) fn secret_text(
             match std::fs::read(&full) {
                 Ok(bytes) => {
                     let bytes = Zeroizing::new(bytes);
+                    if let Some(mode) = group_or_other_readable(&full) {
+                        cx.warnings.push(format!(
+                            "{path}: {kind} file `{file}` is readable by group or others (mode \
+                             {mode:04o}); `chmod 600 {file}`"
+                        ));
+                    }
                     match std::str::from_utf8(&bytes) {
                         Ok(s) => Some((
                             Zeroizing::new(s.to_string()),
                             format!("{kind} file `{file}`"),
-                            Some(full),
                         )),
                         Err(_) => {
                             cx.error(
@@ -933,7 +966,7 @@ fn key(raw: &S<RawKey>, algorithm: Algorithm, path: &str, cx: &mut Ctx<'_>) -> O
             algorithm.key_material_len()
         )
     };
-    let (text, source, _) = secret_text(raw, path, "key", "expected hex digits", help, cx)?;
+    let (text, source) = secret_text(raw, path, "key", "expected hex digits", help, cx)?;
     match decode_hex(&text) {
         Err(HexError::BadDigit(pos)) => {
             cx.error(

@@ -130,9 +130,36 @@ fn lab_example_parses_into_expected_values() {
     assert_eq!(n.start, espada_config::StartAction::Start);
     assert_eq!(c.logging.unknown_spi_interval, Duration::from_secs(5));
     assert_eq!(c.admin.socket, Path::new("/run/espada/admin.sock"));
-    // Static SAs in lab mode load, with a loud warning naming the tunnel.
-    assert_eq!(loaded.warnings.len(), 1);
-    assert!(loaded.warnings[0].contains("site-b") && loaded.warnings[0].contains("RFC 8221"));
+    // Static SAs in lab mode load, with a loud warning naming the tunnel. The example's key
+    // file is checked out readable by everyone (git keeps no 0600), which is warned about too.
+    let key_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples/keys/b-out.hex");
+    let readable = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o044 != 0
+    };
+    assert_eq!(
+        loaded.warnings.len(),
+        1 + usize::from(readable),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("site-b") && w.contains("RFC 8221")),
+        "{:?}",
+        loaded.warnings
+    );
+    if readable {
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains(
+                "tunnels[0].static_sa.outbound.key: key file `keys/b-out.hex` is readable by group or others"
+            )),
+            "{:?}",
+            loaded.warnings
+        );
+    }
 }
 
 #[test]
@@ -222,6 +249,20 @@ fn dpdk_args_and_rx_queues_are_read_and_derived_eal_options_refused() {
             && e.contains("site.yaml:7"),
         "{e}"
     );
+    assert_eq!(c.dpdk.mbufs, None, "sized by espada unless set");
+    let sized = format!("{base}dpdk:\n  mbufs: 65535\n");
+    let c = parse_str(&sized, "site.yaml", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(c.dpdk.mbufs, Some(65535));
+    let few = format!("{base}dpdk:\n  mbufs: 100\n");
+    let e = parse_str(&few, "site.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dpdk.mbufs: 100 mbufs is out of range") && e.contains("site.yaml:7"),
+        "{e}"
+    );
     let zero = base.replace("rx_queues: 1", "rx_queues: 0");
     let e = parse_str(&zero, "site.yaml", std::path::Path::new("."))
         .unwrap_err()
@@ -302,4 +343,39 @@ fn a_psk_file_others_can_read_and_a_short_psk_are_warned_about_never_printed() {
         "0x… is hex"
     );
     assert!(short.warnings.iter().all(|w| !w.contains("0011223344")));
+}
+
+#[test]
+fn a_static_key_file_others_can_read_is_warned_about_like_a_psk_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("espada-key-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("in.hex");
+    std::fs::write(&file, "00".repeat(20)).unwrap();
+    let yaml = "appliance: { name: a, lab: true }\ncores: { control: 0, workers: [1] }\nports:\n  \
+                outside: { device: net_null0, ipv4: 198.51.100.1/24 }\n  \
+                inside: { device: net_null1, ipv4: 192.0.2.1/24 }\ntunnels:\n  - name: t\n    \
+                peer: 198.51.100.2\n    local_ts: [192.0.2.0/24]\n    remote_ts: [203.0.113.0/24]\n    \
+                static_sa:\n      inbound: { spi: 0x1000, algorithm: aes128gcm16, key: { file: in.hex } }\n      \
+                outbound: { spi: 0x2000, algorithm: aes128gcm16, key: { file: in.hex } }\n";
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let l = parse_str(yaml, "site.yaml", &dir).unwrap_or_else(|e| panic!("{e}"));
+        let w: Vec<&String> = l
+            .warnings
+            .iter()
+            .filter(|w| w.contains("key file `in.hex` is readable by group or others"))
+            .collect();
+        assert_eq!(
+            w.len(),
+            if warned { 2 } else { 0 },
+            "mode {mode:o}: {:?}",
+            l.warnings
+        );
+        assert!(
+            !format!("{:?}", l.warnings).contains("0000000000"),
+            "no key in a warning"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -28,8 +28,6 @@ use espada_ike::config::EndpointConfig;
 use espada_ike::rng::SystemRandom;
 use std::collections::HashMap;
 
-/// Mbufs in the packet pool.
-const POOL_MBUFS: u32 = 16383;
 /// Per-lcore mempool cache.
 const POOL_CACHE: u32 = 256;
 /// Capacity of each handoff and punt ring.
@@ -40,6 +38,26 @@ const MIN_TUNNELS: u32 = 4096;
 const MBUF_DATA_ROOM: u16 = 2176;
 /// The largest port MTU one mbuf holds: data room − headroom − Ethernet header (14) − VLAN (4).
 const MAX_MTU: u32 = MBUF_DATA_ROOM as u32 - 128 - 18;
+
+/// Mbufs the data plane can hold at once: every RX and TX descriptor of both ports, every
+/// handoff and punt ring full, every lcore's mempool cache (up to 1.5 × its size), and a burst
+/// in flight per worker and port; rounded up to 2^k − 1 (DPDK's best pool size).
+fn mbufs_needed(queues: &[crate::plan::QueuePlan], workers: u32) -> u32 {
+    let desc = PortConfig::default();
+    let ports: u32 = queues
+        .iter()
+        .map(|q| {
+            u32::from(q.rx_queues) * u32::from(desc.rx_desc)
+                + u32::from(q.tx_queues) * u32::from(desc.tx_desc)
+        })
+        .sum();
+    let handoff = 2 * workers * workers.saturating_sub(1) * RING_MBUFS;
+    let punt = 2 * workers * RING_MBUFS;
+    let caches = (workers + 1) * POOL_CACHE * 3 / 2;
+    let bursts = (workers + 1) * 4 * 32;
+    let n = ports + handoff + punt + caches + bursts;
+    (n + 1).next_power_of_two() - 1
+}
 
 /// The configuration of the port of `role`.
 fn cfg_port(cfg: &espada_config::SiteConfig, role: PortRole) -> &espada_config::Port {
@@ -160,8 +178,29 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     info!(args = %eal_args.join(" "), "initialising DPDK EAL");
     let eal = Eal::init(&eal_args).context("DPDK EAL initialisation failed")?;
     let nworkers = cfg.cores.workers.len();
-    let pool = Mempool::new(&eal, "espada_pool", POOL_MBUFS, POOL_CACHE, MBUF_DATA_ROOM)
-        .context("mbuf pool")?;
+    let needed = mbufs_needed(&queues, nworkers as u32);
+    let n = cfg.dpdk.mbufs.unwrap_or(needed);
+    if n < needed {
+        warn!(
+            mbufs = n,
+            needed,
+            "dpdk.mbufs is below what the queues and rings can hold: RX may run dry under load"
+        );
+    }
+    let pool =
+        Mempool::new(&eal, "espada_pool", n, POOL_CACHE, MBUF_DATA_ROOM).with_context(|| {
+            format!(
+                "cannot allocate the mbuf pool: {n} mbufs of {MBUF_DATA_ROOM} bytes ({} MiB){}; \
+             give DPDK more memory (`-m` in dpdk.args, or hugepages) or set dpdk.mbufs lower",
+                (u64::from(n) * (u64::from(MBUF_DATA_ROOM) + 192)) >> 20,
+                if cfg.dpdk.mbufs.is_some() {
+                    " (dpdk.mbufs)"
+                } else {
+                    ", sized from ports, queues, workers and rings"
+                },
+            )
+        })?;
+    info!(mbufs = n, needed, "mbuf pool");
 
     let ntunnels = u32::try_from(tunnels.len()).context("too many tunnels")?;
     let sizes = Sizes::for_tunnels(nworkers as u16, ntunnels.max(MIN_TUNNELS));
