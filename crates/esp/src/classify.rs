@@ -87,7 +87,11 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
             if len > pkt.len() {
                 return Err(DropReason::TooShort);
             }
-            (wire::IPV6_HEADER_LEN, len, pkt[wire::ipv6::NEXT_HEADER])
+            match wire::ipv6::upper_layer(pkt, len) {
+                None => return Err(DropReason::BadOuterHeader),
+                Some((_, proto::FRAGMENT)) => return Ok(Class::Fragment),
+                Some((off, next)) => (off, len, next),
+            }
         }
         _ => return Err(DropReason::BadOuterHeader),
     };
@@ -233,6 +237,51 @@ mod tests {
         let c = checksum::data(&frag[..20]);
         frag[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(classify(&frag), Ok(Class::Fragment));
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_esp_and_fragments_recognised() {
+        // IPv6 header whose next header is `first`, then `ext` (each: next header, length in
+        // 8-octet units beyond the first, padding), then an ESP header.
+        fn v6(first: u8, ext: &[(u8, u8)]) -> Vec<u8> {
+            let mut p = vec![0x60, 0, 0, 0, 0, 0, first, 64];
+            p.extend_from_slice(&[0; 32]);
+            for &(next, units) in ext {
+                p.push(next);
+                p.push(units);
+                p.extend(std::iter::repeat_n(0, 6 + 8 * usize::from(units)));
+            }
+            p.extend_from_slice(&[0, 0, 3, 0, 0, 0, 0, 9]);
+            let plen = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&plen.to_be_bytes());
+            p
+        }
+        let esp = |off| {
+            Ok(Class::Esp {
+                spi: 0x300,
+                seq: 9,
+                esp_offset: off,
+                udp_encap: false,
+            })
+        };
+        assert_eq!(
+            classify(&v6(60, &[(50, 0)])),
+            esp(48),
+            "destination options"
+        );
+        assert_eq!(
+            classify(&v6(0, &[(43, 1), (60, 0), (50, 0)])),
+            esp(40 + 8 + 16 + 8),
+            "hop-by-hop, routing (16 bytes), destination options"
+        );
+        assert_eq!(classify(&v6(44, &[(50, 0)])), Ok(Class::Fragment));
+        assert_eq!(classify(&v6(60, &[(44, 0), (50, 0)])), Ok(Class::Fragment));
+        // A header that claims more than the packet holds, and an endless chain.
+        let mut long = v6(60, &[(50, 0)]);
+        long[41] = 9;
+        assert_eq!(classify(&long), Err(DropReason::BadOuterHeader));
+        let chain = [(60u8, 0u8); 9];
+        assert_eq!(classify(&v6(60, &chain)), Err(DropReason::BadOuterHeader));
     }
 
     #[test]

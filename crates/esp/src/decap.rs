@@ -72,12 +72,12 @@ pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
             if len > d.len() {
                 return Err(DropReason::TooShort);
             }
-            (
-                wire::IPV6_HEADER_LEN,
-                len,
-                d[wire::ipv6::NEXT_HEADER],
-                wire::ipv6_traffic_class(d),
-            )
+            let (off, next) = match wire::ipv6::upper_layer(d, len) {
+                None => return Err(DropReason::BadOuterHeader),
+                Some((_, proto::FRAGMENT)) => return Err(DropReason::OuterFragment),
+                Some(x) => x,
+            };
+            (off, len, next, wire::ipv6_traffic_class(d))
         }
         _ => return Err(DropReason::BadOuterHeader),
     };

@@ -25,6 +25,14 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
     /// No next header: ESP dummy packets (RFC 4303 §2.6).
     pub const NO_NEXT_HEADER: u8 = 59;
+    /// IPv6 hop-by-hop options (RFC 8200 §4.3).
+    pub const HOP_BY_HOP: u8 = 0;
+    /// IPv6 routing header (RFC 8200 §4.4).
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header (RFC 8200 §4.5).
+    pub const FRAGMENT: u8 = 44;
+    /// IPv6 destination options (RFC 8200 §4.6).
+    pub const DEST_OPTS: u8 = 60;
 }
 
 /// ESP header length: SPI + sequence number (RFC 4303 §2).
@@ -169,6 +177,38 @@ pub mod ipv6 {
     pub const SRC: Field = 8..24;
     /// Destination address.
     pub const DST: Field = 24..40;
+
+    /// Most extension headers walked before giving up (a chain longer than this is treated
+    /// as malformed).
+    pub const MAX_EXTENSION_HEADERS: usize = 8;
+
+    /// Where the upper-layer header of the IPv6 packet `pkt` (`len` bytes, header checked)
+    /// starts, past hop-by-hop, routing and destination options headers (RFC 8200 §4): its
+    /// offset and protocol, or `None` when a header runs past the packet or the chain is
+    /// longer than [`MAX_EXTENSION_HEADERS`]. A fragment header stops the walk and is
+    /// returned as protocol [`super::proto::FRAGMENT`] at its own offset.
+    pub fn upper_layer(pkt: &[u8], len: usize) -> Option<(usize, u8)> {
+        use super::proto::{DEST_OPTS, FRAGMENT, HOP_BY_HOP, ROUTING};
+        let mut off = super::IPV6_HEADER_LEN;
+        let mut next = pkt[NEXT_HEADER];
+        for _ in 0..MAX_EXTENSION_HEADERS {
+            match next {
+                HOP_BY_HOP | ROUTING | DEST_OPTS => {
+                    if off + 8 > len {
+                        return None;
+                    }
+                    next = pkt[off];
+                    off += (usize::from(pkt[off + 1]) + 1) * 8;
+                    if off > len {
+                        return None;
+                    }
+                }
+                FRAGMENT => return (off + 8 <= len).then_some((off, FRAGMENT)),
+                p => return Some((off, p)),
+            }
+        }
+        None
+    }
 }
 
 /// UDP header field offsets (RFC 768).

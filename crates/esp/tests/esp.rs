@@ -572,3 +572,31 @@ fn max_inner_is_the_largest_packet_whose_esp_fits_the_mtu() {
         }
     }
 }
+
+#[test]
+fn esp_behind_ipv6_extension_headers_decrypts_and_an_ipv6_fragment_is_an_outer_fragment() {
+    for natt in [false, true] {
+        let (mut o, mut i) = common::pair(0x777, true, natt, true, &common::key(20), Backend::Ring);
+        let inner = common::inner(false, b"behind a destination options header");
+        let outer = common::encap(&mut o, &inner);
+        // Insert a destination options header (next header = what the IPv6 header said).
+        let mut p = outer[..40].to_vec();
+        p.extend_from_slice(&[outer[6], 0, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&outer[40..]);
+        p[6] = 60;
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        let mut b = VecBuf::new(0, &p, 0);
+        i.decap(&mut KeyCache::new(2), &mut b)
+            .unwrap_or_else(|e| panic!("natt {natt}: {e}"));
+        assert_eq!(b.data(), &inner[..]);
+        // The same packet with a fragment header instead is an outer fragment.
+        let mut f = p.clone();
+        f[6] = 44;
+        let mut b = VecBuf::new(0, &f, 0);
+        assert_eq!(
+            i.decap(&mut KeyCache::new(2), &mut b),
+            Err(DropReason::OuterFragment)
+        );
+    }
+}
