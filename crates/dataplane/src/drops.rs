@@ -65,6 +65,13 @@ dp_drops! {
     TxFull = ("tx_full", "TX queue full"),
     /// ICMP error about an ESP packet this box sent: accounted to its tunnel (PMTU), consumed.
     IcmpErrorForTunnel = ("icmp_error_for_tunnel", "ICMP error about an ESP packet this box sent (counted on its tunnel, never as a bad SPI)"),
+    /// An outer fragment overlapping bytes already received: its whole datagram is dropped
+    /// (RFC 5722 for IPv6; IPv4 alike).
+    ReassemblyOverlap = ("reassembly_overlap", "outer fragment overlapping (or contradicting) what was received of its datagram: the whole datagram is dropped (RFC 5722)"),
+    /// An outer datagram in more fragments or bytes than reassembly takes.
+    ReassemblyTooBig = ("reassembly_too_big", "outer datagram in more than 16 fragments or beyond 1904 bytes: dropped"),
+    /// Every reassembly slot of the worker is busy.
+    ReassemblyFull = ("reassembly_full", "outer fragment arrived while every reassembly slot of the worker was busy (64 datagrams in flight): dropped"),
     /// Outside packet that is no ESP, IKE, ICMP or ARP.
     OtherProtocol = ("other_protocol", "outside packet that is neither ESP, IKE, ICMP nor ARP"),
     /// Chained (multi-segment) mbuf: ports are configured without scatter.

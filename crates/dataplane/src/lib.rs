@@ -26,6 +26,7 @@ pub mod hops;
 pub mod lifecycle;
 pub mod pipeline;
 pub mod pmtu;
+pub mod reasm;
 pub mod slab;
 pub mod stats;
 pub mod tables;

@@ -21,6 +21,7 @@ use crate::eth::Mac;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
 use crate::forward::{self, Hop, IcmpError};
+use crate::reasm::{Outcome, Reassembly};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
@@ -71,6 +72,10 @@ pub struct Ctx<'a> {
     pub notices: &'a mut rtrb::Producer<Notice>,
     /// Budget of sampled events (unknown-SPI samples, acquires).
     pub samples: &'a mut SampleBudget,
+    /// This worker's outer reassembly.
+    pub reasm: &'a mut Reassembly,
+    /// The worker's clock this loop turn (TSC cycles; the reassembly timeout is in them).
+    pub now: u64,
 }
 
 impl Ctx<'_> {
@@ -187,6 +192,12 @@ pub fn outside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
     if let Some(v) = strip_ethernet(m, PortRole::Outside) {
         return v;
     }
+    outside_ip(m, cx, false)
+}
+
+/// An IP packet from the outside port (`reassembled`: rebuilt from fragments here, so it can
+/// be no fragment itself).
+fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> Verdict {
     let Some((src, dst)) = ip_addrs(m.data()) else {
         return drop_esp(DropReason::BadOuterHeader);
     };
@@ -225,7 +236,18 @@ pub fn outside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
         }
         Class::Ike { .. } | Class::IkeNonEsp { .. } => punt(m, PortRole::Outside),
         Class::Icmp { .. } => icmp_in(m, cx, src),
-        Class::Fragment => drop_esp(DropReason::OuterFragment),
+        Class::Fragment if reassembled => drop_esp(DropReason::OuterFragment),
+        Class::Fragment => match cx.reasm.fragment(m, cx.now) {
+            Outcome::Complete => {
+                cx.stats.add(Counter::Reassembled, 1);
+                outside_ip(m, cx, true)
+            }
+            Outcome::Held => Verdict::Consumed,
+            Outcome::NotReassembled => drop_esp(DropReason::OuterFragment),
+            Outcome::Overlap => drop_dp(DpDrop::ReassemblyOverlap),
+            Outcome::TooBig => drop_dp(DpDrop::ReassemblyTooBig),
+            Outcome::Full => drop_dp(DpDrop::ReassemblyFull),
+        },
         Class::Other { .. } => drop_dp(DpDrop::OtherProtocol),
     }
 }

@@ -69,6 +69,11 @@ counters! {
     IdlePolls = "idle_polls",
     /// Table generation the worker runs on.
     TableGeneration = "table_generation",
+    /// Outer datagrams reassembled from fragments ([`crate::reasm`]).
+    Reassembled = "reassembled",
+    /// Outer datagrams whose fragments did not all arrive in time (their fragments were
+    /// consumed as they came; this counts the datagrams).
+    ReassemblyTimeouts = "reassembly_timeouts",
     /// ICMP errors the worker built and sent (time exceeded, [`crate::forward`]).
     IcmpErrorsSent = "icmp_errors_sent",
     /// ICMP errors not sent because the worker's ICMP budget was spent (the drop is counted).

@@ -15,6 +15,7 @@ use crate::PortRole;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
+use crate::reasm::Reassembly;
 use crate::slab::{Command, Reply, Slab};
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::Tables;
@@ -70,6 +71,8 @@ pub struct Worker {
     pub samples: SampleBudget,
     /// The SAs it owns.
     pub slab: Slab,
+    /// Its outer reassembly (timeout in TSC cycles).
+    pub reasm: Reassembly,
     /// Its reader of the published tables.
     pub tables: Reader<Tables>,
     /// Its counters.
@@ -199,6 +202,7 @@ impl Worker {
             mut notices,
             mut samples,
             mut slab,
+            mut reasm,
             mut tables,
             stats,
             stop,
@@ -218,7 +222,9 @@ impl Worker {
             let k = slab.keys().stats();
             stats.set(Counter::KeyCacheHits, k.hits);
             stats.set(Counter::KeyCacheMisses, k.misses);
-            samples.refill(dpdk::rdtsc());
+            stats.set(Counter::ReassemblyTimeouts, reasm.stats().timed_out);
+            let now = dpdk::rdtsc();
+            samples.refill(now);
             let mut cx = Ctx {
                 me: id,
                 t,
@@ -227,6 +233,8 @@ impl Worker {
                 events: &mut events,
                 notices: &mut notices,
                 samples: &mut samples,
+                reasm: &mut reasm,
+                now,
             };
             let mut work = 0usize;
             for (role, q) in inputs.rx.iter_mut() {

@@ -343,6 +343,7 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
             notices: p.notices,
             samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
             slab: p.slab,
+            reasm: espada_dataplane::reasm::Reassembly::for_clock(dpdk::tsc_hz()),
             tables: p.tables,
             stats: st,
             stop: stop.clone(),

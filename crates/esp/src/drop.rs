@@ -80,9 +80,9 @@ drop_reasons! {
     /// Outer IP/UDP header malformed: version, header length, total length or checksum
     /// (RFC 791 §3.1, RFC 8200 §3).
     BadOuterHeader = ("bad_outer_header", Warn, Inbound, "malformed outer IP or UDP header"),
-    /// Outer IPv4 packet, or IPv6 packet with a fragment header, is a fragment; reassembly
-    /// happens before the ESP engine.
-    OuterFragment = ("outer_fragment", Info, Inbound, "outer packet is a fragment (IPv4, or IPv6 fragment header): not reassembled yet, dropped"),
+    /// Outer fragment (IPv4, or IPv6 fragment header) that is not reassembled; reassembly of
+    /// ESP and UDP happens before the ESP engine (`espada_dataplane::reasm`).
+    OuterFragment = ("outer_fragment", Info, Inbound, "outer fragment espada does not reassemble (not ESP or UDP, or malformed): dropped"),
     /// Not an ESP packet (wrong protocol or port, NAT-T keepalive or non-ESP marker).
     NotEsp = ("not_esp", Warn, Inbound, "packet given to the ESP engine is not ESP"),
     /// The packet's SPI is not this SA's SPI.

@@ -303,6 +303,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             notices: p.notices,
             samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
             slab: p.slab,
+            reasm: espada_dataplane::reasm::Reassembly::for_clock(dpdk::tsc_hz()),
             tables: p.tables,
             stats: stats.clone(),
             stop: worker_stop.clone(),

@@ -11,6 +11,7 @@ use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::events::{EVENT_RING, Event, SampleBudget};
 use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec, WorkerParts};
 use espada_dataplane::pipeline::Ctx;
+use espada_dataplane::reasm::Reassembly;
 use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::tables::{Iface, Tables};
@@ -45,6 +46,10 @@ pub struct Site {
     pub peer_out: OutboundSa,
     /// The peer's inbound SA (opens what the box's outbound SA seals).
     pub peer_in: InboundSa,
+    /// Each worker's outer reassembly (timeout: 1,000 clock units).
+    pub reasm: Vec<Reassembly>,
+    /// The clock the stages see.
+    pub now: u64,
 }
 
 fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaConfig {
@@ -173,6 +178,8 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
         samples: SampleBudget::new(1_000_000, 1000, 64),
         peer_out,
         peer_in,
+        reasm: (0..workers).map(|_| Reassembly::new(1000)).collect(),
+        now: 1,
     }
 }
 
@@ -193,6 +200,8 @@ impl Site {
             events: &mut self.events,
             notices: &mut p.notices,
             samples: &mut self.samples,
+            reasm: &mut self.reasm[me as usize],
+            now: self.now,
         }
     }
 
@@ -266,8 +275,10 @@ pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<
 }
 
 /// A buffer holding `frame` with room for ESP headers and trailer.
+/// A buffer holding `frame` as a DPDK mbuf of espada's pool would (2,048 bytes of data room
+/// after a 128-byte headroom).
 pub fn buf(frame: &[u8]) -> VecBuf {
-    VecBuf::new(128, frame, 64)
+    VecBuf::new(128, frame, 2048usize.saturating_sub(frame.len()))
 }
 
 /// The peer seals `inner` and frames it towards the box.
