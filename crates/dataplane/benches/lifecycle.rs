@@ -111,6 +111,16 @@ fn shuffle(v: &mut [u32], mut x: u64) {
     }
 }
 
+/// [`populated`] with one worker, its SPIs shuffled and padded to whole bursts.
+fn in_random_order(n: u32) -> (Lifecycle, Vec<WorkerParts>, Vec<u32>) {
+    let (lc, parts, mut spis) = populated(1, n);
+    shuffle(&mut spis, 0x9e37_79b9_7f4a_7c15);
+    while spis.len() % BURST != 0 || spis.len() < BURST {
+        spis.push(spis[spis.len() % n as usize]);
+    }
+    (lc, parts, spis)
+}
+
 fn sizes() -> Vec<u32> {
     [1, 1_000, 100_000, 1_000_000]
         .into_iter()
@@ -122,11 +132,7 @@ fn inbound_state(c: &mut Criterion) {
     let mut g = c.benchmark_group("inbound_state");
     g.throughput(Throughput::Elements(BURST as u64));
     for n in sizes() {
-        let (lc, mut parts, mut spis) = populated(1, n);
-        shuffle(&mut spis, 0x9e37_79b9_7f4a_7c15);
-        while spis.len() % BURST != 0 || spis.len() < BURST {
-            spis.push(spis[spis.len() % n as usize]);
-        }
+        let (lc, mut parts, spis) = in_random_order(n);
         let sad = lc.tables().sad.clone();
         let stats = WorkerStats::default();
         let slab = &mut parts[0].slab;
@@ -166,11 +172,7 @@ fn inbound_open(c: &mut Criterion) {
         .seal(&nonce, &aad, &mut sealed)
         .unwrap();
     for n in sizes() {
-        let (lc, mut parts, mut spis) = populated(1, n);
-        shuffle(&mut spis, 0x9e37_79b9_7f4a_7c15);
-        while spis.len() % BURST != 0 || spis.len() < BURST {
-            spis.push(spis[spis.len() % n as usize]);
-        }
+        let (lc, mut parts, spis) = in_random_order(n);
         let sad = lc.tables().sad.clone();
         let stats = WorkerStats::default();
         let slab = &mut parts[0].slab;

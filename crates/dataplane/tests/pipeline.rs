@@ -24,9 +24,7 @@ fn remote_to_lan(payload: &[u8]) -> Vec<u8> {
 
 fn with_ttl(mut p: Vec<u8>, ttl: u8) -> Vec<u8> {
     p[8] = ttl;
-    p[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
+    fix_csum(&mut p);
     p
 }
 
@@ -95,9 +93,7 @@ fn fragments(frame: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
             f[6..8].copy_from_slice(&ff.to_be_bytes());
             let len = f.len() as u16;
             f[2..4].copy_from_slice(&len.to_be_bytes());
-            f[10..12].copy_from_slice(&[0, 0]);
-            let c = csum(&f[..20]);
-            f[10..12].copy_from_slice(&c.to_be_bytes());
+            fix_csum(&mut f);
             [eth, &f[..]].concat()
         })
         .collect()
@@ -153,9 +149,7 @@ fn an_incomplete_datagram_times_out_and_an_overlap_is_dropped_by_reason() {
     let mut bad = frags[1].clone();
     let ff = u16::from_be_bytes([bad[20], bad[21]]) & 0x4000 | 0x2000 | (400 / 8) as u16;
     bad[14 + 6..14 + 8].copy_from_slice(&ff.to_be_bytes());
-    bad[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
-    let c = csum(&bad[14..34]);
-    bad[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    fix_csum(&mut bad[14..]);
     assert_eq!(
         pipeline::outside_frame(&mut buf(&bad), &mut s.ctx(0)),
         Verdict::Drop(Why::Dp(DpDrop::ReassemblyOverlap))
@@ -218,9 +212,7 @@ fn packets_too_big_for_the_path_mtu_get_fragmentation_needed_unless_they_may_be_
         assert_eq!(inner.len(), len);
         if !df {
             inner[6] = 0;
-            inner[10..12].copy_from_slice(&[0, 0]);
-            let c = csum(&inner[..20]);
-            inner[10..12].copy_from_slice(&c.to_be_bytes());
+            fix_csum(&mut inner);
         }
         let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &inner));
         assert_eq!(
@@ -377,14 +369,8 @@ fn unknown_spis_are_classified_and_reported_with_their_details() {
         ),
     ];
     for (spi, src, class, drop) in cases {
-        let mut p = ipv4_udp(src, [198, 51, 100, 1], 0, 0, &[0; 40]);
-        p[9] = 50; // ESP
-        p[20..24].copy_from_slice(&spi.to_be_bytes());
-        p[24..28].copy_from_slice(&7u32.to_be_bytes());
-        p[10..12].copy_from_slice(&[0, 0]);
-        let c = csum(&p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut m = buf(&ether(BOX_OUT_MAC, PEER_MAC, 0x0800, &p));
+        let (frame, p) = esp_frame(src, spi);
+        let mut m = buf(&frame);
         assert_eq!(
             pipeline::outside_frame(&mut m, &mut s.ctx(0)),
             Verdict::Drop(Why::Dp(drop))
@@ -409,14 +395,8 @@ fn reserved_spis_have_their_own_drop_reason_and_raise_no_unknown_spi_event() {
         (255, DpDrop::ReservedSpi),
         (256, DpDrop::UnknownSpiKnownPeer),
     ] {
-        let mut p = ipv4_udp([198, 51, 100, 2], [198, 51, 100, 1], 0, 0, &[0; 40]);
-        p[9] = 50; // ESP
-        p[20..24].copy_from_slice(&spi.to_be_bytes());
-        p[24..28].copy_from_slice(&7u32.to_be_bytes());
-        p[10..12].copy_from_slice(&[0, 0]);
-        let c = csum(&p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut m = buf(&ether(BOX_OUT_MAC, PEER_MAC, 0x0800, &p));
+        let (frame, _) = esp_frame([198, 51, 100, 2], spi);
+        let mut m = buf(&frame);
         assert_eq!(
             pipeline::outside_frame(&mut m, &mut s.ctx(0)),
             Verdict::Drop(Why::Dp(drop)),

@@ -255,14 +255,30 @@ pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u
     p
 }
 
+/// Recomputes the header checksum of the IPv4 packet `p` (20-byte header).
+pub fn fix_csum(p: &mut [u8]) {
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 /// IPv4 packet `p` as a router forwards it: TTL one less, header checksum updated.
 pub fn forwarded(p: &[u8]) -> Vec<u8> {
     let mut f = p.to_vec();
     f[8] -= 1;
-    f[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&f[..20]);
-    f[10..12].copy_from_slice(&c.to_be_bytes());
+    fix_csum(&mut f);
     f
+}
+
+/// An Ethernet frame to the box's outside port carrying raw ESP from `src` with `spi` and
+/// sequence number 7 (40 bytes of ESP, not decryptable).
+pub fn esp_frame(src: [u8; 4], spi: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut p = ipv4_udp(src, [198, 51, 100, 1], 0, 0, &[0; 40]);
+    p[9] = 50; // ESP
+    p[20..24].copy_from_slice(&spi.to_be_bytes());
+    p[24..28].copy_from_slice(&7u32.to_be_bytes());
+    fix_csum(&mut p);
+    (ether(BOX_OUT_MAC, PEER_MAC, 0x0800, &p), p)
 }
 
 pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
