@@ -203,6 +203,7 @@ const KNOWN_KEYS: &[&str] = &[
     "replay_window",
     "mbufs",
     "allow_overlap",
+    "mss_clamp",
     "esn",
     "static_sa",
     "inbound",

@@ -250,6 +250,9 @@ pub struct Tunnel {
     pub replay_window: u32,
     /// 64-bit extended sequence numbers.
     pub esn: bool,
+    /// TCP MSS clamp (`mss_clamp`): SYNs through the tunnel, either way, carry at most this
+    /// MSS. `None`: MSS options are left alone.
+    pub mss_clamp: Option<u16>,
     /// Manually keyed SAs (lab only).
     pub static_sa: Option<StaticSa>,
     /// IKEv2 negotiation (every tunnel without `static_sa`).

@@ -187,6 +187,8 @@ pub(crate) struct RawTunnel {
     pub start: Option<S<RawStart>>,
     #[serde(default)]
     pub allow_overlap: Option<bool>,
+    #[serde(default)]
+    pub mss_clamp: Option<S<u32>>,
 }
 
 impl RawTunnel {

@@ -538,6 +538,10 @@ const DERIVED_EAL_OPTIONS: &[&str] = &[
     "--file-prefix",
 ];
 
+/// MSS values `mss_clamp` takes (RFC 9293 §3.7.1: 536 is IPv4's default; 65495 the largest
+/// that an IPv4 TCP segment can carry).
+const MSS_CLAMP: std::ops::RangeInclusive<u32> = 536..=65495;
+
 /// Fewest and most mbufs `dpdk.mbufs` may ask for.
 const MBUFS: std::ops::RangeInclusive<u32> = 1024..=16_777_215;
 
@@ -696,6 +700,24 @@ fn tunnel(
             DEFAULT_REPLAY_WINDOW
         }
     };
+    let mss_clamp = match &raw.mss_clamp {
+        None => None,
+        Some(v) if (MSS_CLAMP).contains(&v.value) => Some(v.value as u16),
+        Some(v) => {
+            cx.error(
+                &v.referenced,
+                &format!("{path}.mss_clamp"),
+                format!("MSS {} is out of range", v.value),
+                format!(
+                    "expected {} to {} (e.g. 1360 for a 1500-byte path)",
+                    MSS_CLAMP.start(),
+                    MSS_CLAMP.end()
+                ),
+                None,
+            );
+            None
+        }
+    };
     let static_sa = raw
         .static_sa
         .as_ref()
@@ -752,6 +774,7 @@ fn tunnel(
         local_ts,
         remote_ts,
         replay_window,
+        mss_clamp,
         esn: raw.esn.unwrap_or(false),
         static_sa,
         negotiated,

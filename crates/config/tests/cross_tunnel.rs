@@ -173,3 +173,28 @@ fn replay_window_32_loads_0_warns_and_16_is_refused() {
     .unwrap_err();
     assert!(err.contains("replay window 16 is not supported"), "{err}");
 }
+
+#[test]
+fn mss_clamp_takes_536_to_65495() {
+    for (v, ok) in [
+        (1360u32, true),
+        (536, true),
+        (65495, true),
+        (535, false),
+        (70000, false),
+    ] {
+        let r = load(&[tunnel(
+            "a",
+            "198.51.100.2",
+            "10.1.0.0/16",
+            &format!("    mss_clamp: {v}\n"),
+        )]);
+        assert_eq!(r.is_ok(), ok, "{v}: {r:?}");
+        if !ok {
+            assert!(
+                r.unwrap_err()
+                    .contains(&format!("tunnels[0].mss_clamp: MSS {v} is out of range"))
+            );
+        }
+    }
+}

@@ -53,6 +53,71 @@ pub fn decrement(pkt: &mut [u8]) -> Hop {
     }
 }
 
+/// Lowers the MSS option of a TCP SYN (or SYN-ACK) at the start of `pkt` to `max` (RFC 9293
+/// §3.7.1; the clamping routers and VPN gateways do so that segments fit the tunnel), with the
+/// TCP checksum updated incrementally (RFC 1624). True when it changed the packet. IPv4
+/// without fragmentation, IPv6 with TCP right after the fixed header; anything else is left
+/// alone.
+pub fn clamp_mss(pkt: &mut [u8], max: u16) -> bool {
+    let tcp_at = match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= 20 && pkt[9] == 6 => {
+            let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff;
+            if frag != 0 {
+                return false;
+            }
+            usize::from(pkt[0] & 0x0f) * 4
+        }
+        Some(6) if pkt.len() >= 40 && pkt[6] == 6 => 40,
+        _ => return false,
+    };
+    let Some(tcp) = pkt.get_mut(tcp_at..) else {
+        return false;
+    };
+    if tcp.len() < 20 || tcp[13] & 0x02 == 0 {
+        return false; // not a SYN
+    }
+    let data_off = usize::from(tcp[12] >> 4) * 4;
+    if data_off < 20 || data_off > tcp.len() {
+        return false;
+    }
+    let mut i = 20;
+    while i < data_off {
+        match tcp[i] {
+            0 => return false, // end of options
+            1 => i += 1,       // no-op
+            2 if i + 4 <= data_off && tcp[i + 1] == 4 => {
+                let mss = u16::from_be_bytes([tcp[i + 2], tcp[i + 3]]);
+                if mss <= max {
+                    return false;
+                }
+                let c = u16::from_be_bytes([tcp[16], tcp[17]]);
+                // The MSS value is a 16-bit word at an even offset of the segment when `i` is
+                // even; otherwise it straddles two words: update both.
+                let c = if i % 2 == 0 {
+                    checksum::update(c, mss, max)
+                } else {
+                    let (o, n) = (mss.to_be_bytes(), max.to_be_bytes());
+                    let w1 = |b: u8| u16::from_be_bytes([tcp[i + 1], b]);
+                    let c = checksum::update(c, w1(o[0]), w1(n[0]));
+                    let w2 = |b: u8| u16::from_be_bytes([b, tcp.get(i + 4).copied().unwrap_or(0)]);
+                    checksum::update(c, w2(o[1]), w2(n[1]))
+                };
+                tcp[i + 2..i + 4].copy_from_slice(&max.to_be_bytes());
+                tcp[16..18].copy_from_slice(&c.to_be_bytes());
+                return true;
+            }
+            _ => {
+                let len = usize::from(*tcp.get(i + 1).unwrap_or(&0));
+                if len < 2 {
+                    return false;
+                }
+                i += len;
+            }
+        }
+    }
+    false
+}
+
 /// ICMP types that are errors (RFC 792, RFC 1812 §4.3.2.7): never answered with an error.
 const ICMP_ERRORS: [u8; 5] = [3, 4, 5, 11, 12];
 /// An ICMP error the data plane sends about an inner packet it will not forward.
@@ -366,5 +431,62 @@ mod tests {
         let d = m.data();
         assert_eq!((d[40], d[41]), (2, 0), "packet too big");
         assert_eq!(u32::from_be_bytes([d[44], d[45], d[46], d[47]]), 1390);
+    }
+
+    /// An IPv4 TCP SYN with `options` (padded to 4 bytes) and a valid TCP checksum.
+    fn syn(options: &[u8], flags: u8) -> Vec<u8> {
+        let mut opts = options.to_vec();
+        while !opts.len().is_multiple_of(4) {
+            opts.push(0);
+        }
+        let mut tcp = vec![0x30, 0x39, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0];
+        tcp.push((((20 + opts.len()) / 4) << 4) as u8);
+        tcp.extend_from_slice(&[flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend_from_slice(&opts);
+        let mut p = v4(64, 6, &tcp);
+        tcp_csum(&mut p);
+        p
+    }
+
+    fn tcp_sum(p: &[u8]) -> u16 {
+        let tcp = &p[20..];
+        let sum = checksum::sum(&p[12..20]) + 6 + tcp.len() as u64 + checksum::sum(tcp);
+        checksum::fold(sum)
+    }
+
+    fn tcp_csum(p: &mut [u8]) {
+        p[36..38].copy_from_slice(&[0, 0]);
+        let c = !tcp_sum(p);
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn mss_is_clamped_in_syns_with_a_valid_checksum_wherever_the_option_sits() {
+        for (opts, at) in [
+            (vec![2u8, 4, 0x05, 0xb4], 20),                    // MSS first (even)
+            (vec![1, 2, 4, 0x05, 0xb4], 21),                   // after a NOP (odd)
+            (vec![1, 1, 4, 2, 2, 4, 0x05, 0xb4], 24),          // after NOPs and SACK-permitted
+            (vec![3, 3, 7, 2, 4, 0x05, 0xb4, 1, 1, 1, 1], 23), // after window scale (odd)
+        ] {
+            for flags in [0x02u8, 0x12] {
+                let mut p = syn(&opts, flags);
+                assert!(clamp_mss(&mut p, 1360), "{opts:?}");
+                assert_eq!(u16::from_be_bytes([p[20 + at + 2], p[20 + at + 3]]), 1360);
+                assert_eq!(tcp_sum(&p), 0xffff, "TCP checksum still valid: {opts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mss_is_left_alone_when_lower_absent_or_not_a_syn() {
+        let low = syn(&[2, 4, 0x04, 0x00], 0x02);
+        let none = syn(&[1, 1, 1, 1], 0x02);
+        let ack = syn(&[2, 4, 0x05, 0xb4], 0x10);
+        let udp = v4(64, 17, &[0; 24]);
+        for p in [low, none, ack, udp] {
+            let mut q = p.clone();
+            assert!(!clamp_mss(&mut q, 1360));
+            assert_eq!(q, p);
+        }
     }
 }

@@ -558,6 +558,11 @@ impl Lifecycle {
         self.tunnel_words.set_path_mtu(tunnel, mtu)
     }
 
+    /// The TCP MSS clamp of `tunnel` (`None`: none); the workers apply it from their next SYN.
+    pub fn set_mss_clamp(&mut self, tunnel: TunnelId, mss: Option<u16>) -> bool {
+        self.tunnel_words.set_mss_clamp(tunnel, mss)
+    }
+
     /// A neighbour's MAC was learned on `port`; true when it changed a next hop.
     pub fn neighbour_learned(&mut self, port: PortRole, ip: IpAddr, mac: Mac) -> bool {
         self.hops.set_epoch(self.publisher.generation());

@@ -367,6 +367,7 @@ fn esp_classified<B: PacketBuf>(
         return drop_dp(DpDrop::NotOwner);
     };
     let r = e.sa.decap(keys, m);
+    let tunnel = e.tunnel;
     let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
     e.hard_noticed |= hard_first;
     // Inner addresses and the selector check (RFC 4301 §5.2 step 4) while the slot is borrowed.
@@ -396,6 +397,7 @@ fn esp_classified<B: PacketBuf>(
     if !policy_ok {
         return drop_dp(DpDrop::PolicyMismatch);
     }
+    clamp_mss(m, cx, tunnel);
     if forward::decrement(m.data_mut()) == Hop::Expired {
         // The source is behind the tunnel: the error goes back through it.
         return match icmp_error(m, cx, IcmpError::TimeExceeded, DpDrop::TtlExceeded) {
@@ -406,6 +408,15 @@ fn esp_classified<B: PacketBuf>(
     match cx.t.l2_towards(PortRole::Inside, idst) {
         Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, p.inner),
         Err(miss) => l2_miss(cx, PortRole::Inside, idst, miss),
+    }
+}
+
+/// Applies the TCP MSS clamp of `tunnel`, if it has one, to a SYN ([`forward::clamp_mss`]).
+#[inline]
+fn clamp_mss<B: PacketBuf>(m: &mut B, cx: &Ctx<'_>, tunnel: u32) {
+    let mss = cx.t.tunnels.mss_clamp(tunnel);
+    if mss != 0 && forward::clamp_mss(m.data_mut(), mss) {
+        cx.stats.add(Counter::MssClamped, 1);
     }
 }
 
@@ -547,6 +558,7 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     if forward::decrement(m.data_mut()) == Hop::Expired {
         return refuse_inside(m, cx, IcmpError::TimeExceeded, DpDrop::TtlExceeded);
     }
+    clamp_mss(m, cx, id);
     let Some((e, keys)) = cx.sas.outbound_keyed(sa_ref.slot) else {
         return drop_dp(DpDrop::NoOutboundSa);
     };

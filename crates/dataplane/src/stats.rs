@@ -69,6 +69,8 @@ counters! {
     IdlePolls = "idle_polls",
     /// Table generation the worker runs on.
     TableGeneration = "table_generation",
+    /// TCP SYNs whose MSS option the tunnel's clamp lowered.
+    MssClamped = "mss_clamped",
     /// Outer datagrams reassembled from fragments ([`crate::reasm`]).
     Reassembled = "reassembled",
     /// Outer datagrams whose fragments did not all arrive in time (their fragments were

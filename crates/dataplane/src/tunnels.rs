@@ -32,6 +32,8 @@ struct Cell {
     peer: [AtomicU32; 4],
     /// Path MTU towards the peer (outer IP bytes), 0 when not known ([`crate::pmtu`]).
     mtu: AtomicU32,
+    /// TCP MSS clamp, 0 for none ([`crate::forward::clamp_mss`]).
+    mss: AtomicU32,
 }
 
 /// Per-tunnel words, preallocated for a fixed number of tunnels.
@@ -40,7 +42,7 @@ pub struct TunnelTable {
 }
 
 impl TunnelTable {
-    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 40 bytes per tunnel.
+    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 44 bytes per tunnel.
     pub fn new(capacity: u32) -> TunnelTable {
         TunnelTable {
             cells: (0..capacity).map(|_| Cell::default()).collect(),
@@ -103,6 +105,24 @@ impl TunnelTable {
             return false;
         };
         c.mtu.store(mtu, Ordering::Relaxed);
+        true
+    }
+
+    /// The TCP MSS clamp of `tunnel`, 0 for none (worker, `Relaxed`).
+    #[inline]
+    pub fn mss_clamp(&self, tunnel: u32) -> u16 {
+        self.cells
+            .get(tunnel as usize)
+            .map_or(0, |c| c.mss.load(Ordering::Relaxed) as u16)
+    }
+
+    /// Control thread: sets the TCP MSS clamp of `tunnel` (`None`: none). False when out of
+    /// range.
+    pub fn set_mss_clamp(&self, tunnel: u32, mss: Option<u16>) -> bool {
+        let Some(c) = self.cells.get(tunnel as usize) else {
+            return false;
+        };
+        c.mss.store(u32::from(mss.unwrap_or(0)), Ordering::Relaxed);
         true
     }
 

@@ -168,6 +168,78 @@ fn an_incomplete_datagram_times_out_and_an_overlap_is_dropped_by_reason() {
     assert_eq!(s.stats.get(Counter::Reassembled), 0);
 }
 
+/// A TCP SYN (`flags` 0x02) or SYN-ACK (0x12) with MSS 1460, TCP checksum valid.
+fn tcp_syn(src: [u8; 4], dst: [u8; 4], flags: u8) -> Vec<u8> {
+    let mut p = ipv4_udp(src, dst, 0, 0, &[0; 16]);
+    p[9] = 6;
+    let tcp = [
+        0x30, 0x39, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, flags, 0xff, 0xff, 0, 0, 0, 0, 2, 4,
+        0x05, 0xb4,
+    ];
+    p[20..].copy_from_slice(&tcp);
+    fix_csum(&mut p);
+    set_tcp_csum(&mut p);
+    p
+}
+
+fn tcp_sum(p: &[u8]) -> u32 {
+    let words = |b: &[u8]| -> u32 {
+        b.chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum()
+    };
+    let mut sum = words(&p[12..20]) + 6 + (p.len() - 20) as u32 + words(&p[20..]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+fn set_tcp_csum(p: &mut [u8]) {
+    p[36..38].copy_from_slice(&[0, 0]);
+    let c = !(tcp_sum(p) as u16);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn the_mss_clamp_lowers_syns_both_ways_and_keeps_their_checksums() {
+    let mut s = site(1, false);
+    assert!(s.lc.set_mss_clamp(0, Some(1360)));
+    // Outbound: the LAN host's SYN leaves clamped.
+    let syn = tcp_syn([192, 0, 2, 10], [203, 0, 113, 5], 0x02);
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &syn));
+    assert_eq!(
+        pipeline::inside_frame(&mut m, &mut s.ctx(0)),
+        Verdict::Tx(PortRole::Outside)
+    );
+    let mut outer = VecBuf::new(0, &m.data()[14..], 0);
+    s.peer_in.decap(&mut KeyCache::new(2), &mut outer).unwrap();
+    let got = outer.data();
+    assert_eq!(u16::from_be_bytes([got[42], got[43]]), 1360);
+    assert_eq!(tcp_sum(got), 0xffff, "TCP checksum valid");
+    // Inbound: the remote's SYN-ACK reaches the LAN clamped.
+    let syn_ack = tcp_syn([203, 0, 113, 5], [192, 0, 2, 10], 0x12);
+    let mut m = from_peer(&mut s, &syn_ack);
+    assert_eq!(
+        pipeline::outside_frame(&mut m, &mut s.ctx(0)),
+        Verdict::Tx(PortRole::Inside)
+    );
+    let got = &m.data()[14..];
+    assert_eq!(u16::from_be_bytes([got[42], got[43]]), 1360);
+    assert_eq!(tcp_sum(got), 0xffff);
+    assert_eq!(s.stats.get(Counter::MssClamped), 2);
+    // Without a clamp, the MSS is left as it was.
+    assert!(s.lc.set_mss_clamp(0, None));
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &syn));
+    pipeline::inside_frame(&mut m, &mut s.ctx(0));
+    let mut outer = VecBuf::new(0, &m.data()[14..], 0);
+    s.peer_in.decap(&mut KeyCache::new(2), &mut outer).unwrap();
+    assert_eq!(
+        u16::from_be_bytes([outer.data()[42], outer.data()[43]]),
+        1460
+    );
+}
+
 #[test]
 fn ttl_1_from_the_lan_gets_time_exceeded_back_on_the_inside_port() {
     let mut s = site(1, false);

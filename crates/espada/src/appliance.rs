@@ -86,6 +86,7 @@ fn install_tunnels(
             id as usize == i,
             "tunnel {name}: id {id} is not its index {i}"
         );
+        lc.set_mss_clamp(id, t.mss_clamp);
         negotiated.extend(t.negotiated);
         let Some((inb, outb)) = t.static_sas else {
             continue;

@@ -53,6 +53,8 @@ pub struct PlannedTunnel {
     pub static_sas: Option<(InboundSa, OutboundSa)>,
     /// IKEv2, when the tunnel has no static SAs.
     pub negotiated: Option<NegotiatedTunnel>,
+    /// TCP MSS clamp.
+    pub mss_clamp: Option<u16>,
 }
 
 fn ike_ts(p: &espada_config::Prefix) -> espada_ike::msgs::TrafficSelector {
@@ -333,6 +335,7 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
         tunnels.push(PlannedTunnel {
             spec,
             static_sas,
+            mss_clamp: tun.mss_clamp,
             negotiated: tun
                 .negotiated
                 .as_ref()
