@@ -3,7 +3,8 @@
 
 Every sub-command prints JSON lines on stdout. Receivers print {"ready": true} once sniffing.
 
-  send-esp   seal inner packets with a scapy SecurityAssociation and send them
+  send-esp   seal inner packets with a scapy SecurityAssociation and send them (optionally
+             as outer fragments, in order or reversed)
   recv-esp   sniff ESP (raw or UDP 4500), open it with a scapy SA, print the inner packets
   send-clear send cleartext IPv4/IPv6 UDP packets
   recv-clear sniff cleartext packets from a source, print them
@@ -16,7 +17,8 @@ import argparse
 import json
 import sys
 
-from scapy.all import IP, IPv6, UDP, Raw, conf, send, sniff
+from scapy.all import IP, IPv6, UDP, Raw, conf, fragment, fragment6, send, sniff
+from scapy.layers.inet6 import IPv6ExtHdrFragment
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
 conf.verb = 0
@@ -53,8 +55,22 @@ def cmd_send_esp(args):
         pkts[-1] = pkts[-1].__class__(bytes(raw))
     if args.replay:
         pkts.append(pkts[-1])
+    if args.fragment:
+        pkts = [f for p in pkts for f in fragments(p, args.fragment, args.reverse)]
     for p in pkts:
         send(p, iface=args.iface)
+
+
+def fragments(p, size, reverse):
+    """The outer packet p cut into fragments of at most `size` bytes (IPv4 or IPv6)."""
+    if p.haslayer(IPv6):
+        head = p[IPv6].copy()
+        head.remove_payload()
+        del head.nh, head.plen  # recomputed: the fragment header goes in between
+        frags = fragment6(head / IPv6ExtHdrFragment() / p[IPv6].payload, size)
+    else:
+        frags = fragment(p, fragsize=size)
+    return list(reversed(frags)) if reverse else frags
 
 
 def is_esp_from(p, src):
@@ -152,6 +168,9 @@ def main():
         p.add_argument("--seq-start", type=int, default=1)
         p.add_argument("--replay", action="store_true", help="send the last packet twice")
         p.add_argument("--tamper", action="store_true", help="flip a bit in the last packet")
+        p.add_argument("--fragment", type=int, default=0,
+                       help="send-esp: cut each outer packet into fragments of at most N bytes")
+        p.add_argument("--reverse", action="store_true", help="send-esp: fragments last first")
     args = ap.parse_args()
     {"send-esp": cmd_send_esp, "recv-esp": cmd_recv_esp, "send-clear": cmd_send_clear,
      "recv-clear": cmd_recv_clear, "send-junk": cmd_send_junk}[args.cmd](args)
