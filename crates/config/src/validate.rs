@@ -142,8 +142,16 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
     overlap::peers(&facts, cx);
     let logging = logging(raw.logging.as_ref(), cx);
     let admin = admin(raw.admin.as_ref(), cx);
-    if let (Some(cores), Some(outside), Some(inside), Some(appliance), Some(logging), Some(admin)) =
-        (cores, outside, inside, appliance, logging, admin)
+    let dpdk = dpdk(raw.dpdk.as_ref(), cx);
+    if let (
+        Some(cores),
+        Some(outside),
+        Some(inside),
+        Some(appliance),
+        Some(logging),
+        Some(admin),
+        Some(dpdk),
+    ) = (cores, outside, inside, appliance, logging, admin, dpdk)
         && cx.diags.is_empty()
     {
         for t in &tunnels {
@@ -162,7 +170,7 @@ pub(crate) fn site(raw: RawSite, cx: &mut Ctx<'_>) -> Option<SiteConfig> {
             tunnels,
             logging,
             admin,
-            dpdk: dpdk(raw.dpdk.as_ref(), cx)?,
+            dpdk,
         });
     }
     None

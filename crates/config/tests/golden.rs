@@ -1,4 +1,5 @@
-//! Golden tests of rendered error text. `UPDATE_GOLDEN=1` rewrites the `.expected` files.
+//! Golden tests of rendered error text, and of the warnings of files that load.
+//! `UPDATE_GOLDEN=1` rewrites the `.expected` files.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,24 @@ fn render(name: &str) -> String {
     }
 }
 
-/// Every case in the corpus, so that a new `.yaml` without `.expected` fails the test.
+/// The warnings of a file that loads, one per line.
+fn render_warnings(name: &str) -> String {
+    let dir = golden_dir();
+    let text = std::fs::read_to_string(dir.join(format!("{name}.yaml"))).unwrap();
+    match espada_config::parse_str_with_env(&text, &format!("{name}.yaml"), &dir, &env) {
+        Ok(loaded) => loaded
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {w}\n"))
+            .collect(),
+        Err(e) => panic!("{name}.yaml did not load:\n{e}"),
+    }
+}
+
+/// Files that load with warnings (their `.expected` holds the warnings).
+const WARNING_CASES: &[&str] = &["warnings"];
+
+/// Every error case in the corpus, so that a new `.yaml` without `.expected` fails the test.
 const CASES: &[&str] = &[
     "bad-indentation",
     "bad-prefix",
@@ -37,6 +55,9 @@ const CASES: &[&str] = &[
     "many-problems",
     "missing-env-key",
     "negotiation-problems",
+    "out-of-range",
+    "peer-twice",
+    "selectors-overlap",
     "spi-reserved",
     "static-without-lab",
     "unknown-key",
@@ -56,15 +77,20 @@ fn corpus_is_complete() {
         })
         .collect();
     found.sort();
-    assert_eq!(found, CASES);
+    let mut all: Vec<&str> = CASES.iter().chain(WARNING_CASES).copied().collect();
+    all.sort();
+    assert_eq!(found, all);
 }
 
 #[test]
 fn golden_error_text() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
-    for name in CASES {
-        let actual = render(name);
+    let cases = CASES
+        .iter()
+        .map(|n| (n, render(n)))
+        .chain(WARNING_CASES.iter().map(|n| (n, render_warnings(n))));
+    for (name, actual) in cases {
         let path = golden_dir().join(format!("{name}.expected"));
         if update {
             std::fs::write(&path, &actual).unwrap();

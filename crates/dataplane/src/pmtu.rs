@@ -3,19 +3,20 @@
 //! sent, and published to the workers one word per tunnel
 //! ([`crate::lifecycle::Lifecycle::set_path_mtu`]).
 //!
-//! A report only ever lowers the estimate, is clamped to the protocol's minimum (576 for IPv4
-//! as RFC 1191 §3 advises against going lower, 1280 for IPv6, RFC 8200 §5) and to the link MTU,
-//! and the estimate ages out 10 minutes after the last report that lowered or confirmed it
-//! (RFC 1191 §6.3, RFC 8201 §4), back to the link MTU. A forged ICMP error can therefore lower
-//! a tunnel's MTU to 576 at worst, for 10 minutes; it can never raise it.
+//! A report only ever lowers the estimate; a report below the protocol's minimum (576 for IPv4,
+//! which every IPv4 host must accept, RFC 791; 1280 for IPv6, RFC 8200 §5) is ignored as forged
+//! or broken, and one above the link MTU is capped to it; the estimate ages out 10 minutes after
+//! the last report that lowered or confirmed it (RFC 1191 §6.3, RFC 8201 §4), back to the link
+//! MTU. A forged ICMP error can therefore lower a tunnel's MTU to 576 at worst, for 10 minutes;
+//! it can never raise it.
 
 use std::time::{Duration, Instant};
 
 /// How long a learned path MTU holds without a new report (RFC 1191 §6.3: 10 minutes).
 pub const AGE: Duration = Duration::from_secs(600);
-/// The smallest path MTU an IPv4 report may set.
+/// The smallest path MTU an IPv4 report may set (smaller reports are ignored).
 pub const MIN_V4: u32 = 576;
-/// The smallest path MTU an IPv6 report may set (RFC 8200 §5).
+/// The smallest path MTU an IPv6 report may set (RFC 8200 §5; smaller reports are ignored).
 pub const MIN_V6: u32 = 1280;
 
 /// One tunnel's path MTU estimate.
@@ -37,7 +38,8 @@ pub enum Report {
     },
     /// Same as the estimate: its age restarts.
     Confirmed,
-    /// Above the estimate: ignored (only a quiet path raises it, by ageing out).
+    /// Above the estimate (only a quiet path raises it, by ageing out), or below the protocol's
+    /// minimum: ignored.
     Ignored,
 }
 
@@ -58,7 +60,10 @@ impl PathMtu {
     /// An ICMP error said the path takes `reported` bytes (`v6`: about an IPv6 packet).
     pub fn report(&mut self, reported: u32, v6: bool, link: u32, now: Instant) -> Report {
         let floor = if v6 { MIN_V6 } else { MIN_V4 };
-        let v = reported.max(floor).min(link);
+        if reported < floor {
+            return Report::Ignored;
+        }
+        let v = reported.min(link);
         let cur = self.current(link, now);
         match v.cmp(&cur) {
             std::cmp::Ordering::Less => {
@@ -103,17 +108,20 @@ mod tests {
         // A higher value later does not raise it.
         assert_eq!(p.report(1450, false, 1500, t0), Report::Ignored);
         assert_eq!(p.current(1500, t0), 1400);
-        // Absurdly low reports stop at the minimum of their family.
+        // Reports below the minimum of their family are ignored (a forged 68).
+        assert_eq!(p.report(68, false, 1500, t0), Report::Ignored);
+        assert_eq!(p.report(575, false, 1500, t0), Report::Ignored);
         assert_eq!(
-            p.report(68, false, 1500, t0),
+            p.report(576, false, 1500, t0),
             Report::Lowered {
                 from: 1400,
                 to: 576
             }
         );
         let mut q = PathMtu::default();
+        assert_eq!(q.report(1200, true, 1500, t0), Report::Ignored);
         assert_eq!(
-            q.report(600, true, 1500, t0),
+            q.report(1280, true, 1500, t0),
             Report::Lowered {
                 from: 1500,
                 to: 1280
@@ -123,6 +131,18 @@ mod tests {
         let mut r = PathMtu::default();
         assert_eq!(r.report(9000, false, 1500, t0), Report::Ignored);
         assert_eq!(r.expires(), None);
+    }
+
+    #[test]
+    fn the_issues_sequence_ends_at_1300() {
+        // 1450, 1360, 1300, 1320 -> 1300; a forged 68 changes nothing.
+        let t0 = Instant::now();
+        let mut p = PathMtu::default();
+        for m in [1450, 1360, 1300, 1320, 68] {
+            p.report(m, false, 1500, t0);
+        }
+        assert_eq!(p.current(1500, t0), 1300);
+        assert_eq!(p.current(1500, t0 + AGE), 1500, "aged back to the link MTU");
     }
 
     #[test]

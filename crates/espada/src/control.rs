@@ -314,7 +314,7 @@ impl Control {
                     }
                     Report::Confirmed => {}
                     Report::Ignored => {
-                        debug!(tunnel = %name, reported = mtu, "ICMP error reports a path MTU above the current one: ignored (it only ages up)");
+                        debug!(tunnel = %name, reported = mtu, "ICMP error reports a path MTU above the current one (it only ages up) or below the protocol minimum: ignored");
                     }
                 }
             }
