@@ -43,7 +43,27 @@ fn key36() -> String {
     random_key() + &random_key()[..32]
 }
 
-fn site_to_site(tag: &str, udp: bool) {
+/// A router between the sites says site A's ESP (SPI 0x2000) needs 1300 bytes: an ICMP
+/// "fragmentation needed" sent from B's WAN interface straight to A's.
+fn fragmentation_needed_towards_a(a: &Netns, b: &Netns, udp: bool) {
+    let link = a.exec(&["cat", "/sys/class/net/wan0/address"]).unwrap();
+    let mac_a = String::from_utf8_lossy(&link.stdout).trim().to_string();
+    let quote = if udp {
+        "IP(src='198.51.100.1', dst='198.51.100.2', flags='DF', len=1400) / UDP(sport=4500, dport=4500, len=1380)"
+    } else {
+        "IP(src='198.51.100.1', dst='198.51.100.2', proto=50, flags='DF', len=1400)"
+    };
+    let script = format!(
+        "from scapy.all import *; conf.verb = 0; \
+         sendp(Ether(dst='{mac_a}') / IP(src='198.51.100.2', dst='198.51.100.1') / \
+         ICMP(type=3, code=4, nexthopmtu=1300) / {quote} / Raw(bytes.fromhex('0000200000000001')), \
+         iface='wan0')"
+    );
+    let st = b.command("python3").args(["-c", &script]).status().unwrap();
+    assert!(st.success());
+}
+
+fn site_to_site(tag: &str, udp: bool, lower_pmtu: bool) {
     require_root();
     let lan_a = Netns::new(&format!("{tag}la")).unwrap();
     let a = Netns::new(&format!("{tag}a")).unwrap();
@@ -113,7 +133,17 @@ fn site_to_site(tag: &str, udp: bool) {
         "ping through the tunnel:\n{out}"
     );
 
-    // A TCP stream of 4 MB, checked end to end by SHA-256.
+    if lower_pmtu {
+        fragmentation_needed_towards_a(&a, &b, udp);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while da.tunnels()[0].pmtu != Some(1300) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", da.tunnels());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    // A TCP stream of 4 MB, checked end to end by SHA-256. With the lowered path MTU, A's
+    // LAN host learns it from espada's "fragmentation needed" (PMTU discovery end to end).
     let mut server = lan_b
         .command("python3")
         .args([STREAM_TOOL, "server", "5001"])
@@ -155,15 +185,27 @@ fn site_to_site(tag: &str, udp: bool) {
         );
         assert_eq!(d.drops().total["auth_failed"], 0);
     }
+    let too_big = da.drops().total["too_big_for_tunnel"];
+    assert_eq!(
+        too_big > 0,
+        lower_pmtu,
+        "segments above the tunnel's MTU refused with ICMP: {too_big}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn two_espadas_carry_ping_and_tcp_between_two_lans_over_raw_esp() {
-    site_to_site("s2s", false);
+    site_to_site("s2s", false, false);
 }
 
 #[test]
 fn two_espadas_carry_ping_and_tcp_between_two_lans_over_nat_t() {
-    site_to_site("s2u", true);
+    site_to_site("s2u", true, false);
+}
+
+#[test]
+fn tcp_completes_after_a_router_lowers_the_path_mtu_raw_esp_and_nat_t() {
+    site_to_site("s2p", false, true);
+    site_to_site("s2q", true, true);
 }

@@ -126,6 +126,13 @@ impl Daemon {
         }
     }
 
+    pub fn tunnels(&self) -> Vec<espada_admin::view::TunnelView> {
+        match self.call(Request::ShowTunnels) {
+            Response::Tunnels(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
     pub fn sas(&self) -> Vec<SaView> {
         match self.call(Request::ShowSa { spi: None }) {
             Response::Sa(v) => v,
