@@ -27,7 +27,9 @@ for ns in "${NS[@]}"; do lab_ns "$ns"; done
 lab_veth esp-demo-lana host0 esp-demo-a lan0
 lab_veth esp-demo-a wan0 esp-demo-b wan0
 lab_veth esp-demo-b lan0 esp-demo-lanb host0
-ip -n esp-demo-a link set wan0 mtu 1600   # room for ESP overhead on full-size packets
+# The kernel side of the WAN link takes 1600 bytes; espada's af_packet ports run at 1500 (DPDK's
+# af_packet allows no more): full-size DF packets get "fragmentation needed" and TCP adapts.
+ip -n esp-demo-a link set wan0 mtu 1600
 ip -n esp-demo-b link set wan0 mtu 1600
 ip -n esp-demo-lana addr add 192.0.2.10/24 dev host0
 ip -n esp-demo-lana route add default via 192.0.2.1
@@ -42,7 +44,7 @@ site() { # name outside inside peer local_ts remote_ts spi_in spi_out
 appliance: { name: $1, lab: true }
 cores: { control: 0, workers: [1] }
 ports:
-  outside: { device: "net_af_packet0,iface=wan0", ipv4: $2, mtu: 1600 }
+  outside: { device: "net_af_packet0,iface=wan0", ipv4: $2 }
   inside: { device: "net_af_packet1,iface=lan0", ipv4: $3 }
 tunnels:
   - name: to-$4
@@ -88,8 +90,11 @@ done
 echo; echo "== espada show sa        (site-a)"; "$ESPADA" show sa --socket "$work/site-a.sock"
 echo; echo "== espada show workers   (site-a)"; "$ESPADA" show workers --socket "$work/site-a.sock"
 echo; echo "== unknown SPI from a stranger: counted and logged once"
+# The stranger needs an address on B's WAN link for its kernel to route the junk to A.
+ip -n esp-demo-b addr add 198.51.100.99/24 dev wan0
 ip netns exec esp-demo-b python3 "$here/esp_peer.py" send-junk --iface wan0 --spi 0xbad0bad0 \
-  --src 198.51.100.99 --dst 198.51.100.1 --count 100 >/dev/null 2>&1
+  --src 198.51.100.99 --dst 198.51.100.1 --count 100 >/dev/null
+ip -n esp-demo-b addr del 198.51.100.99/24 dev wan0
 sleep 0.3
 "$ESPADA" show drops --socket "$work/site-a.sock"
 grep "unknown SPI" "$work/site-a.log" | sed 's/^/  log: /'

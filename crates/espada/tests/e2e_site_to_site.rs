@@ -28,7 +28,7 @@ fn site_yaml(
 ) -> String {
     format!(
         "appliance: {{ name: {name}, lab: true }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
-         outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outside}, mtu: 1600 }}\n  \
+         outside: {{ device: \"net_af_packet0,iface=wan0\", ipv4: {outside} }}\n  \
          inside: {{ device: \"net_af_packet1,iface=lan0\", ipv4: {inside} }}\n\
          tunnels:\n  - name: to-{peer_name}\n    peer: {peer}\n    encapsulation: {e}\n    local_ts: [{local}]\n    remote_ts: [{remote}]\n    \
          static_sa:\n      inbound: {{ spi: {spi_in:#x}, algorithm: aes256gcm16, key: {{ file: {spi_in:x}.hex }} }}\n      \
@@ -72,7 +72,9 @@ fn site_to_site(tag: &str, udp: bool, lower_pmtu: bool) {
     lan_a.veth_to("host0", &a, "lan0").unwrap();
     a.veth_to("wan0", &b, "wan0").unwrap();
     b.veth_to("lan0", &lan_b, "host0").unwrap();
-    // Room for the ESP overhead of full-size inner packets on the WAN link.
+    // The kernel side of the WAN link takes 1600 bytes; espada's af_packet ports run at 1500
+    // (DPDK's af_packet allows no more), so full-size DF packets are refused with
+    // "fragmentation needed" and TCP adapts.
     sh(&a, "ip link set wan0 mtu 1600");
     sh(&b, "ip link set wan0 mtu 1600");
     sh(&lan_a, "ip addr add 192.0.2.10/24 dev host0");
@@ -185,12 +187,13 @@ fn site_to_site(tag: &str, udp: bool, lower_pmtu: bool) {
         );
         assert_eq!(d.drops().total["auth_failed"], 0);
     }
-    let too_big = da.drops().total["too_big_for_tunnel"];
-    assert_eq!(
-        too_big > 0,
-        lower_pmtu,
-        "segments above the tunnel's MTU refused with ICMP: {too_big}"
-    );
+    if lower_pmtu {
+        let too_big = da.drops().total["too_big_for_tunnel"];
+        assert!(
+            too_big > 0,
+            "segments above the tunnel's MTU refused with ICMP"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
