@@ -313,6 +313,11 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
     }
 }
 
+/// SPIs 1–255 are reserved by IANA and 0 is never sent on the wire (RFC 4303 §2.1): no SA has
+/// one (espada allocates none, the configuration refuses static ones), so they are not
+/// unknown SPIs of a peer.
+const RESERVED_SPIS: u32 = 256;
+
 /// A classified ESP packet: decapsulate it if this worker owns its SA, hand it to the owner
 /// otherwise, classify the SPI when no SA has it.
 ///
@@ -321,11 +326,6 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
 /// the owner's, so the owner sees the entry the sender saw or a later one (coherence), never an
 /// older one; and an entry is Live only while its slab slot holds the SA (filled before the
 /// entry is installed, emptied after it is retired), which the SPI compare below re-checks.
-/// SPIs 1–255 are reserved by IANA and 0 is never sent on the wire (RFC 4303 §2.1): no SA has
-/// one (espada allocates none, the configuration refuses static ones), so they are not
-/// unknown SPIs of a peer.
-const RESERVED_SPIS: u32 = 256;
-
 fn esp_classified<B: PacketBuf>(
     m: &mut B,
     cx: &mut Ctx<'_>,
@@ -447,13 +447,12 @@ fn icmp_error<B: PacketBuf>(
     e: IcmpError,
     why: DpDrop,
 ) -> Option<(IpAddr, InnerProto)> {
-    let port = PortRole::Inside;
     cx.stats.drop_one(Why::Dp(why));
     if !cx.samples.take_icmp() {
         cx.stats.add(Counter::IcmpErrorsSuppressed, 1);
         return None;
     }
-    let p = cx.t.port(port);
+    let p = cx.t.port(PortRole::Inside);
     let v4 = p.ipv4.and_then(|a| match a.addr {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
@@ -539,7 +538,7 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
     let limit = {
-        let Some((e, _)) = cx.sas.outbound_keyed(sa_ref.slot) else {
+        let Some(e) = cx.sas.outbound(sa_ref.slot) else {
             return drop_dp(DpDrop::NoOutboundSa);
         };
         if !selects(&e.policy.local_ts, src) {

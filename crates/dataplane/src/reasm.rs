@@ -113,18 +113,12 @@ impl Slot {
     }
 }
 
-/// Counts of what reassembly did (a worker copies them into its counters).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReasmStats {
-    /// Datagrams dropped because their time ran out (counted when their slot is taken back).
-    pub timed_out: u64,
-}
-
 /// A worker's reassembly slots (built on the control thread, about 130 KiB).
 pub struct Reassembly {
     slots: Box<[Slot]>,
     timeout: u64,
-    stats: ReasmStats,
+    /// Datagrams whose time ran out (counted when their slot is taken back).
+    timed_out: u64,
 }
 
 /// What a fragment says about itself.
@@ -240,7 +234,7 @@ impl Reassembly {
         Reassembly {
             slots: (0..SLOTS).map(|_| Slot::empty()).collect(),
             timeout,
-            stats: ReasmStats::default(),
+            timed_out: 0,
         }
     }
 
@@ -250,9 +244,10 @@ impl Reassembly {
         Reassembly::new(u64::try_from(t).unwrap_or(u64::MAX))
     }
 
-    /// What it did so far.
-    pub fn stats(&self) -> ReasmStats {
-        self.stats
+    /// Datagrams dropped so far because their time ran out (a worker copies this into its
+    /// counters).
+    pub fn timed_out(&self) -> u64 {
+        self.timed_out
     }
 
     /// Datagrams in reassembly now.
@@ -350,7 +345,7 @@ impl Reassembly {
         let i = self.slots.iter().position(|s| !live(s))?;
         let s = &mut self.slots[i];
         if s.used {
-            self.stats.timed_out += 1;
+            self.timed_out += 1;
         }
         s.key = key;
         s.used = true;
@@ -531,7 +526,7 @@ mod tests {
         assert_eq!(feed(&mut r, &frags, &[0], 1).0, vec![Outcome::Held]);
         // The rest comes too late: a new datagram (held), the old one counted as timed out.
         assert_eq!(feed(&mut r, &frags, &[1], 200).0, vec![Outcome::Held]);
-        assert_eq!(r.stats().timed_out, 1);
+        assert_eq!(r.timed_out(), 1);
         // Every slot busy with live datagrams: a new one is refused.
         let mut r = Reassembly::new(100);
         for id in 0..SLOTS as u16 {

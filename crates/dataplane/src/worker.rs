@@ -222,7 +222,7 @@ impl Worker {
             let k = slab.keys().stats();
             stats.set(Counter::KeyCacheHits, k.hits);
             stats.set(Counter::KeyCacheMisses, k.misses);
-            stats.set(Counter::ReassemblyTimeouts, reasm.stats().timed_out);
+            stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
             let now = dpdk::rdtsc();
             samples.refill(now);
             let mut cx = Ctx {

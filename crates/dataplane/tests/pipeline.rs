@@ -164,7 +164,7 @@ fn an_incomplete_datagram_times_out_and_an_overlap_is_dropped_by_reason() {
         pipeline::outside_frame(&mut buf(&frags[2]), &mut s.ctx(0)),
         Verdict::Consumed
     );
-    assert_eq!(s.reasm[0].stats().timed_out, 1);
+    assert_eq!(s.reasm[0].timed_out(), 1);
     assert_eq!(s.stats.get(Counter::Reassembled), 0);
 }
 

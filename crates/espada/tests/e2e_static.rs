@@ -207,7 +207,7 @@ fn esp_fragmented_by_the_peer_is_reassembled_and_reaches_the_lan_byte_exact() {
     // IPv6 outer: af_packet hands espada the fragments (the kernel's fanout defragments only
     // IPv4); raw ESP and NAT-T, fragments in order and reversed.
     for (tag, udp) in [("frag6", false), ("frag6u", true)] {
-        let lab = Lab::start(
+        let mut lab = Lab::start(
             tag,
             LabOpts {
                 udp,
@@ -231,10 +231,7 @@ fn esp_fragmented_by_the_peer_is_reassembled_and_reaches_the_lan_byte_exact() {
         for r in ["outer_fragment", "reassembly_overlap", "other_protocol"] {
             assert_eq!(d.total[r], 0, "{r}: {:?}", d.total);
         }
-        let (st, log) = {
-            let mut lab = lab;
-            lab.stop()
-        };
+        let (st, log) = lab.stop();
         assert!(st.success(), "{log}");
         assert!(log.contains("mbufs_in_use=0"), "every mbuf back: {log}");
     }
