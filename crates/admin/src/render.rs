@@ -503,8 +503,44 @@ fn render_workers(workers: &[WorkerView]) -> String {
     }
     let mut out = String::new();
     t.render(&mut out);
+    // The counters without a column, summed over the workers, when not zero.
+    let mut other: BTreeMap<&str, u64> = BTreeMap::new();
+    for w in workers {
+        for (k, v) in &w.counters {
+            if !IN_COLUMNS.contains(&k.as_str()) {
+                *other.entry(k).or_default() += v;
+            }
+        }
+    }
+    other.retain(|_, v| *v != 0);
+    if !other.is_empty() {
+        out.push_str("\ncounters (all workers):\n");
+        let mut t = Table::new(&[("COUNTER", false), ("VALUE", true)]);
+        for (k, v) in other {
+            t.row(vec![k.to_string(), group_thousands(v)]);
+        }
+        t.render(&mut out);
+    }
     out
 }
+
+/// The worker counters `show workers` has a column for (or that are not counts).
+const IN_COLUMNS: &[&str] = &[
+    "rx_outside",
+    "rx_inside",
+    "tx_outside",
+    "tx_inside",
+    "esp_decap",
+    "esp_encap",
+    "handoff_out",
+    "handoff_in",
+    "punted",
+    "busy_polls",
+    "idle_polls",
+    "table_generation",
+    "key_cache_hits",
+    "key_cache_misses",
+];
 
 #[cfg(test)]
 mod tests {
@@ -568,6 +604,7 @@ mod tests {
             owned_sas: 0,
             key_cache_hits: 0,
             key_cache_misses: 0,
+            counters: BTreeMap::new(),
         };
         let text = render_workers(&[w]);
         let row = text.lines().nth(1).unwrap();

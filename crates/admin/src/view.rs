@@ -243,6 +243,10 @@ pub struct WorkerView {
     /// busy SAs than the cache has lines).
     #[serde(default)]
     pub key_cache_misses: u64,
+    /// Every counter of the worker by name (`reassembled`, `fragmented_before_encryption`,
+    /// `mss_clamped`, `icmp_errors_sent`, …), zeros included.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl WorkerView {

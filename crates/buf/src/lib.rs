@@ -30,6 +30,12 @@ pub trait PacketBuf {
     fn append(&mut self, len: usize) -> Option<&mut [u8]>;
     /// Removes `len` bytes from the end of the data.
     fn trim(&mut self, len: usize) -> bool;
+    /// A new, empty buffer of the same kind (same pool and capacity, the default headroom),
+    /// or `None` when none is free. The data plane's one use: fragmentation, where one packet
+    /// becomes several.
+    fn alloc_like(&self) -> Option<Self>
+    where
+        Self: Sized;
 
     /// Length of the data.
     fn len(&self) -> usize {
@@ -50,6 +56,9 @@ pub struct VecBuf {
 }
 
 impl VecBuf {
+    /// The headroom of a buffer from [`PacketBuf::alloc_like`] (DPDK's `RTE_PKTMBUF_HEADROOM`).
+    pub const DEFAULT_HEADROOM: usize = 128;
+
     /// A buffer holding `data` with `headroom` free bytes before and `tailroom` after it.
     pub fn new(headroom: usize, data: &[u8], tailroom: usize) -> Self {
         let mut storage = vec![0u8; headroom + data.len() + tailroom];
@@ -125,6 +134,12 @@ impl PacketBuf for VecBuf {
         }
         self.end -= len;
         true
+    }
+    fn alloc_like(&self) -> Option<Self> {
+        Some(VecBuf::with_capacity(
+            self.storage.len(),
+            Self::DEFAULT_HEADROOM,
+        ))
     }
 }
 

@@ -37,8 +37,8 @@ mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::{
-    Admin, Algorithm, Appliance, Cores, Device, Dpd, DpdAction, Dpdk, Encapsulation, Lifetime,
-    Logging, Negotiated, Polling, Port, Ports, Prefix, PrefixError, RekeyTiming, SaKeys,
+    Admin, Algorithm, Appliance, Cores, Device, Dpd, DpdAction, Dpdk, Encapsulation, Fragmentation,
+    Lifetime, Logging, Negotiated, Polling, Port, Ports, Prefix, PrefixError, RekeyTiming, SaKeys,
     SiteConfig, StartAction, StaticSa, Tunnel,
 };
 pub use negotiate::{
@@ -204,6 +204,7 @@ const KNOWN_KEYS: &[&str] = &[
     "mbufs",
     "allow_overlap",
     "mss_clamp",
+    "fragmentation",
     "esn",
     "static_sa",
     "inbound",

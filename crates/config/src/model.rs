@@ -253,10 +253,27 @@ pub struct Tunnel {
     /// TCP MSS clamp (`mss_clamp`): SYNs through the tunnel, either way, carry at most this
     /// MSS. `None`: MSS options are left alone.
     pub mss_clamp: Option<u16>,
+    /// Where an IPv4 packet without DF that is too big for the tunnel is fragmented
+    /// (`fragmentation`; IPv6 and DF packets get an ICMP error instead).
+    pub fragmentation: Fragmentation,
     /// Manually keyed SAs (lab only).
     pub static_sa: Option<StaticSa>,
     /// IKEv2 negotiation (every tunnel without `static_sa`).
     pub negotiated: Option<Negotiated>,
+}
+
+/// Where a packet too big for its tunnel is fragmented when it may be (an IPv4 packet without
+/// DF). RFC 4301 §8.2 leaves it to the implementation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fragmentation {
+    /// `before-encryption` (the default, as Cisco's `crypto ipsec fragmentation
+    /// before-encryption`): the inner packet is fragmented and each fragment encrypted, so the
+    /// peer decrypts whole ESP packets and the far host reassembles.
+    #[default]
+    BeforeEncryption = 0,
+    /// `after-encryption`: the whole packet is encrypted and the ESP packet fragmented; the
+    /// peer reassembles before decrypting (RFC 4303 §3.4.1).
+    AfterEncryption = 1,
 }
 
 /// ESP encapsulation.

@@ -189,6 +189,8 @@ pub(crate) struct RawTunnel {
     pub allow_overlap: Option<bool>,
     #[serde(default)]
     pub mss_clamp: Option<S<u32>>,
+    #[serde(default)]
+    pub fragmentation: Option<RawFragmentation>,
 }
 
 impl RawTunnel {
@@ -251,6 +253,13 @@ pub(crate) struct NegotiationRef<'a> {
     pub child_lifetime: Option<&'a S<RawRekey>>,
     pub dpd: Option<&'a S<RawDpd>>,
     pub start: Option<&'a S<RawStart>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawFragmentation {
+    BeforeEncryption,
+    AfterEncryption,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -783,6 +783,10 @@ fn tunnel(
         remote_ts,
         replay_window,
         mss_clamp,
+        fragmentation: match raw.fragmentation {
+            None | Some(RawFragmentation::BeforeEncryption) => Fragmentation::BeforeEncryption,
+            Some(RawFragmentation::AfterEncryption) => Fragmentation::AfterEncryption,
+        },
         esn: raw.esn.unwrap_or(false),
         static_sa,
         negotiated,

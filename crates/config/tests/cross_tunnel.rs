@@ -198,3 +198,39 @@ fn mss_clamp_takes_536_to_65495() {
         }
     }
 }
+
+#[test]
+fn fragmentation_is_before_or_after_encryption_and_nothing_else() {
+    let text = |extra: &str| {
+        format!(
+            "appliance: {{ name: t, lab: true }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
+             outside: {{ device: \"net_null0\", ipv4: 198.51.100.1/24 }}\n  \
+             inside: {{ device: \"net_null1\", ipv4: 192.0.2.1/24 }}\ntunnels:\n{}admin: {{ socket: /run/t.sock }}\n",
+            tunnel("a", "198.51.100.2", "10.1.0.0/16", extra)
+        )
+    };
+    for (extra, want) in [
+        ("", espada_config::Fragmentation::BeforeEncryption),
+        (
+            "    fragmentation: before-encryption\n",
+            espada_config::Fragmentation::BeforeEncryption,
+        ),
+        (
+            "    fragmentation: after-encryption\n",
+            espada_config::Fragmentation::AfterEncryption,
+        ),
+    ] {
+        let l = parse_str_with_env(&text(extra), "site.yaml", Path::new("/"), &env).unwrap();
+        assert_eq!(l.config.tunnels[0].fragmentation, want, "{extra:?}");
+    }
+    let err = parse_str_with_env(
+        &text("    fragmentation: sideways\n"),
+        "site.yaml",
+        Path::new("/"),
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tunnels[0].fragmentation"), "{err}");
+    assert!(err.contains("after-encryption"), "names the choices: {err}");
+}

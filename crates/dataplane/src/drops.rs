@@ -53,6 +53,10 @@ dp_drops! {
     TtlExceeded = ("ttl_exceeded", "inner TTL or hop limit would reach 0: dropped as a router does, an ICMP time exceeded goes back to the source (rate-limited)"),
     /// Inner packet larger than the tunnel's path MTU allows, with DF set or IPv6 (RFC 4301 §8.2).
     TooBigForTunnel = ("too_big_for_tunnel", "inner packet larger than the tunnel's path MTU allows (DF set, or IPv6): dropped, ICMP fragmentation needed / packet too big with the tunnel's MTU goes back to the source (rate-limited)"),
+    /// A packet to fragment for its tunnel found the mbuf pool empty.
+    FragmentNoBuffer = ("fragment_no_buffer", "packet too big for its tunnel could not be fragmented: no free mbuf for a fragment (pool exhausted; raise dpdk.mbufs)"),
+    /// A packet to fragment for its tunnel cannot be split to its MTU.
+    FragmentUnsplittable = ("fragment_unsplittable", "packet too big for its tunnel could not be fragmented: the MTU leaves no room after its header, it would need more than 8 fragments, or its header is malformed"),
     /// Next-hop MAC address not resolved yet (ARP/ND in progress).
     NoNeighbor = ("no_neighbor", "next-hop MAC address not resolved yet (ARP/ND pending)"),
     /// Packet handed to a worker that does not own its SA (tables changed in flight).

@@ -22,6 +22,7 @@ pub mod drops;
 pub mod eth;
 pub mod events;
 pub mod forward;
+pub mod fragment;
 pub mod hops;
 pub mod lifecycle;
 pub mod pipeline;

@@ -46,7 +46,7 @@ use crate::events::{Notice, NoticeKind, notice_capacity};
 use crate::hops::{HopLimits, HopWriter};
 use crate::slab::{COMMAND_RING, Command, InboundSlot, OutboundSlot, Policy, Reply, Slab};
 use crate::tables::{Iface, SaRef, Tables, TunnelId};
-use crate::tunnels::{TunnelTable, peer_key};
+use crate::tunnels::{Fragmentation, TunnelTable, peer_key};
 
 /// Sizes of everything the data plane preallocates.
 #[derive(Clone, Copy, Debug)]
@@ -561,6 +561,12 @@ impl Lifecycle {
     /// The TCP MSS clamp of `tunnel` (`None`: none); the workers apply it from their next SYN.
     pub fn set_mss_clamp(&mut self, tunnel: TunnelId, mss: Option<u16>) -> bool {
         self.tunnel_words.set_mss_clamp(tunnel, mss)
+    }
+
+    /// Where `tunnel` fragments packets too big for it; the workers apply it from their next
+    /// such packet.
+    pub fn set_fragmentation(&mut self, tunnel: TunnelId, f: Fragmentation) -> bool {
+        self.tunnel_words.set_fragmentation(tunnel, f)
     }
 
     /// A neighbour's MAC was learned on `port`; true when it changed a next hop.

@@ -7,7 +7,8 @@
 //! | [`outside_frame`] | Ethernet | ARP → punt; IP to us: ESP → [`esp_in`], NAT-T keepalive → consumed, IKE → punt, ICMP error about our ESP → tunnel, other ICMP → punt |
 //! | [`esp_in`] | outer IP | SPI → owner (handoff) / SA (decap) / unknown (classify); inner policy; L2 to inside |
 //! | [`inside_frame`] | Ethernet | ARP and packets to the box → punt; else [`clear_out`] |
-//! | [`clear_out`] | inner IP | selectors → tunnel → outbound SA owner (handoff) / encap; L2 to outside |
+//! | [`clear_out`] | inner IP | selectors → tunnel → outbound SA owner (handoff) / encap; L2 to outside; too big: ICMP (DF, IPv6) or [`Verdict::Fragment`] |
+//! | [`fragment_out`] | inner IP | fragment before or after encryption ([`crate::fragment`]); each piece framed to outside |
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -21,10 +22,12 @@ use crate::eth::Mac;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
 use crate::forward::{self, Hop, IcmpError};
+use crate::fragment::{self, Unfit};
 use crate::reasm::{Outcome, Reassembly};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
+use crate::tunnels::Fragmentation;
 use espada_lookup::sad::Lookup;
 
 /// Which stage the owner runs on a handed-off packet.
@@ -52,9 +55,31 @@ pub enum Verdict {
     Punt(PortRole),
     /// Used up without being a drop (NAT-T keepalive).
     Consumed,
+    /// Too big for its tunnel and may be fragmented: the worker gives it to [`fragment_out`]
+    /// (data at the inner IP header, TTL already decremented).
+    Fragment(Oversize),
     /// Drop and count.
     Drop(Why),
 }
+
+/// A cleartext packet that [`clear_out`] found too big for its tunnel and allowed to be
+/// fragmented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oversize {
+    /// Its tunnel.
+    pub tunnel: u32,
+    /// The slab slot of the tunnel's outbound SA (on this worker).
+    pub slot: u32,
+    /// The tunnel's path MTU (outer IP bytes).
+    pub mtu: u16,
+    /// The largest inner packet that fits it ([`espada_esp::OutboundSa::max_inner`]).
+    pub inner: u16,
+    /// Where to fragment.
+    pub at: Fragmentation,
+}
+
+/// The packets one packet became: the first, then the others, each with its verdict.
+pub type Pieces<B> = [Option<(B, Verdict)>; fragment::MAX_PIECES];
 
 /// What the stages need from their worker.
 pub struct Ctx<'a> {
@@ -76,6 +101,8 @@ pub struct Ctx<'a> {
     pub reasm: &'a mut Reassembly,
     /// The worker's clock this loop turn (TSC cycles; the reassembly timeout is in them).
     pub now: u64,
+    /// The identification of the next IPv6 packet this worker fragments (RFC 8200 §4.5).
+    pub ident: &'a mut u32,
 }
 
 impl Ctx<'_> {
@@ -432,8 +459,8 @@ fn refuse_inside<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, e: IcmpError, why: D
     }
 }
 
-/// An IPv4 packet without DF may still be sent when it is too big for the tunnel: the network
-/// fragments the outer packet (espada does not fragment yet). IPv6 and DF packets may not.
+/// An IPv4 packet without DF may be fragmented when it is too big for the tunnel
+/// ([`fragment_out`]); IPv6 and DF packets may not (RFC 8200 §5: routers do not fragment IPv6).
 fn may_fragment(p: &[u8]) -> bool {
     p.first().is_some_and(|b| b >> 4 == 4) && p.get(6).is_some_and(|f| f & 0x40 == 0)
 }
@@ -537,7 +564,7 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         }
         (false, true) => return drop_dp(DpDrop::NotOwner),
     }
-    let limit = {
+    let (mtu, limit) = {
         let Some(e) = cx.sas.outbound(sa_ref.slot) else {
             return drop_dp(DpDrop::NoOutboundSa);
         };
@@ -545,12 +572,17 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
             return drop_dp(DpDrop::PolicyMismatch);
         }
         let mtu = cx.t.tunnels.path_mtu(id);
-        (mtu != 0).then(|| e.sa.max_inner(mtu))
+        (
+            mtu,
+            if mtu == 0 {
+                usize::MAX
+            } else {
+                e.sa.max_inner(mtu)
+            },
+        )
     };
-    if let Some(limit) = limit
-        && m.len() > limit
-        && !may_fragment(m.data())
-    {
+    let too_big = m.len() > limit;
+    if too_big && !may_fragment(m.data()) {
         let e = IcmpError::TooBig { mtu: limit as u32 };
         return refuse_inside(m, cx, e, DpDrop::TooBigForTunnel);
     }
@@ -558,8 +590,33 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         return refuse_inside(m, cx, IcmpError::TimeExceeded, DpDrop::TtlExceeded);
     }
     clamp_mss(m, cx, id);
-    let Some((e, keys)) = cx.sas.outbound_keyed(sa_ref.slot) else {
-        return drop_dp(DpDrop::NoOutboundSa);
+    if too_big {
+        return Verdict::Fragment(Oversize {
+            tunnel: id,
+            slot: sa_ref.slot,
+            mtu: mtu.min(u32::from(u16::MAX)) as u16,
+            inner: limit as u16,
+            at: cx.t.tunnels.fragmentation(id),
+        });
+    }
+    match seal(m, cx, sa_ref.slot) {
+        Ok(s) => frame_sealed(m, cx, s),
+        Err(v) => v,
+    }
+}
+
+/// Where an ESP packet [`seal`] built goes.
+#[derive(Clone, Copy)]
+struct Sealed {
+    hop: u32,
+    peer: IpAddr,
+}
+
+/// Encapsulates the cleartext packet in `m` on the outbound SA in `slot` (this worker's),
+/// sending the SA's lifetime notices. `Err`: the drop.
+fn seal<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, slot: u32) -> Result<Sealed, Verdict> {
+    let Some((e, keys)) = cx.sas.outbound_keyed(slot) else {
+        return Err(drop_dp(DpDrop::NoOutboundSa));
     };
     let (spi, hop, peer) = (e.sa.spi(), e.hop, e.peer);
     let r = e.sa.encap(keys, m);
@@ -567,27 +624,105 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     if hard_first {
         e.hard_noticed = true;
     }
-    let slot = sa_ref.slot;
     let p = match r {
         Ok(p) => p,
         Err(d) => {
             if hard_first {
                 cx.notice(Notice::new(false, slot, spi, NoticeKind::Hard));
             }
-            return drop_esp(d);
+            return Err(drop_esp(d));
         }
     };
     cx.stats.add(Counter::EspEncap, 1);
     if p.soft_expired {
         cx.notice(Notice::new(false, slot, spi, NoticeKind::Soft));
     }
-    let outer = if peer.is_ipv6() {
+    Ok(Sealed { hop, peer })
+}
+
+/// Frames an ESP packet towards its next hop on the outside port.
+fn frame_sealed<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, s: Sealed) -> Verdict {
+    let outer = if s.peer.is_ipv6() {
         InnerProto::V6
     } else {
         InnerProto::V4
     };
-    match cx.t.hops.mac(hop) {
+    match cx.t.hops.mac(s.hop) {
         Some(mac) => frame_to(m, cx, PortRole::Outside, mac, outer),
-        None => l2_miss(cx, PortRole::Outside, peer, L2Miss::Unresolved),
+        None => l2_miss(cx, PortRole::Outside, s.peer, L2Miss::Unresolved),
+    }
+}
+
+/// A packet [`clear_out`] found too big for its tunnel ([`Verdict::Fragment`]): fragmented,
+/// encrypted and framed (RFC 4301 §8.2 leaves where to the implementation; the tunnel's
+/// [`Fragmentation`] says). Before encryption, every fragment is an ESP packet of its own; after
+/// it, the one ESP packet is split to the path MTU and the peer reassembles it. The pieces come
+/// back with their verdicts, the first in `m`'s own buffer; a packet that cannot be fragmented
+/// comes back alone, as a drop.
+pub fn fragment_out<B: PacketBuf>(mut m: B, cx: &mut Ctx<'_>, o: Oversize) -> Pieces<B> {
+    let mut out: Pieces<B> = Default::default();
+    // After encryption: the one ESP packet, and where it goes.
+    let mut sealed = None;
+    let split = match o.at {
+        Fragmentation::BeforeEncryption => fragment::ipv4(&mut m, usize::from(o.inner)),
+        Fragmentation::AfterEncryption => match seal(&mut m, cx, o.slot) {
+            Ok(s) => {
+                sealed = Some(s);
+                split_outer(&mut m, cx, s, usize::from(o.mtu))
+            }
+            Err(v) => {
+                out[0] = Some((m, v));
+                return out;
+            }
+        },
+    };
+    let tail = match split {
+        Ok(t) => t,
+        Err(u) => {
+            let why = match u {
+                Unfit::NoBuffer => DpDrop::FragmentNoBuffer,
+                Unfit::Unsplittable => DpDrop::FragmentUnsplittable,
+            };
+            out[0] = Some((m, drop_dp(why)));
+            return out;
+        }
+    };
+    if tail[0].is_some() {
+        let c = match o.at {
+            Fragmentation::BeforeEncryption => Counter::FragmentedBeforeEncryption,
+            Fragmentation::AfterEncryption => Counter::FragmentedAfterEncryption,
+        };
+        cx.stats.add(c, 1);
+    }
+    let pieces = std::iter::once(m).chain(tail.into_iter().flatten());
+    for (slot, mut piece) in out.iter_mut().zip(pieces) {
+        let v = match sealed {
+            Some(s) => frame_sealed(&mut piece, cx, s),
+            None => match seal(&mut piece, cx, o.slot) {
+                Ok(s) => frame_sealed(&mut piece, cx, s),
+                Err(v) => v,
+            },
+        };
+        *slot = Some((piece, v));
+    }
+    out
+}
+
+/// Splits the ESP packet [`seal`] built to `mtu` if it is larger (the inner limit is rounded
+/// for ESP padding, so a packet just above it may still fit): IPv4 keeps the identification
+/// encapsulation gave it; IPv6 gets this worker's next one.
+fn split_outer<B: PacketBuf>(
+    m: &mut B,
+    cx: &mut Ctx<'_>,
+    s: Sealed,
+    mtu: usize,
+) -> Result<fragment::Tail<B>, Unfit> {
+    if m.len() <= mtu {
+        Ok(Default::default())
+    } else if s.peer.is_ipv6() {
+        *cx.ident = cx.ident.wrapping_add(1);
+        fragment::ipv6(m, mtu, *cx.ident)
+    } else {
+        fragment::ipv4(m, mtu)
     }
 }

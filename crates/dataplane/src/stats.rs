@@ -71,6 +71,11 @@ counters! {
     TableGeneration = "table_generation",
     /// TCP SYNs whose MSS option the tunnel's clamp lowered.
     MssClamped = "mss_clamped",
+    /// Inner packets fragmented before encryption ([`crate::fragment`]; each fragment is then
+    /// an ESP packet of its own).
+    FragmentedBeforeEncryption = "fragmented_before_encryption",
+    /// ESP packets fragmented after encryption ([`crate::fragment`]; the peer reassembles).
+    FragmentedAfterEncryption = "fragmented_after_encryption",
     /// Outer datagrams reassembled from fragments ([`crate::reasm`]).
     Reassembled = "reassembled",
     /// Outer datagrams whose fragments did not all arrive in time (their fragments were

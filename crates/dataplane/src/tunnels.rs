@@ -34,7 +34,12 @@ struct Cell {
     mtu: AtomicU32,
     /// TCP MSS clamp, 0 for none ([`crate::forward::clamp_mss`]).
     mss: AtomicU32,
+    /// [`Fragmentation`] as its discriminant.
+    fragmentation: AtomicU32,
 }
+
+/// Where a packet too big for its tunnel is fragmented ([`crate::fragment`]).
+pub use espada_config::Fragmentation;
 
 /// Per-tunnel words, preallocated for a fixed number of tunnels.
 pub struct TunnelTable {
@@ -42,7 +47,7 @@ pub struct TunnelTable {
 }
 
 impl TunnelTable {
-    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 44 bytes per tunnel.
+    /// Room for `capacity` tunnels (ids `0..capacity`), all empty. 48 bytes per tunnel.
     pub fn new(capacity: u32) -> TunnelTable {
         TunnelTable {
             cells: (0..capacity).map(|_| Cell::default()).collect(),
@@ -123,6 +128,26 @@ impl TunnelTable {
             return false;
         };
         c.mss.store(u32::from(mss.unwrap_or(0)), Ordering::Relaxed);
+        true
+    }
+
+    /// Where `tunnel` fragments a packet too big for it (worker, `Relaxed`).
+    #[inline]
+    pub fn fragmentation(&self, tunnel: u32) -> Fragmentation {
+        match self.cells.get(tunnel as usize) {
+            Some(c) if c.fragmentation.load(Ordering::Relaxed) == 1 => {
+                Fragmentation::AfterEncryption
+            }
+            _ => Fragmentation::BeforeEncryption,
+        }
+    }
+
+    /// Control thread: sets where `tunnel` fragments. False when out of range.
+    pub fn set_fragmentation(&self, tunnel: u32, f: Fragmentation) -> bool {
+        let Some(c) = self.cells.get(tunnel as usize) else {
+            return false;
+        };
+        c.fragmentation.store(f as u32, Ordering::Relaxed);
         true
     }
 

@@ -101,11 +101,18 @@ impl Pending {
 }
 
 impl WorkerOutputs {
-    /// Acts on a verdict: queue the mbuf for TX, handoff or punt (flushing a full burst), or
-    /// free and count it.
+    /// Acts on a verdict: queue the mbuf for TX, handoff or punt (flushing a full burst),
+    /// fragment it and act on each piece's verdict, or free and count it.
     #[inline]
-    fn dispatch(&mut self, p: &mut Pending, m: Mbuf, v: Verdict, stats: &WorkerStats) {
+    fn dispatch(&mut self, p: &mut Pending, m: Mbuf, v: Verdict, cx: &mut Ctx<'_>) {
+        let stats = cx.stats;
         let (burst, flush): (&mut Burst, Target) = match v {
+            Verdict::Fragment(o) => {
+                for (m, v) in pipeline::fragment_out(m, cx, o).into_iter().flatten() {
+                    self.dispatch(p, m, v, cx);
+                }
+                return;
+            }
             Verdict::Tx(r) => (&mut p.tx[r as usize], Target::Tx(r)),
             Verdict::Handoff { owner, kind } => {
                 stats.add(Counter::HandoffOut, 1);
@@ -211,6 +218,8 @@ impl Worker {
         let mut pending = Pending::new(outputs.handoff.len());
         let mut rx: Burst = Burst::new();
         let mut idle = 0u32;
+        // IPv6 fragment identifications: from the clock, the worker in the top byte.
+        let mut ident = (u32::from(id) << 24) | (dpdk::rdtsc() as u32 >> 8);
         while !stop.load(Ordering::Relaxed) {
             while let Ok(c) = inputs.commands.pop() {
                 let reply = slab.apply(c);
@@ -235,6 +244,7 @@ impl Worker {
                 samples: &mut samples,
                 reasm: &mut reasm,
                 now,
+                ident: &mut ident,
             };
             let mut work = 0usize;
             for (role, q) in inputs.rx.iter_mut() {
@@ -257,7 +267,7 @@ impl Worker {
                     } else {
                         pipeline::inside_frame(&mut m, &mut cx)
                     };
-                    outputs.dispatch(&mut pending, m, v, &stats);
+                    outputs.dispatch(&mut pending, m, v, &mut cx);
                 }
             }
             for pair in inputs.handoff.iter_mut() {
@@ -276,7 +286,7 @@ impl Worker {
                             HandoffKind::Inbound => pipeline::esp_in(&mut m, &mut cx, true),
                             HandoffKind::Outbound => pipeline::clear_out(&mut m, &mut cx, true),
                         };
-                        outputs.dispatch(&mut pending, m, v, &stats);
+                        outputs.dispatch(&mut pending, m, v, &mut cx);
                     }
                 }
             }

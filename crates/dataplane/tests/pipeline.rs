@@ -11,6 +11,7 @@ use espada_dataplane::events::{Event, NoticeKind, UnknownSpiClass};
 use espada_dataplane::lifecycle::SaNotice;
 use espada_dataplane::pipeline::{self, HandoffKind, Verdict};
 use espada_dataplane::stats::Counter;
+use espada_dataplane::tunnels::Fragmentation;
 use espada_esp::DropReason;
 use espada_esp::KeyCache;
 
@@ -270,7 +271,7 @@ fn ttl_1_from_the_lan_gets_time_exceeded_back_on_the_inside_port() {
 }
 
 #[test]
-fn packets_too_big_for_the_path_mtu_get_fragmentation_needed_unless_they_may_be_fragmented() {
+fn packets_too_big_for_the_path_mtu_with_df_get_fragmentation_needed() {
     let mut s = site(1, false);
     assert!(s.lc.set_path_mtu(0, 1400));
     // Raw ESP over IPv4: 20 + 8 + 8 + 16 of overhead and 2 + padding to 4 bytes.
@@ -278,7 +279,6 @@ fn packets_too_big_for_the_path_mtu_get_fragmentation_needed_unless_they_may_be_
     for (len, df, want) in [
         (limit, true, Verdict::Tx(PortRole::Outside)),
         (limit + 1, true, Verdict::Tx(PortRole::Inside)),
-        (limit + 100, false, Verdict::Tx(PortRole::Outside)),
     ] {
         let mut inner = lan_to_remote(&vec![0x5a; len - 28]);
         assert_eq!(inner.len(), len);
@@ -313,6 +313,143 @@ fn packets_too_big_for_the_path_mtu_get_fragmentation_needed_unless_they_may_be_
         pipeline::inside_frame(&mut m, &mut s.ctx(0)),
         Verdict::Tx(PortRole::Outside)
     );
+}
+
+/// The IPv4 fragments `frags` (data at the IP header) put back together: checks what a
+/// receiver checks and returns the datagram.
+fn rejoin(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut payload = vec![];
+    for (i, f) in frags.iter().enumerate() {
+        assert_eq!(csum(&f[..20]), 0, "fragment {i}: header checksum");
+        assert_eq!(usize::from(u16::from_be_bytes([f[2], f[3]])), f.len());
+        assert_eq!(&f[4..6], &frags[0][4..6], "one identification");
+        let ff = u16::from_be_bytes([f[6], f[7]]);
+        assert_eq!(
+            usize::from(ff & 0x1fff) * 8,
+            payload.len(),
+            "fragment {i}: offset"
+        );
+        assert_eq!(ff & 0x2000 != 0, i + 1 < frags.len(), "fragment {i}: MF");
+        payload.extend_from_slice(&f[20..]);
+    }
+    let mut p = frags[0][..20].to_vec();
+    p.extend_from_slice(&payload);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[6..8].copy_from_slice(&[0, 0]);
+    fix_csum(&mut p);
+    p
+}
+
+/// Runs a packet through the inside port and, when it is too big, [`pipeline::fragment_out`]:
+/// the frames that leave the box.
+fn send_from_lan(s: &mut Site, inner: &[u8]) -> Vec<Vec<u8>> {
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, inner));
+    let v = pipeline::inside_frame(&mut m, &mut s.ctx(0));
+    let Verdict::Fragment(o) = v else {
+        assert_eq!(v, Verdict::Tx(PortRole::Outside));
+        return vec![m.data().to_vec()];
+    };
+    pipeline::fragment_out(m, &mut s.ctx(0), o)
+        .into_iter()
+        .flatten()
+        .map(|(m, v)| {
+            assert_eq!(v, Verdict::Tx(PortRole::Outside), "every piece leaves");
+            assert_eq!(&m.data()[..6], &PEER_MAC);
+            m.data().to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn without_df_a_packet_too_big_is_fragmented_before_encryption_and_each_piece_decrypts() {
+    for udp in [false, true] {
+        let mut s = site(1, udp);
+        assert!(s.lc.set_path_mtu(0, 1400));
+        let mut inner = lan_to_remote(&[0xa5; 1972]);
+        inner[6] = 0;
+        fix_csum(&mut inner);
+        let frames = send_from_lan(&mut s, &inner);
+        assert_eq!(
+            frames.len(),
+            2,
+            "udp {udp}: 2,000 bytes in a 1,400-byte path"
+        );
+        let mut opened = vec![];
+        for f in &frames {
+            assert!(f.len() - 14 <= 1400, "udp {udp}: {} bytes", f.len() - 14);
+            let mut outer = VecBuf::new(0, &f[14..], 0);
+            s.peer_in
+                .decap(&mut KeyCache::new(2), &mut outer)
+                .expect("each fragment is an ESP packet of its own");
+            opened.push(outer.data().to_vec());
+        }
+        assert_eq!(rejoin(&opened), forwarded(&inner), "udp {udp}: byte-exact");
+        assert_eq!(s.stats.get(Counter::FragmentedBeforeEncryption), 1);
+        assert_eq!(s.stats.get(Counter::EspEncap), 2);
+    }
+}
+
+#[test]
+fn after_encryption_the_esp_packet_is_fragmented_and_rejoins_to_one_the_peer_opens() {
+    for udp in [false, true] {
+        let mut s = site(1, udp);
+        assert!(s.lc.set_path_mtu(0, 1400));
+        assert!(s.lc.set_fragmentation(0, Fragmentation::AfterEncryption));
+        let mut inner = lan_to_remote(&[0x3c; 1972]);
+        inner[6] = 0;
+        fix_csum(&mut inner);
+        let frames = send_from_lan(&mut s, &inner);
+        assert_eq!(frames.len(), 2, "udp {udp}");
+        let ips: Vec<Vec<u8>> = frames.iter().map(|f| f[14..].to_vec()).collect();
+        for ip in &ips {
+            assert!(ip.len() <= 1400, "udp {udp}: {} bytes", ip.len());
+        }
+        let mut outer = VecBuf::new(0, &rejoin(&ips), 0);
+        s.peer_in
+            .decap(&mut KeyCache::new(2), &mut outer)
+            .expect("the rejoined ESP packet opens");
+        assert_eq!(
+            outer.data(),
+            &forwarded(&inner)[..],
+            "udp {udp}: byte-exact"
+        );
+        assert_eq!(s.stats.get(Counter::FragmentedAfterEncryption), 1);
+        assert_eq!(s.stats.get(Counter::EspEncap), 1, "one ESP packet");
+    }
+}
+
+#[test]
+fn a_packet_that_cannot_be_split_to_the_mtu_is_dropped_by_its_reason() {
+    let mut s = site(1, false);
+    // 40 bytes of options that every fragment carries (copied flag) and a path (set directly:
+    // the control thread never goes below 576) that leaves less than 8 bytes after them.
+    assert!(s.lc.set_path_mtu(0, 120));
+    let mut inner = lan_to_remote(&[1; 1900]);
+    let mut opts = vec![0x94u8, 40];
+    opts.resize(40, 1);
+    inner.splice(20..20, opts);
+    inner[0] = 0x4f;
+    let len = inner.len() as u16;
+    inner[2..4].copy_from_slice(&len.to_be_bytes());
+    inner[6] = 0;
+    inner[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&inner[..60]);
+    inner[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut m = buf(&ether(BOX_IN_MAC, LAN_MAC, 0x0800, &inner));
+    let Verdict::Fragment(o) = pipeline::inside_frame(&mut m, &mut s.ctx(0)) else {
+        panic!("too big, no DF")
+    };
+    let pieces: Vec<_> = pipeline::fragment_out(m, &mut s.ctx(0), o)
+        .into_iter()
+        .flatten()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        pieces,
+        [Verdict::Drop(Why::Dp(DpDrop::FragmentUnsplittable))]
+    );
+    assert_eq!(s.stats.get(Counter::EspEncap), 0);
 }
 
 #[test]

@@ -87,6 +87,7 @@ fn install_tunnels(
             "tunnel {name}: id {id} is not its index {i}"
         );
         lc.set_mss_clamp(id, t.mss_clamp);
+        lc.set_fragmentation(id, t.fragmentation);
         negotiated.extend(t.negotiated);
         let Some((inb, outb)) = t.static_sas else {
             continue;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use espada_config::{Device, Encapsulation, SiteConfig};
+use espada_config::{Device, Encapsulation, Fragmentation, SiteConfig};
 use espada_dataplane::lifecycle::TunnelSpec;
 use espada_dataplane::slab::Policy;
 use espada_dataplane::tables::Iface;
@@ -55,6 +55,8 @@ pub struct PlannedTunnel {
     pub negotiated: Option<NegotiatedTunnel>,
     /// TCP MSS clamp.
     pub mss_clamp: Option<u16>,
+    /// Where packets too big for the tunnel are fragmented.
+    pub fragmentation: Fragmentation,
 }
 
 fn ike_ts(p: &espada_config::Prefix) -> espada_ike::msgs::TrafficSelector {
@@ -336,6 +338,7 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             spec,
             static_sas,
             mss_clamp: tun.mss_clamp,
+            fragmentation: tun.fragmentation,
             negotiated: tun
                 .negotiated
                 .as_ref()

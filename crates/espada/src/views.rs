@@ -257,6 +257,10 @@ pub fn workers(
             owned_sas: sas.values().filter(|s| usize::from(s.owner) == i).count() as u32,
             key_cache_hits: w.get(Counter::KeyCacheHits),
             key_cache_misses: w.get(Counter::KeyCacheMisses),
+            counters: Counter::ALL
+                .iter()
+                .map(|&c| (c.name().to_string(), w.get(c)))
+                .collect(),
         })
         .collect()
 }

@@ -167,4 +167,13 @@ impl PacketBuf for Mbuf {
         self.set_len(new_len);
         true
     }
+
+    #[inline]
+    fn alloc_like(&self) -> Option<Self> {
+        // SAFETY: `pool` of a valid mbuf is the pool it came from, alive while any of its
+        // mbufs is (the `Mempool` handle leaks a pool with outstanding buffers rather than
+        // free it); a non-NULL result is a fresh mbuf we now own.
+        let m = unsafe { dpdk_sys::rte_pktmbuf_alloc(self.m().pool) };
+        NonNull::new(m).map(Mbuf::from_non_null)
+    }
 }

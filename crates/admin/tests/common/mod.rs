@@ -241,6 +241,14 @@ pub fn workers() -> Vec<WorkerView> {
             owned_sas: 1,
             key_cache_hits: 40,
             key_cache_misses: 2,
+            counters: [
+                ("reassembled", 3),
+                ("esp_decap", 4_999_999_000),
+                ("mss_clamped", 0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         },
         WorkerView {
             id: 1,
@@ -260,6 +268,10 @@ pub fn workers() -> Vec<WorkerView> {
             owned_sas: 2,
             key_cache_hits: 0,
             key_cache_misses: 0,
+            counters: [("reassembled", 2), ("fragmented_before_encryption", 1_000)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         },
     ]
 }

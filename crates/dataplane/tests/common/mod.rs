@@ -50,6 +50,8 @@ pub struct Site {
     pub reasm: Vec<Reassembly>,
     /// The clock the stages see.
     pub now: u64,
+    /// The next IPv6 fragment identification.
+    pub ident: u32,
 }
 
 fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaConfig {
@@ -180,6 +182,7 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
         peer_in,
         reasm: (0..workers).map(|_| Reassembly::new(1000)).collect(),
         now: 1,
+        ident: 0x0100_0000,
     }
 }
 
@@ -202,6 +205,7 @@ impl Site {
             samples: &mut self.samples,
             reasm: &mut self.reasm[me as usize],
             now: self.now,
+            ident: &mut self.ident,
         }
     }
 
