@@ -23,7 +23,7 @@ use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
 use crate::forward::{self, Hop, IcmpError};
 use crate::fragment::{self, Unfit};
-use crate::reasm::{Outcome, Reassembly};
+use crate::reasm::{self, Outcome, Reassembly};
 use crate::slab::Slab;
 use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
@@ -33,7 +33,7 @@ use espada_lookup::sad::Lookup;
 /// Which stage the owner runs on a handed-off packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffKind {
-    /// Inbound ESP (data at the outer IP header) → [`esp_in`].
+    /// Inbound ESP or an outer fragment (data at the outer IP header) → [`esp_in`].
     Inbound = 0,
     /// Outbound cleartext (data at the inner IP header) → [`clear_out`].
     Outbound = 1,
@@ -264,18 +264,36 @@ fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> V
         Class::Ike { .. } | Class::IkeNonEsp { .. } => punt(m, PortRole::Outside),
         Class::Icmp { .. } => icmp_in(m, cx, src),
         Class::Fragment if reassembled => drop_esp(DropReason::OuterFragment),
-        Class::Fragment => match cx.reasm.fragment(m, cx.now) {
-            Outcome::Complete => {
-                cx.stats.add(Counter::Reassembled, 1);
-                outside_ip(m, cx, true)
-            }
-            Outcome::Held => Verdict::Consumed,
-            Outcome::NotReassembled => drop_esp(DropReason::OuterFragment),
-            Outcome::Overlap => drop_dp(DpDrop::ReassemblyOverlap),
-            Outcome::TooBig => drop_dp(DpDrop::ReassemblyTooBig),
-            Outcome::Full => drop_dp(DpDrop::ReassemblyFull),
-        },
+        Class::Fragment => fragment_in(m, cx, false),
         Class::Other { .. } => drop_dp(DpDrop::OtherProtocol),
+    }
+}
+
+/// An outer fragment to the box: reassembled on its datagram's reassembly worker
+/// ([`reasm::worker_of`]; handed there from any other); a datagram it completes continues as
+/// a packet just received, so its ESP goes on to the SA's owner.
+fn fragment_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
+    let owner = reasm::worker_of(m.data(), cx.t.workers).unwrap_or(cx.me);
+    match (owner == cx.me, handed_off) {
+        (true, _) => {}
+        (false, false) => {
+            return Verdict::Handoff {
+                owner,
+                kind: HandoffKind::Inbound,
+            };
+        }
+        (false, true) => return drop_dp(DpDrop::NotOwner),
+    }
+    match cx.reasm.fragment(m, cx.now) {
+        Outcome::Complete => {
+            cx.stats.add(Counter::Reassembled, 1);
+            outside_ip(m, cx, true)
+        }
+        Outcome::Held => Verdict::Consumed,
+        Outcome::NotReassembled => drop_esp(DropReason::OuterFragment),
+        Outcome::Overlap => drop_dp(DpDrop::ReassemblyOverlap),
+        Outcome::TooBig => drop_dp(DpDrop::ReassemblyTooBig),
+        Outcome::Full => drop_dp(DpDrop::ReassemblyFull),
     }
 }
 
@@ -311,8 +329,8 @@ struct EspFacts {
     udp_encap: bool,
 }
 
-/// An ESP packet (data at the outer IP header) handed over by another worker: classify it,
-/// then [`esp_classified`].
+/// An ESP packet or an outer fragment (data at the outer IP header) handed over by another
+/// worker: classify it, then [`esp_classified`] or reassembly.
 pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
     let Some((src, dst)) = ip_addrs(m.data()) else {
         return drop_esp(DropReason::BadOuterHeader);
@@ -335,6 +353,7 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
                 udp_encap,
             },
         ),
+        Ok(Class::Fragment) => fragment_in(m, cx, handed_off),
         Ok(_) => drop_esp(DropReason::NotEsp),
         Err(r) => drop_esp(r),
     }

@@ -11,8 +11,11 @@
 //! sender overlaps; overlaps are an evasion technique). Only ESP and UDP (NAT-T, IKE)
 //! datagrams are reassembled.
 //!
-//! Fragments of one datagram must reach one worker: RSS on the IP addresses keeps them
-//! together; a port hashing on L4 ports would split first and later fragments (not handled).
+//! Fragments of one datagram must meet on one worker, whatever the NIC hashes (with L4 ports in
+//! the RSS hash, a first fragment and the later ones land on different queues): every
+//! fragment has a reassembly worker, [`worker_of`] its datagram's identity, and a fragment
+//! that arrives elsewhere is handed to it; the datagram it completes then goes on to its SA's
+//! owner like any packet.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -225,6 +228,17 @@ fn last_ext_header(pkt: &[u8], end: usize) -> Option<usize> {
         }
         at = next;
     }
+}
+
+/// The worker, of `workers`, that reassembles the datagram the fragment `pkt` belongs to: a
+/// multiplicative hash of its identity (source, destination, protocol, identification), the
+/// same for all its fragments. `None`: not a fragment reassembly takes.
+pub fn worker_of(pkt: &[u8], workers: u16) -> Option<u16> {
+    let k = parse(pkt)?.key;
+    let fold = |a: u128| (a as u64) ^ ((a >> 64) as u64);
+    let x = fold(k.src).rotate_left(17) ^ fold(k.dst) ^ (u64::from(k.id) << 8) ^ u64::from(k.proto);
+    let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    Some((h % u64::from(workers.max(1))) as u16)
 }
 
 impl Reassembly {

@@ -5,13 +5,13 @@ mod common;
 
 use common::*;
 use espada_buf::{PacketBuf, VecBuf};
-use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
 use espada_dataplane::events::{Event, NoticeKind, UnknownSpiClass};
 use espada_dataplane::lifecycle::SaNotice;
 use espada_dataplane::pipeline::{self, HandoffKind, Verdict};
 use espada_dataplane::stats::Counter;
 use espada_dataplane::tunnels::Fragmentation;
+use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::DropReason;
 use espada_esp::KeyCache;
 
@@ -130,6 +130,57 @@ fn fragmented_esp_from_the_peer_is_reassembled_and_decrypts_byte_exact() {
             assert_eq!(&m.data()[14..], &forwarded(&inner)[..], "byte-exact");
             assert_eq!(s.stats.get(Counter::Reassembled), 1);
             assert_eq!(s.reasm[0].in_flight(), 0);
+        }
+    }
+}
+
+#[test]
+fn fragments_arriving_on_different_workers_meet_on_one_and_the_datagram_reaches_its_sa_owner() {
+    for udp in [false, true] {
+        for ident in 0..16u16 {
+            let mut s = site(2, udp);
+            let inner = remote_to_lan(&[0x42; 1200]);
+            let mut whole = from_peer(&mut s, &inner).data().to_vec();
+            // A different identification each round: the reassembly worker varies with it.
+            whole[14 + 4..14 + 6].copy_from_slice(&ident.to_be_bytes());
+            fix_csum(&mut whole[14..]);
+            let frags = fragments(&whole, &[400, 800]);
+            let mut reassembled_on = None;
+            let mut delivered = 0;
+            // The RSS of a port hashing L4 ports: each fragment on another worker.
+            for (i, f) in frags.iter().enumerate() {
+                let rx = (i % 2) as u16;
+                let mut m = buf(f);
+                let mut v = pipeline::outside_frame(&mut m, &mut s.ctx(rx));
+                let mut at = rx;
+                let mut hops = 0;
+                while let Verdict::Handoff { owner, kind } = v {
+                    assert_eq!(kind, HandoffKind::Inbound);
+                    assert_ne!(owner, at, "never handed to itself");
+                    hops += 1;
+                    assert!(hops <= 2, "fragment owner, then SA owner at most");
+                    at = owner;
+                    v = pipeline::esp_in(&mut m, &mut s.ctx(owner), true);
+                }
+                match v {
+                    Verdict::Consumed => {
+                        assert!(
+                            reassembled_on.is_none_or(|w| w == at),
+                            "one reassembly worker"
+                        );
+                        reassembled_on = Some(at);
+                    }
+                    Verdict::Tx(PortRole::Inside) => {
+                        assert_eq!(at, owner_of_spi(SPI_IN, 2), "decrypted by the SA's owner");
+                        assert_eq!(&m.data()[14..], &forwarded(&inner)[..], "byte-exact");
+                        delivered += 1;
+                    }
+                    other => panic!("udp {udp} ident {ident} fragment {i}: {other:?}"),
+                }
+            }
+            assert_eq!(delivered, 1, "udp {udp} ident {ident}");
+            assert_eq!(s.stats.get(Counter::Reassembled), 1);
+            assert_eq!(s.reasm[0].in_flight() + s.reasm[1].in_flight(), 0);
         }
     }
 }
