@@ -1,12 +1,11 @@
 //! The little of Ethernet II the fast path needs (IEEE 802.3 §3.2.6), inline and without
-//! validation: the host stack's `ether` module owns the constants and the full parser.
+//! validation: `espada_wire::ether` owns the constants and the full parser.
 
-pub use espada_hostpath::ether::{
+pub use espada_wire::ether::{
     ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, HEADER_LEN,
 };
 
-/// A MAC address.
-pub type Mac = [u8; 6];
+pub use espada_wire::MacAddr;
 
 /// The EtherType of a frame, or `None` when it is shorter than a header.
 #[inline]
@@ -16,9 +15,9 @@ pub fn ethertype(frame: &[u8]) -> Option<u16> {
 
 /// Writes an Ethernet header into the first 14 bytes of `out`.
 #[inline]
-pub fn write_header(out: &mut [u8], dst: Mac, src: Mac, ethertype: u16) {
-    out[..6].copy_from_slice(&dst);
-    out[6..12].copy_from_slice(&src);
+pub fn write_header(out: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) {
+    out[..6].copy_from_slice(&dst.0);
+    out[6..12].copy_from_slice(&src.0);
     out[12..14].copy_from_slice(&ethertype.to_be_bytes());
 }
 
@@ -31,8 +30,8 @@ mod tests {
         let mut f = [0u8; 14];
         write_header(
             &mut f,
-            [1, 2, 3, 4, 5, 6],
-            [7, 8, 9, 10, 11, 12],
+            MacAddr([1, 2, 3, 4, 5, 6]),
+            MacAddr([7, 8, 9, 10, 11, 12]),
             ETHERTYPE_IPV6,
         );
         assert_eq!(ethertype(&f), Some(0x86dd));

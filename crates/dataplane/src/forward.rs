@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use espada_buf::PacketBuf;
 use espada_esp::InnerProto;
-use espada_esp::wire::checksum;
+use espada_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use espada_wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use espada_wire::{checksum, ip, proto};
 
 /// What forwarding may do with a packet after its hop count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,26 +30,26 @@ pub enum Hop {
 /// (IPv6) of the IP packet at the start of `pkt`. The caller has checked the header.
 #[inline]
 pub fn decrement(pkt: &mut [u8]) -> Hop {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) if pkt.len() >= 20 => {
-            let ttl = pkt[8];
-            if ttl <= 1 {
-                return Hop::Expired;
+    match ip::version(pkt) {
+        Some(4) if pkt.len() >= ipv4::MIN_HEADER_LEN => {
+            let mut ip = Ipv4Packet::new_unchecked(pkt);
+            match ip.ttl() {
+                0 | 1 => Hop::Expired,
+                ttl => {
+                    ip.set_ttl_updating_checksum(ttl - 1);
+                    Hop::Forward
+                }
             }
-            // TTL is the high byte of the word it shares with the protocol.
-            let old = u16::from_be_bytes([ttl, pkt[9]]);
-            pkt[8] = ttl - 1;
-            let new = u16::from_be_bytes([pkt[8], pkt[9]]);
-            let c = checksum::update(u16::from_be_bytes([pkt[10], pkt[11]]), old, new);
-            pkt[10..12].copy_from_slice(&c.to_be_bytes());
-            Hop::Forward
         }
-        Some(6) if pkt.len() >= 40 => {
-            if pkt[7] <= 1 {
-                return Hop::Expired;
+        Some(6) if pkt.len() >= ipv6::HEADER_LEN => {
+            let mut ip = Ipv6Packet::new_unchecked(pkt);
+            match ip.hop_limit() {
+                0 | 1 => Hop::Expired,
+                h => {
+                    ip.set_hop_limit(h - 1);
+                    Hop::Forward
+                }
             }
-            pkt[7] -= 1;
-            Hop::Forward
         }
         _ => Hop::Expired,
     }
@@ -59,15 +61,20 @@ pub fn decrement(pkt: &mut [u8]) -> Hop {
 /// without fragmentation, IPv6 with TCP right after the fixed header; anything else is left
 /// alone.
 pub fn clamp_mss(pkt: &mut [u8], max: u16) -> bool {
-    let tcp_at = match pkt.first().map(|b| b >> 4) {
-        Some(4) if pkt.len() >= 20 && pkt[9] == 6 => {
-            let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff;
-            if frag != 0 {
+    let tcp_at = match ip::version(pkt) {
+        Some(4) if pkt.len() >= ipv4::MIN_HEADER_LEN => {
+            let ip = Ipv4Packet::new_unchecked(&*pkt);
+            if ip.protocol() != proto::TCP || ip.is_fragment() {
                 return false;
             }
-            usize::from(pkt[0] & 0x0f) * 4
+            ip.header_len()
         }
-        Some(6) if pkt.len() >= 40 && pkt[6] == 6 => 40,
+        Some(6) if pkt.len() >= ipv6::HEADER_LEN => {
+            if Ipv6Packet::new_unchecked(&*pkt).next_header() != proto::TCP {
+                return false;
+            }
+            ipv6::HEADER_LEN
+        }
         _ => return false,
     };
     let Some(tcp) = pkt.get_mut(tcp_at..) else {
@@ -170,70 +177,76 @@ pub fn icmp_error<B: PacketBuf>(
     v6: Option<Ipv6Addr>,
 ) -> Option<(IpAddr, InnerProto)> {
     let d = m.data();
-    match d.first().map(|b| b >> 4) {
+    match ip::version(d) {
         Some(4) => {
             let from = v4?;
-            let hl = usize::from(d.first()? & 0x0f) * 4;
-            if d.len() < hl.max(20) {
+            if d.len() < ipv4::MIN_HEADER_LEN {
                 return None;
             }
-            let src = Ipv4Addr::new(d[12], d[13], d[14], d[15]);
-            let frag_offset = u16::from_be_bytes([d[6], d[7]]) & 0x1fff;
-            let icmp_error = d[9] == 1 && d.get(hl).is_none_or(|t| ICMP_ERRORS.contains(t));
+            let ip = Ipv4Packet::new_unchecked(d);
+            let hl = ip.header_len();
+            if d.len() < hl.max(ipv4::MIN_HEADER_LEN) {
+                return None;
+            }
+            let src = ip.src();
+            let icmp_error =
+                ip.protocol() == proto::ICMP && d.get(hl).is_none_or(|t| ICMP_ERRORS.contains(t));
             if src.is_unspecified()
                 || src.is_broadcast()
                 || src.is_multicast()
-                || frag_offset != 0
+                || ip.frag_offset() != 0
                 || icmp_error
             {
                 return None;
             }
             let quote = d.len().min(hl + 8);
+            let repr = Ipv4Repr {
+                tos: 0,
+                ident: 0,
+                dont_fragment: false,
+                ttl: 64,
+                protocol: proto::ICMP,
+                src: from,
+                dst: src,
+            };
             rewrite(m, quote, 28, |h, quote| {
-                let total = (28 + quote.len()) as u16;
-                h[..20].copy_from_slice(&[
-                    0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                ]);
-                h[2..4].copy_from_slice(&total.to_be_bytes());
-                h[12..16].copy_from_slice(&from.octets());
-                h[16..20].copy_from_slice(&src.octets());
-                let c = checksum::data(&h[..20]);
-                h[10..12].copy_from_slice(&c.to_be_bytes());
+                let _ = repr.write(8 + quote.len(), h);
                 h[20..28].copy_from_slice(&e.v4());
-                let sum = checksum::sum(&h[20..28]) + checksum::sum(quote);
-                h[22..24].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+                let c = checksum::finish(checksum::sum(&h[20..28]) + checksum::sum(quote));
+                h[22..24].copy_from_slice(&c.to_be_bytes());
             })?;
             Some((IpAddr::V4(src), InnerProto::V4))
         }
         Some(6) => {
             let from = v6?;
-            if d.len() < 40 {
+            if d.len() < ipv6::HEADER_LEN {
                 return None;
             }
-            let mut s = [0u8; 16];
-            s.copy_from_slice(&d[8..24]);
-            let src = Ipv6Addr::from(s);
+            let ip = Ipv6Packet::new_unchecked(d);
+            let src = ip.src();
             // Only the fixed header's next header is looked at: an ICMPv6 error behind
             // extension headers would get an error (RFC 4443 §2.4(e) asks for the walk).
-            let icmp_error = d[6] == 58 && d.get(40).is_none_or(|t| *t < 128);
+            let icmp_error = ip.next_header() == proto::ICMPV6
+                && d.get(ipv6::HEADER_LEN).is_none_or(|t| *t < 128);
             if src.is_unspecified() || src.is_multicast() || icmp_error {
                 return None;
             }
             let quote = d.len().min(IPV6_MIN_MTU - 48);
+            let repr = Ipv6Repr {
+                traffic_class: 0,
+                next_header: proto::ICMPV6,
+                hop_limit: 64,
+                src: from,
+                dst: src,
+            };
             rewrite(m, quote, 48, |h, quote| {
-                let plen = (8 + quote.len()) as u16;
-                h[0..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, 58, 64]);
-                h[4..6].copy_from_slice(&plen.to_be_bytes());
-                h[8..24].copy_from_slice(&from.octets());
-                h[24..40].copy_from_slice(&src.octets());
+                let plen = 8 + quote.len();
+                let _ = repr.write(plen, h);
                 h[40..48].copy_from_slice(&e.v6());
-                // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
-                let sum = checksum::sum(&h[8..40])
-                    + u64::from(plen)
-                    + 58
+                let sum = checksum::pseudo_header_v6(from, src, proto::ICMPV6, plen as u32)
                     + checksum::sum(&h[40..48])
                     + checksum::sum(quote);
-                h[42..44].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+                h[42..44].copy_from_slice(&checksum::finish(sum).to_be_bytes());
             })?;
             Some((IpAddr::V6(src), InnerProto::V6))
         }
@@ -275,7 +288,7 @@ mod tests {
         p.extend_from_slice(payload);
         let l = p.len() as u16;
         p[2..4].copy_from_slice(&l.to_be_bytes());
-        let c = checksum::data(&p[..20]);
+        let c = checksum::checksum(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -295,7 +308,7 @@ mod tests {
             let mut p = v4(ttl, 17, &[1; 12]);
             assert_eq!(decrement(&mut p), Hop::Forward);
             assert_eq!(p[8], ttl - 1);
-            assert_eq!(checksum::data(&p[..20]), 0, "ttl {ttl}");
+            assert_eq!(checksum::checksum(&p[..20]), 0, "ttl {ttl}");
         }
         let mut p = v6(2, 17, &[1; 8]);
         assert_eq!(decrement(&mut p), Hop::Forward);
@@ -316,13 +329,13 @@ mod tests {
         assert_eq!(to, Some(("192.0.2.10".parse().unwrap(), InnerProto::V4)));
         let d = m.data();
         assert_eq!(d.len(), 20 + 8 + 28);
-        assert_eq!(checksum::data(&d[..20]), 0, "IP header checksum");
+        assert_eq!(checksum::checksum(&d[..20]), 0, "IP header checksum");
         assert_eq!(u16::from_be_bytes([d[2], d[3]]), 56);
         assert_eq!((d[8], d[9]), (64, 1));
         assert_eq!(&d[12..16], &box_in.octets());
         assert_eq!(&d[16..20], &[192, 0, 2, 10]);
         assert_eq!((d[20], d[21]), (11, 0), "time exceeded in transit");
-        assert_eq!(checksum::data(&d[20..]), 0, "ICMP checksum");
+        assert_eq!(checksum::checksum(&d[20..]), 0, "ICMP checksum");
         assert_eq!(&d[28..], &orig[..28], "quote: header + 8 bytes");
     }
 
@@ -424,7 +437,7 @@ mod tests {
             1390,
             "next-hop MTU (RFC 1191)"
         );
-        assert_eq!(checksum::data(&d[20..]), 0);
+        assert_eq!(checksum::checksum(&d[20..]), 0);
         let orig = v6(64, 17, &[7; 1400]);
         let mut m = VecBuf::new(64, &orig, 0);
         icmp_error(&mut m, e, None, Some("2001:db8:a::1".parse().unwrap())).unwrap();

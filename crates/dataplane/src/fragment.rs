@@ -10,7 +10,9 @@
 //! is refused, not truncated.
 
 use espada_buf::PacketBuf;
-use espada_esp::wire::{self, checksum, proto};
+use espada_wire::ipv4::{self, Ipv4Packet};
+use espada_wire::ipv6::{self, Ipv6Packet};
+use espada_wire::proto;
 
 /// Most fragments one packet becomes.
 pub const MAX_PIECES: usize = 8;
@@ -36,18 +38,14 @@ pub enum Unfit {
 /// and checksum; the identification stays. Nothing changes when it fails.
 pub fn ipv4<B: PacketBuf>(m: &mut B, mtu: usize) -> Result<Tail<B>, Unfit> {
     let p = m.data();
-    let hl = usize::from(p.first().ok_or(Unfit::Unsplittable)? & 0x0f) * 4;
-    if p[0] >> 4 != 4 || hl < wire::IPV4_HEADER_LEN || p.len() < hl {
-        return Err(Unfit::Unsplittable);
-    }
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let ip = Ipv4Packet::new_checked(p).map_err(|_| Unfit::Unsplittable)?;
+    let (hl, total) = (ip.header_len(), ip.total_len());
     if total != p.len() {
         return Err(Unfit::Unsplittable);
     }
     let mut rest_header = [0u8; 60];
     let rest_hl = copied_header(&p[..hl], &mut rest_header);
-    let ff = u16::from_be_bytes([p[6], p[7]]);
-    let (base, last_mf) = (ff & wire::ipv4::FRAG_OFFSET, ff & wire::ipv4::MF);
+    let (base, last_mf) = (ip.frag_offset(), ip.flags_frag() & ipv4::MF);
     let first_room = mtu.saturating_sub(hl) & !7;
     let rest_room = mtu.saturating_sub(rest_hl) & !7;
     let payload = total - hl;
@@ -66,17 +64,13 @@ pub fn ipv4<B: PacketBuf>(m: &mut B, mtu: usize) -> Result<Tail<B>, Unfit> {
         let d = f.append(rest_hl + len).ok_or(Unfit::NoBuffer)?;
         d[..rest_hl].copy_from_slice(&rest_header[..rest_hl]);
         d[rest_hl..].copy_from_slice(&m.data()[at..at + len]);
-        let more = if at + len < total {
-            wire::ipv4::MF
-        } else {
-            last_mf
-        };
+        let more = if at + len < total { ipv4::MF } else { last_mf };
         finish_ipv4(d, base + ((at - hl) / 8) as u16, more);
         *slot = Some(f);
         at += len;
     }
     m.trim(total - hl - first_room.min(payload));
-    let more = if pieces > 1 { wire::ipv4::MF } else { last_mf };
+    let more = if pieces > 1 { ipv4::MF } else { last_mf };
     finish_ipv4(m.data_mut(), base, more);
     Ok(tail)
 }
@@ -85,9 +79,9 @@ pub fn ipv4<B: PacketBuf>(m: &mut B, mtu: usize) -> Result<Tail<B>, Unfit> {
 /// whose copied flag is set (RFC 791 §3.1 "Options", §3.2), padded to 4 bytes with
 /// end-of-options. Returns its length.
 fn copied_header(h: &[u8], out: &mut [u8; 60]) -> usize {
-    out[..wire::IPV4_HEADER_LEN].copy_from_slice(&h[..wire::IPV4_HEADER_LEN]);
-    let mut len = wire::IPV4_HEADER_LEN;
-    let mut i = wire::IPV4_HEADER_LEN;
+    out[..ipv4::MIN_HEADER_LEN].copy_from_slice(&h[..ipv4::MIN_HEADER_LEN]);
+    let mut len = ipv4::MIN_HEADER_LEN;
+    let mut i = ipv4::MIN_HEADER_LEN;
     while i < h.len() {
         let (kind, olen) = match h[i] {
             0 => break,
@@ -112,13 +106,11 @@ fn copied_header(h: &[u8], out: &mut [u8; 60]) -> usize {
 /// Sets an IPv4 fragment's total length, offset (8-byte units) and MF flag (DF clear) and
 /// recomputes its header checksum.
 fn finish_ipv4(p: &mut [u8], offset: u16, more: u16) {
-    let hl = usize::from(p[0] & 0x0f) * 4;
     let len = p.len() as u16;
-    p[wire::ipv4::LENGTH].copy_from_slice(&len.to_be_bytes());
-    p[wire::ipv4::FLAGS_FRAG].copy_from_slice(&(more | offset).to_be_bytes());
-    p[wire::ipv4::CHECKSUM].fill(0);
-    let c = checksum::data(&p[..hl]);
-    p[wire::ipv4::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(p);
+    ip.set_total_len(len);
+    ip.set_flags_frag(more | offset);
+    ip.fill_checksum();
 }
 
 /// Length of an IPv6 Fragment header (RFC 8200 §4.5).
@@ -130,18 +122,15 @@ pub const IPV6_FRAGMENT_HEADER_LEN: usize = 8;
 /// fixed header). `m` keeps the first; it needs 8 bytes of headroom. Nothing changes when it
 /// fails.
 pub fn ipv6<B: PacketBuf>(m: &mut B, mtu: usize, ident: u32) -> Result<Tail<B>, Unfit> {
-    const H: usize = wire::IPV6_HEADER_LEN;
+    const H: usize = ipv6::HEADER_LEN;
     let p = m.data();
-    if p.len() < H || p[0] >> 4 != 6 || m.headroom() < IPV6_FRAGMENT_HEADER_LEN {
-        return Err(Unfit::Unsplittable);
-    }
-    let next = p[wire::ipv6::NEXT_HEADER];
-    let total = H + usize::from(u16::from_be_bytes([p[4], p[5]]));
+    let ip = Ipv6Packet::new_checked(p).map_err(|_| Unfit::Unsplittable)?;
+    let (next, total) = (ip.next_header(), ip.total_len());
     let extension = matches!(
         next,
         proto::HOP_BY_HOP | proto::ROUTING | proto::FRAGMENT | proto::DEST_OPTS
     );
-    if total != p.len() || extension {
+    if total != p.len() || extension || m.headroom() < IPV6_FRAGMENT_HEADER_LEN {
         return Err(Unfit::Unsplittable);
     }
     let room = mtu.saturating_sub(H + IPV6_FRAGMENT_HEADER_LEN) & !7;
@@ -179,10 +168,11 @@ pub fn ipv6<B: PacketBuf>(m: &mut B, mtu: usize, ident: u32) -> Result<Tail<B>, 
 /// Writes the Fragment header of an IPv6 fragment (after the fixed header in `p`) and its
 /// payload length and next header.
 fn finish_ipv6(p: &mut [u8], next: u8, offset: usize, more: bool, ident: u32) {
-    const H: usize = wire::IPV6_HEADER_LEN;
+    const H: usize = ipv6::HEADER_LEN;
     let payload = (p.len() - H) as u16;
-    p[wire::ipv6::PAYLOAD_LEN].copy_from_slice(&payload.to_be_bytes());
-    p[wire::ipv6::NEXT_HEADER] = proto::FRAGMENT;
+    let mut ip = Ipv6Packet::new_unchecked(&mut *p);
+    ip.set_payload_len(payload);
+    ip.set_next_header(proto::FRAGMENT);
     let f = &mut p[H..H + IPV6_FRAGMENT_HEADER_LEN];
     f[0] = next;
     f[1] = 0;
@@ -194,6 +184,7 @@ fn finish_ipv6(p: &mut [u8], next: u8, offset: usize, more: bool, ident: u32) {
 mod tests {
     use super::*;
     use espada_buf::VecBuf;
+    use espada_wire::checksum;
 
     fn ipv4_packet(payload: usize, options: &[u8], ff: u16) -> Vec<u8> {
         let hl = 20 + options.len();
@@ -210,7 +201,7 @@ mod tests {
         for (i, b) in p[hl..].iter_mut().enumerate() {
             *b = i as u8;
         }
-        let c = checksum::data(&p[..hl]);
+        let c = checksum::checksum(&p[..hl]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -230,11 +221,11 @@ mod tests {
         let mut last_ff = 0;
         for f in frags {
             let hl = usize::from(f[0] & 0x0f) * 4;
-            assert_eq!(checksum::data(&f[..hl]), 0, "header checksum");
+            assert_eq!(checksum::checksum(&f[..hl]), 0, "header checksum");
             assert_eq!(usize::from(u16::from_be_bytes([f[2], f[3]])), f.len());
             assert_eq!(&f[4..6], &0xbeefu16.to_be_bytes(), "identification kept");
             let ff = u16::from_be_bytes([f[6], f[7]]);
-            assert_eq!(ff & wire::ipv4::DF, 0);
+            assert_eq!(ff & ipv4::DF, 0);
             assert_eq!(
                 usize::from(ff & 0x1fff) * 8,
                 data.len(),
@@ -262,7 +253,7 @@ mod tests {
             for (i, f) in frags.iter().enumerate() {
                 assert!(f.len() <= mtu, "piece {i} is {} > {mtu}", f.len());
                 let ff = u16::from_be_bytes([f[6], f[7]]);
-                assert_eq!(ff & wire::ipv4::MF != 0, i + 1 < pieces, "MF of piece {i}");
+                assert_eq!(ff & ipv4::MF != 0, i + 1 < pieces, "MF of piece {i}");
             }
             let (data, _) = join4(&frags);
             assert_eq!(data, p[20..], "{payload} bytes at MTU {mtu}");
@@ -271,14 +262,14 @@ mod tests {
 
     #[test]
     fn a_fragment_is_split_at_its_own_offset_and_keeps_its_more_fragments_flag() {
-        for mf in [0, wire::ipv4::MF] {
+        for mf in [0, ipv4::MF] {
             let p = ipv4_packet(1000, &[], mf | 100);
             let frags = split4(&p, 420);
             let first = u16::from_be_bytes([frags[0][6], frags[0][7]]);
             assert_eq!(first & 0x1fff, 100);
             let last = frags.last().unwrap();
             let ff = u16::from_be_bytes([last[6], last[7]]);
-            assert_eq!(ff & wire::ipv4::MF, mf, "the original MF on the last piece");
+            assert_eq!(ff & ipv4::MF, mf, "the original MF on the last piece");
             let mut rejoined = vec![];
             for f in &frags {
                 rejoined.extend_from_slice(&f[20..]);

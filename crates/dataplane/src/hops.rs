@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use espada_lookup::route::{MAX_VALUE, RouteError, RouteWriter, Routes};
 
 use crate::PortRole;
-use crate::eth::Mac;
+use crate::eth::MacAddr;
 use crate::tables::Iface;
 
 /// Neighbour-route value of a port's on-link prefix: the destination is its own next hop and
@@ -44,20 +44,20 @@ impl NextHops {
 
     /// The MAC of `hop`, when resolved (worker, `Acquire`).
     #[inline]
-    pub fn mac(&self, hop: u32) -> Option<Mac> {
+    pub fn mac(&self, hop: u32) -> Option<MacAddr> {
         let w = self.macs.get(hop as usize)?.load(Ordering::Acquire);
         if w & VALID == 0 {
             return None;
         }
         let b = w.to_be_bytes();
-        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+        Some(MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 
     /// Control thread: sets the MAC of `hop` (`Release`).
-    fn set(&self, hop: u32, mac: Mac) {
+    fn set(&self, hop: u32, mac: MacAddr) {
         if let Some(cell) = self.macs.get(hop as usize) {
             let mut b = [0u8; 8];
-            b[2..].copy_from_slice(&mac);
+            b[2..].copy_from_slice(&mac.0);
             cell.store(VALID | u64::from_be_bytes(b), Ordering::Release);
         }
     }
@@ -211,7 +211,7 @@ impl HopWriter {
     }
 
     /// A neighbour's MAC was learned; true when it changed something.
-    pub fn learned(&mut self, port: PortRole, ip: IpAddr, mac: Mac) -> Result<bool, HopError> {
+    pub fn learned(&mut self, port: PortRole, ip: IpAddr, mac: MacAddr) -> Result<bool, HopError> {
         let id = self.ensure(port, ip)?;
         let changed = self.macs.mac(id) != Some(mac);
         if changed {
@@ -221,7 +221,7 @@ impl HopWriter {
     }
 
     /// The MAC of the neighbour `ip` on `port`, when resolved.
-    pub fn mac_of(&self, port: PortRole, ip: IpAddr) -> Option<Mac> {
+    pub fn mac_of(&self, port: PortRole, ip: IpAddr) -> Option<MacAddr> {
         self.ids.get(&(port, ip)).and_then(|&id| self.macs.mac(id))
     }
 
@@ -289,20 +289,32 @@ mod tests {
         assert_eq!(r.lookup(ip("2001:db8:1::10")), Some(ON_LINK));
         assert_eq!(r.lookup(ip("2001:db8:2::10")), None, "no IPv6 gateway");
         assert!(
-            w.learned(PortRole::Inside, ip("192.0.2.10"), [2, 0, 0, 0, 0, 4])
-                .unwrap()
+            w.learned(
+                PortRole::Inside,
+                ip("192.0.2.10"),
+                MacAddr([2, 0, 0, 0, 0, 4])
+            )
+            .unwrap()
         );
         assert!(
-            !w.learned(PortRole::Inside, ip("192.0.2.10"), [2, 0, 0, 0, 0, 4])
-                .unwrap()
+            !w.learned(
+                PortRole::Inside,
+                ip("192.0.2.10"),
+                MacAddr([2, 0, 0, 0, 0, 4])
+            )
+            .unwrap()
         );
         let h = r.lookup(ip("192.0.2.10")).unwrap();
-        assert_eq!(macs.mac(h), Some([2, 0, 0, 0, 0, 4]));
+        assert_eq!(macs.mac(h), Some(MacAddr([2, 0, 0, 0, 0, 4])));
         assert!(
-            w.learned(PortRole::Inside, ip("192.0.2.254"), [2, 0, 0, 0, 0, 9])
-                .unwrap()
+            w.learned(
+                PortRole::Inside,
+                ip("192.0.2.254"),
+                MacAddr([2, 0, 0, 0, 0, 9])
+            )
+            .unwrap()
         );
-        assert_eq!(macs.mac(gw), Some([2, 0, 0, 0, 0, 9]));
+        assert_eq!(macs.mac(gw), Some(MacAddr([2, 0, 0, 0, 0, 9])));
         assert_eq!(
             w.towards(PortRole::Inside, ip("198.18.0.1")).unwrap(),
             (gw, ip("192.0.2.254"))

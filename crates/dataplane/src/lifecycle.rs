@@ -41,7 +41,7 @@ use espada_lookup::spi::{SpiAllocator, SpiLayout, SpiSlot, SplitMix64};
 use espada_qsbr::{Publisher, Reader, ReaderState};
 
 use crate::PortRole;
-use crate::eth::Mac;
+use crate::eth::MacAddr;
 use crate::events::{Notice, NoticeKind, notice_capacity};
 use crate::hops::{HopLimits, HopWriter};
 use crate::slab::{COMMAND_RING, Command, InboundSlot, OutboundSlot, Policy, Reply, Slab};
@@ -540,7 +540,7 @@ impl Lifecycle {
     }
 
     /// Sets a port's MAC address (known once the port is up).
-    pub fn set_port_mac(&mut self, role: PortRole, mac: Mac) {
+    pub fn set_port_mac(&mut self, role: PortRole, mac: MacAddr) {
         self.tables.ports[role as usize].mac = mac;
         self.dirty = true;
     }
@@ -570,7 +570,7 @@ impl Lifecycle {
     }
 
     /// A neighbour's MAC was learned on `port`; true when it changed a next hop.
-    pub fn neighbour_learned(&mut self, port: PortRole, ip: IpAddr, mac: Mac) -> bool {
+    pub fn neighbour_learned(&mut self, port: PortRole, ip: IpAddr, mac: MacAddr) -> bool {
         self.hops.set_epoch(self.publisher.generation());
         let changed = self.hops.learned(port, ip, mac).unwrap_or(false);
         self.dirty |= self.hops.retired() > 0;
@@ -584,7 +584,7 @@ impl Lifecycle {
 
     /// The MAC of the next hop towards `dst` on `port`, when resolved (the control thread's
     /// own frames, e.g. IKE).
-    pub fn mac_towards(&self, port: PortRole, dst: IpAddr) -> Option<Mac> {
+    pub fn mac_towards(&self, port: PortRole, dst: IpAddr) -> Option<MacAddr> {
         self.hops.mac_of(port, self.next_hop(port, dst)?)
     }
 

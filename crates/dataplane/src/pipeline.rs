@@ -10,7 +10,7 @@
 //! | [`clear_out`] | inner IP | selectors → tunnel → outbound SA owner (handoff) / encap; L2 to outside; too big: ICMP (DF, IPv6) or [`Verdict::Fragment`] |
 //! | [`fragment_out`] | inner IP | fragment before or after encryption ([`crate::fragment`]); each piece framed to outside |
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use espada_buf::PacketBuf;
 use espada_esp::icmp::parse_icmp_error;
@@ -18,7 +18,7 @@ use espada_esp::{Class, DropReason, InnerProto, classify};
 
 use crate::PortRole;
 use crate::drops::{DpDrop, Why};
-use crate::eth::Mac;
+use crate::eth::MacAddr;
 use crate::eth::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use crate::events::{Event, Notice, NoticeKind, SampleBudget, UnknownSpi, UnknownSpiClass};
 use crate::forward::{self, Hop, IcmpError};
@@ -29,6 +29,8 @@ use crate::stats::{Counter, WorkerStats};
 use crate::tables::{L2Miss, Tables, selects};
 use crate::tunnels::Fragmentation;
 use espada_lookup::sad::Lookup;
+use espada_wire::ip;
+use espada_wire::ipv4::{self, Ipv4Packet};
 
 /// Which stage the owner runs on a handed-off packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,24 +140,6 @@ fn drop_dp(d: DpDrop) -> Verdict {
     Verdict::Drop(Why::Dp(d))
 }
 
-/// Source and destination of an IPv4 or IPv6 packet.
-#[inline]
-pub fn ip_addrs(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
-    match p.first()? >> 4 {
-        4 if p.len() >= 20 => {
-            let s: [u8; 4] = p[12..16].try_into().ok()?;
-            let d: [u8; 4] = p[16..20].try_into().ok()?;
-            Some((Ipv4Addr::from(s).into(), Ipv4Addr::from(d).into()))
-        }
-        6 if p.len() >= 40 => {
-            let s: [u8; 16] = p[8..24].try_into().ok()?;
-            let d: [u8; 16] = p[24..40].try_into().ok()?;
-            Some((Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into()))
-        }
-        _ => None,
-    }
-}
-
 /// Strips the Ethernet header of an IP frame, or says what to do with a frame that is not IP.
 #[inline]
 fn strip_ethernet<B: PacketBuf>(m: &mut B, port: PortRole) -> Option<Verdict> {
@@ -185,7 +169,7 @@ fn frame_to<B: PacketBuf>(
     m: &mut B,
     cx: &Ctx<'_>,
     port: PortRole,
-    mac: Mac,
+    mac: MacAddr,
     inner: InnerProto,
 ) -> Verdict {
     let ethertype = match inner {
@@ -225,7 +209,7 @@ pub fn outside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
 /// An IP packet from the outside port (`reassembled`: rebuilt from fragments here, so it can
 /// be no fragment itself).
 fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> Verdict {
-    let Some((src, dst)) = ip_addrs(m.data()) else {
+    let Some((src, dst)) = ip::addrs(m.data()) else {
         return drop_esp(DropReason::BadOuterHeader);
     };
     let ours = cx.t.port(PortRole::Outside).is_local(dst);
@@ -332,7 +316,7 @@ struct EspFacts {
 /// An ESP packet or an outer fragment (data at the outer IP header) handed over by another
 /// worker: classify it, then [`esp_classified`] or reassembly.
 pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
-    let Some((src, dst)) = ip_addrs(m.data()) else {
+    let Some((src, dst)) = ip::addrs(m.data()) else {
         return drop_esp(DropReason::BadOuterHeader);
     };
     match classify(m.data()) {
@@ -418,7 +402,7 @@ fn esp_classified<B: PacketBuf>(
     e.hard_noticed |= hard_first;
     // Inner addresses and the selector check (RFC 4301 §5.2 step 4) while the slot is borrowed.
     let inner = r.map(|p| {
-        let addrs = ip_addrs(m.data());
+        let addrs = ip::addrs(m.data());
         let ok = addrs.is_some_and(|(isrc, idst)| {
             selects(&e.policy.remote_ts, isrc) && selects(&e.policy.local_ts, idst)
         });
@@ -481,7 +465,9 @@ fn refuse_inside<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, e: IcmpError, why: D
 /// An IPv4 packet without DF may be fragmented when it is too big for the tunnel
 /// ([`fragment_out`]); IPv6 and DF packets may not (RFC 8200 §5: routers do not fragment IPv6).
 fn may_fragment(p: &[u8]) -> bool {
-    p.first().is_some_and(|b| b >> 4 == 4) && p.get(6).is_some_and(|f| f & 0x40 == 0)
+    ip::version(p) == Some(4)
+        && p.len() >= ipv4::MIN_HEADER_LEN
+        && !Ipv4Packet::new_unchecked(p).dont_fragment()
 }
 
 /// A packet the box will not forward: counted as `why`, then rewritten in place into the ICMP
@@ -543,7 +529,7 @@ pub fn inside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
     if let Some(v) = strip_ethernet(m, PortRole::Inside) {
         return v;
     }
-    let Some((_, dst)) = ip_addrs(m.data()) else {
+    let Some((_, dst)) = ip::addrs(m.data()) else {
         return drop_dp(DpDrop::BadIpHeader);
     };
     let to_box = cx.t.port(PortRole::Inside).is_local(dst)
@@ -561,7 +547,7 @@ pub fn inside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
 /// The owner reads the tunnel's outbound word again for a handed-off packet, so a switch to a
 /// new SA takes effect for every packet it encrypts from one point on ([`crate::tunnels`]).
 pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
-    let Some((src, dst)) = ip_addrs(m.data()) else {
+    let Some((src, dst)) = ip::addrs(m.data()) else {
         return drop_dp(DpDrop::BadIpHeader);
     };
     let Some(id) = cx.t.routes.lookup(dst) else {

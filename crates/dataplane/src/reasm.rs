@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use espada_buf::PacketBuf;
-use espada_esp::wire::{self, checksum, proto};
+use espada_wire::ipv4::{self, Ipv4Packet};
+use espada_wire::ipv6::{self, Ipv6Packet};
+use espada_wire::{ip, proto};
 
 /// Datagrams being reassembled at once, per worker.
 pub const SLOTS: usize = 64;
@@ -147,35 +149,31 @@ fn addr(a: IpAddr) -> u128 {
 /// Parses an IPv4 or IPv6 fragment (`pkt` holds the whole IP packet, its header checked by
 /// the classifier). `None`: not an ESP/UDP fragment or malformed.
 fn parse(pkt: &[u8]) -> Option<Fragment<'_>> {
-    match pkt.first()? >> 4 {
+    match ip::version(pkt)? {
         4 => {
-            let hl = usize::from(pkt[0] & 0x0f) * 4;
-            let len = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-            let ff = u16::from_be_bytes([pkt[6], pkt[7]]);
-            let p = pkt[9];
-            if !(p == proto::ESP || p == proto::UDP) || len > pkt.len() || hl > len || hl > 60 {
+            let ip = Ipv4Packet::new_checked(pkt).ok()?;
+            let p = ip.protocol();
+            if !(p == proto::ESP || p == proto::UDP) {
                 return None;
             }
-            let src = IpAddr::from([pkt[12], pkt[13], pkt[14], pkt[15]]);
-            let dst = IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]);
             Some(Fragment {
                 key: Key {
-                    src: addr(src),
-                    dst: addr(dst),
-                    id: u32::from(u16::from_be_bytes([pkt[4], pkt[5]])),
+                    src: addr(ip.src().into()),
+                    dst: addr(ip.dst().into()),
+                    id: u32::from(ip.ident()),
                     proto: p,
                     v6: false,
                 },
-                offset: usize::from(ff & 0x1fff) * 8,
-                more: ff & 0x2000 != 0,
-                data: &pkt[hl..len],
-                header: &pkt[..hl],
-                nh_at: 9,
+                offset: usize::from(ip.frag_offset()) * 8,
+                more: ip.more_fragments(),
+                data: ip.payload_ref(),
+                header: ip.header_ref(),
+                nh_at: ipv4::field::PROTOCOL,
             })
         }
         6 => {
-            let len = wire::IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
-            let (off, p) = wire::ipv6::upper_layer(pkt, len)?;
+            let ip = Ipv6Packet::new_checked(pkt).ok()?;
+            let (off, p) = ip.upper_layer()?;
             if p != proto::FRAGMENT || off > 64 {
                 return None;
             }
@@ -186,27 +184,23 @@ fn parse(pkt: &[u8]) -> Option<Fragment<'_>> {
             }
             // The byte that named the fragment header: the fixed header's, or the last
             // extension header's first byte.
-            let nh_at = if off == wire::IPV6_HEADER_LEN {
-                wire::ipv6::NEXT_HEADER
+            let nh_at = if off == ipv6::HEADER_LEN {
+                ipv6::field::NEXT_HEADER
             } else {
                 last_ext_header(pkt, off)?
             };
-            let mut s = [0u8; 16];
-            s.copy_from_slice(&pkt[8..24]);
-            let mut d = [0u8; 16];
-            d.copy_from_slice(&pkt[24..40]);
             let fo = u16::from_be_bytes([f[2], f[3]]);
             Some(Fragment {
                 key: Key {
-                    src: u128::from_be_bytes(s),
-                    dst: u128::from_be_bytes(d),
+                    src: u128::from(ip.src()),
+                    dst: u128::from(ip.dst()),
                     id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
                     proto: next,
                     v6: true,
                 },
                 offset: usize::from(fo >> 3) * 8,
                 more: fo & 1 != 0,
-                data: &pkt[off + 8..len],
+                data: &pkt[off + 8..ip.total_len()],
                 header: &pkt[..off],
                 nh_at,
             })
@@ -217,7 +211,7 @@ fn parse(pkt: &[u8]) -> Option<Fragment<'_>> {
 
 /// The offset of the last extension header before `end` (walking from the fixed header).
 fn last_ext_header(pkt: &[u8], end: usize) -> Option<usize> {
-    let mut at = wire::IPV6_HEADER_LEN;
+    let mut at = ipv6::HEADER_LEN;
     loop {
         let next = at + (usize::from(*pkt.get(at + 1)?) + 1) * 8;
         if next == end {
@@ -336,15 +330,13 @@ impl Reassembly {
         d[hl..want].copy_from_slice(&slot.data[..total]);
         if slot.key.v6 {
             d[usize::from(slot.nh_at)] = slot.key.proto;
-            d[4..6].copy_from_slice(&((want - wire::IPV6_HEADER_LEN) as u16).to_be_bytes());
+            Ipv6Packet::new_unchecked(d).set_payload_len((want - ipv6::HEADER_LEN) as u16);
         } else {
-            d[2..4].copy_from_slice(&(want as u16).to_be_bytes());
+            let mut ip = Ipv4Packet::new_unchecked(d);
+            ip.set_total_len(want as u16);
             // Offset 0, MF clear; DF as the first fragment had it.
-            d[6] &= 0x40;
-            d[7] = 0;
-            d[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::data(&d[..hl]);
-            d[10..12].copy_from_slice(&c.to_be_bytes());
+            ip.set_flags_frag(ip.flags_frag() & ipv4::DF);
+            ip.fill_checksum();
         }
         Outcome::Complete
     }
@@ -384,6 +376,7 @@ impl Slot {
 mod tests {
     use super::*;
     use espada_buf::VecBuf;
+    use espada_wire::checksum;
 
     /// An IPv4 ESP packet with `n` bytes of payload (no DF: it may be fragmented).
     fn v4(n: usize) -> Vec<u8> {
@@ -393,7 +386,7 @@ mod tests {
         p.extend((0..n).map(|i| (i * 7) as u8));
         let l = p.len() as u16;
         p[2..4].copy_from_slice(&l.to_be_bytes());
-        let c = checksum::data(&p[..20]);
+        let c = checksum::checksum(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -415,7 +408,7 @@ mod tests {
                 let l = f.len() as u16;
                 f[2..4].copy_from_slice(&l.to_be_bytes());
                 f[10..12].copy_from_slice(&[0, 0]);
-                let c = checksum::data(&f[..20]);
+                let c = checksum::checksum(&f[..20]);
                 f[10..12].copy_from_slice(&c.to_be_bytes());
                 f
             })
@@ -515,7 +508,7 @@ mod tests {
         let mut overlap = frags[1].clone();
         overlap[6..8].copy_from_slice(&((0x2000 | (488 / 8)) as u16).to_be_bytes());
         overlap[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::data(&overlap[..20]);
+        let c = checksum::checksum(&overlap[..20]);
         overlap[10..12].copy_from_slice(&c.to_be_bytes());
         frags.push(overlap);
         let mut r = Reassembly::new(100);
@@ -547,7 +540,7 @@ mod tests {
             let mut f = frags[0].clone();
             f[4..6].copy_from_slice(&id.to_be_bytes());
             f[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::data(&f[..20]);
+            let c = checksum::checksum(&f[..20]);
             f[10..12].copy_from_slice(&c.to_be_bytes());
             assert_eq!(feed(&mut r, &[f], &[0], 1).0, vec![Outcome::Held]);
         }

@@ -17,7 +17,7 @@ use espada_lookup::route::Routes;
 use espada_lookup::sad::Directory;
 
 use crate::PortRole;
-use crate::eth::Mac;
+use crate::eth::MacAddr;
 use crate::hops::{NextHops, ON_LINK};
 use crate::tunnels::{TunnelTable, peer_key};
 
@@ -43,7 +43,7 @@ pub fn selects(selectors: &[Prefix], ip: IpAddr) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Iface {
     /// The port's MAC address.
-    pub mac: Mac,
+    pub mac: MacAddr,
     /// IPv4 address and on-link prefix.
     pub ipv4: Option<Prefix>,
     /// IPv6 address and on-link prefix.
@@ -121,7 +121,7 @@ impl Tables {
 
     /// The MAC of the next hop towards `dst` on port `role`: one route lookup, one load.
     #[inline]
-    pub fn l2_towards(&self, role: PortRole, dst: IpAddr) -> Result<Mac, L2Miss> {
+    pub fn l2_towards(&self, role: PortRole, dst: IpAddr) -> Result<MacAddr, L2Miss> {
         match self.neighbours[role as usize].lookup(dst) {
             None => Err(L2Miss::NoRoute),
             Some(ON_LINK) => Err(L2Miss::Unresolved),

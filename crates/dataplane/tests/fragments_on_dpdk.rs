@@ -14,6 +14,7 @@
 
 mod common;
 
+use espada_wire::MacAddr;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,12 +53,12 @@ fn sa_cfg(spi: u32, dir: Direction, local: [u8; 4], remote: [u8; 4]) -> SaConfig
 fn ports() -> [Iface; 2] {
     [
         Iface {
-            mac: BOX_OUT_MAC,
+            mac: MacAddr(BOX_OUT_MAC),
             ipv4: Some("198.51.100.1/24".parse().unwrap()),
             ..Default::default()
         },
         Iface {
-            mac: BOX_IN_MAC,
+            mac: MacAddr(BOX_IN_MAC),
             ipv4: Some("192.0.2.1/24".parse().unwrap()),
             ..Default::default()
         },
@@ -209,8 +210,8 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     )
     .unwrap();
     lc.install_outbound(t, outb).unwrap();
-    lc.neighbour_learned(PortRole::Outside, IpAddr::from(PEER), PEER_MAC);
-    lc.neighbour_learned(PortRole::Inside, IpAddr::from(LAN_HOST), LAN_MAC);
+    lc.neighbour_learned(PortRole::Outside, IpAddr::from(PEER), MacAddr(PEER_MAC));
+    lc.neighbour_learned(PortRole::Inside, IpAddr::from(LAN_HOST), MacAddr(LAN_MAC));
     let mut parts = parts;
     lc.apply_directly(&mut parts, Instant::now());
     lc.switch_outbound(t, OUT_SPI).unwrap();

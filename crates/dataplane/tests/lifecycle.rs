@@ -4,6 +4,7 @@
 
 mod common;
 
+use espada_wire::MacAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -298,7 +299,7 @@ fn a_retargeted_outbound_sa_sends_its_next_packet_to_the_peers_new_port_and_addr
         "{v:?}: next hop not resolved yet"
     );
     let new_mac = [2, 0, 0, 0, 0, 9];
-    s.lc.neighbour_learned(PortRole::Outside, ip("198.51.100.9"), new_mac);
+    s.lc.neighbour_learned(PortRole::Outside, ip("198.51.100.9"), MacAddr(new_mac));
     s.lc.apply_directly(&mut s.parts, now);
     let (v, mac, dst, port) = send(&mut s);
     assert_eq!(v, Verdict::Tx(PortRole::Outside));

@@ -13,6 +13,7 @@
 
 mod common;
 
+use espada_wire::MacAddr;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -132,13 +133,13 @@ impl Drop for StopOnDrop {
 fn ports() -> [Iface; 2] {
     [
         Iface {
-            mac: BOX_OUT_MAC,
+            mac: MacAddr(BOX_OUT_MAC),
             ipv4: Some("198.51.100.1/24".parse().unwrap()),
             gateway4: Some("198.51.100.254".parse().unwrap()),
             ..Default::default()
         },
         Iface {
-            mac: BOX_IN_MAC,
+            mac: MacAddr(BOX_IN_MAC),
             ipv4: Some("192.0.2.1/24".parse().unwrap()),
             ..Default::default()
         },
@@ -252,9 +253,9 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
     lc.neighbour_learned(
         PortRole::Outside,
         "198.51.100.254".parse().unwrap(),
-        PEER_MAC,
+        MacAddr(PEER_MAC),
     );
-    lc.neighbour_learned(PortRole::Inside, IpAddr::from(LAN_HOST), LAN_MAC);
+    lc.neighbour_learned(PortRole::Inside, IpAddr::from(LAN_HOST), MacAddr(LAN_MAC));
     let mut parts = parts;
     lc.apply_directly(&mut parts, Instant::now());
     for t in 0..TUNNELS {

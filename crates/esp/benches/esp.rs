@@ -58,7 +58,7 @@ fn inner_packet(frame: usize) -> Vec<u8> {
     p[9] = 17;
     p[12..16].copy_from_slice(&[198, 18, 0, 1]);
     p[16..20].copy_from_slice(&[198, 19, 0, 1]);
-    let c = checksum::data(&p[..20]);
+    let c = checksum::checksum(&p[..20]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p
 }

@@ -7,7 +7,28 @@
 
 use crate::drop::DropReason;
 use crate::natt::{self, IKE_PORT, NATT_PORT};
-use crate::wire::{self, be16, be32, checksum, proto};
+use crate::wire::{self, be16, be32, proto};
+use espada_wire::ip;
+use espada_wire::ipv4::{Ipv4Error, Ipv4Packet};
+use espada_wire::ipv6::{Ipv6Error, Ipv6Packet};
+
+/// An outer IPv4 header the view refused: truncated, or malformed.
+pub(crate) fn outer_v4(e: Ipv4Error) -> DropReason {
+    match e {
+        Ipv4Error::Truncated => DropReason::TooShort,
+        Ipv4Error::Version | Ipv4Error::HeaderLength | Ipv4Error::Checksum => {
+            DropReason::BadOuterHeader
+        }
+    }
+}
+
+/// An outer IPv6 header the view refused: truncated, or malformed.
+pub(crate) fn outer_v6(e: Ipv6Error) -> DropReason {
+    match e {
+        Ipv6Error::Truncated => DropReason::TooShort,
+        Ipv6Error::Version => DropReason::BadOuterHeader,
+    }
+}
 
 /// What an outside packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,43 +75,25 @@ pub enum Class {
 /// Classifies an outer IP packet. Malformed packets give [`DropReason::TooShort`] or
 /// [`DropReason::BadOuterHeader`].
 pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
-    let first = *pkt.first().ok_or(DropReason::TooShort)?;
-    let (hl, len, next) = match first >> 4 {
+    let (v6, hl, len, next) = match ip::version(pkt).ok_or(DropReason::TooShort)? {
         4 => {
-            if pkt.len() < wire::IPV4_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let hl = usize::from(first & 0x0f) * 4;
-            let len = usize::from(be16(&pkt[wire::ipv4::LENGTH]));
-            if hl < wire::IPV4_HEADER_LEN || len < hl {
-                return Err(DropReason::BadOuterHeader);
-            }
-            if len > pkt.len() || hl > pkt.len() {
-                return Err(DropReason::TooShort);
-            }
+            let ip = Ipv4Packet::new_checked(pkt).map_err(outer_v4)?;
             // RFC 791 §3.1: a header whose checksum fails is discarded (a corrupted header
             // never reaches the SPI lookup).
-            if checksum::data(&pkt[..hl]) != 0 {
+            if !ip.verify_checksum() {
                 return Err(DropReason::BadOuterHeader);
             }
-            let ff = be16(&pkt[wire::ipv4::FLAGS_FRAG]);
-            if ff & (wire::ipv4::MF | wire::ipv4::FRAG_OFFSET) != 0 {
+            if ip.is_fragment() {
                 return Ok(Class::Fragment);
             }
-            (hl, len, pkt[wire::ipv4::PROTOCOL])
+            (false, ip.header_len(), ip.total_len(), ip.protocol())
         }
         6 => {
-            if pkt.len() < wire::IPV6_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let len = wire::IPV6_HEADER_LEN + usize::from(be16(&pkt[wire::ipv6::PAYLOAD_LEN]));
-            if len > pkt.len() {
-                return Err(DropReason::TooShort);
-            }
-            match wire::ipv6::upper_layer(pkt, len) {
+            let ip = Ipv6Packet::new_checked(pkt).map_err(outer_v6)?;
+            match ip.upper_layer() {
                 None => return Err(DropReason::BadOuterHeader),
                 Some((_, proto::FRAGMENT)) => return Ok(Class::Fragment),
-                Some((off, next)) => (off, len, next),
+                Some((off, next)) => (true, off, ip.total_len(), next),
             }
         }
         _ => return Err(DropReason::BadOuterHeader),
@@ -120,11 +123,11 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
                 _ => Ok(Class::Other { proto: proto::UDP }),
             }
         }
-        proto::ICMP if first >> 4 == 4 => Ok(Class::Icmp {
+        proto::ICMP if !v6 => Ok(Class::Icmp {
             v6: false,
             icmp_offset: hl,
         }),
-        proto::ICMPV6 if first >> 4 == 6 => Ok(Class::Icmp {
+        proto::ICMPV6 if v6 => Ok(Class::Icmp {
             v6: true,
             icmp_offset: hl,
         }),
@@ -155,7 +158,7 @@ mod tests {
         p.extend_from_slice(payload);
         let l = p.len() as u16;
         p[2..4].copy_from_slice(&l.to_be_bytes());
-        let c = checksum::data(&p[..20]);
+        let c = espada_wire::checksum::checksum(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -234,7 +237,7 @@ mod tests {
         let mut frag = v4(50, &esp);
         frag[6] = 0x20;
         frag[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::data(&frag[..20]);
+        let c = espada_wire::checksum::checksum(&frag[..20]);
         frag[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(classify(&frag), Ok(Class::Fragment));
     }

@@ -19,13 +19,17 @@
 use espada_buf::PacketBuf;
 
 use crate::aead::{GcmAead, NONCE_LEN, SALT_LEN, TAG_LEN};
+use crate::classify::{outer_v4, outer_v6};
 use crate::drop::DropReason;
 use crate::ecn::{self, Ecn};
 use crate::encap::esp_aad;
 use crate::keys::KeyCache;
 use crate::natt;
 use crate::sa::{InboundSa, InnerProto, Processed};
-use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, be32, checksum, proto};
+use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, be32, proto, udp};
+use espada_wire::ip;
+use espada_wire::ipv4::Ipv4Packet;
+use espada_wire::ipv6::Ipv6Packet;
 
 /// Where the ESP header of an outer packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,43 +45,25 @@ pub(crate) struct OuterInfo {
 /// Parses an outer IPv4/IPv6 header carrying ESP or UDP-encapsulated ESP.
 #[inline]
 pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
-    let first = *d.first().ok_or(DropReason::TooShort)?;
-    let (hl, len, next, tos) = match first >> 4 {
+    let (hl, len, next, tos) = match ip::version(d).ok_or(DropReason::TooShort)? {
         4 => {
-            if d.len() < wire::IPV4_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let hl = usize::from(first & 0x0f) * 4;
-            let len = usize::from(be16(&d[wire::ipv4::LENGTH]));
-            if hl < wire::IPV4_HEADER_LEN || len < hl {
+            let ip = Ipv4Packet::new_checked(d).map_err(outer_v4)?;
+            if !ip.verify_checksum() {
                 return Err(DropReason::BadOuterHeader);
             }
-            if len > d.len() {
-                return Err(DropReason::TooShort);
-            }
-            if checksum::fold(checksum::sum(&d[..hl])) != 0xffff {
-                return Err(DropReason::BadOuterHeader);
-            }
-            let ff = be16(&d[wire::ipv4::FLAGS_FRAG]);
-            if ff & (wire::ipv4::MF | wire::ipv4::FRAG_OFFSET) != 0 {
+            if ip.is_fragment() {
                 return Err(DropReason::OuterFragment);
             }
-            (hl, len, d[wire::ipv4::PROTOCOL], d[wire::ipv4::TOS])
+            (ip.header_len(), ip.total_len(), ip.protocol(), ip.tos())
         }
         6 => {
-            if d.len() < wire::IPV6_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let len = wire::IPV6_HEADER_LEN + usize::from(be16(&d[wire::ipv6::PAYLOAD_LEN]));
-            if len > d.len() {
-                return Err(DropReason::TooShort);
-            }
-            let (off, next) = match wire::ipv6::upper_layer(d, len) {
+            let ip = Ipv6Packet::new_checked(d).map_err(outer_v6)?;
+            let (off, next) = match ip.upper_layer() {
                 None => return Err(DropReason::BadOuterHeader),
                 Some((_, proto::FRAGMENT)) => return Err(DropReason::OuterFragment),
                 Some(x) => x,
             };
-            (off, len, next, wire::ipv6_traffic_class(d))
+            (off, ip.total_len(), next, ip.traffic_class())
         }
         _ => return Err(DropReason::BadOuterHeader),
     };
@@ -87,7 +73,7 @@ pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
             if len < hl + wire::UDP_HEADER_LEN {
                 return Err(DropReason::TooShort);
             }
-            let ulen = usize::from(be16(&d[hl + 4..hl + 6]));
+            let ulen = usize::from(be16(&d[hl + udp::LENGTH.start..]));
             if ulen < wire::UDP_HEADER_LEN || hl + ulen != len {
                 return Err(DropReason::BadOuterHeader);
             }
@@ -203,37 +189,21 @@ impl InboundSa {
 
         let (nh, data_len) = check_trailer(pt)?;
         let inner = &mut pt[..data_len];
-        let (iproto, ilen) = match (nh, inner.first().map(|b| b >> 4)) {
+        let (iproto, ilen, itos) = match (nh, ip::version(inner)) {
             (proto::IPV4, Some(4)) => {
-                if inner.len() < wire::IPV4_HEADER_LEN {
-                    return Err(DropReason::BadInnerHeader);
-                }
-                let hl = usize::from(inner[0] & 0x0f) * 4;
-                let len = usize::from(be16(&inner[wire::ipv4::LENGTH]));
-                if hl < wire::IPV4_HEADER_LEN || len < hl || len > inner.len() {
-                    return Err(DropReason::BadInnerHeader);
-                }
-                (InnerProto::V4, len)
+                let ip =
+                    Ipv4Packet::new_checked(&*inner).map_err(|_| DropReason::BadInnerHeader)?;
+                (InnerProto::V4, ip.total_len(), ip.tos())
             }
             (proto::IPV6, Some(6)) => {
-                if inner.len() < wire::IPV6_HEADER_LEN {
-                    return Err(DropReason::BadInnerHeader);
-                }
-                let len =
-                    wire::IPV6_HEADER_LEN + usize::from(be16(&inner[wire::ipv6::PAYLOAD_LEN]));
-                if len > inner.len() {
-                    return Err(DropReason::BadInnerHeader);
-                }
-                (InnerProto::V6, len)
+                let ip =
+                    Ipv6Packet::new_checked(&*inner).map_err(|_| DropReason::BadInnerHeader)?;
+                (InnerProto::V6, ip.total_len(), ip.traffic_class())
             }
             _ => return Err(DropReason::BadInnerHeader),
         };
 
         // RFC 6040 §4.2: combine outer and inner ECN.
-        let itos = match iproto {
-            InnerProto::V4 => inner[wire::ipv4::TOS],
-            InnerProto::V6 => wire::ipv6_traffic_class(inner),
-        };
         let iecn = Ecn::from_tos(itos);
         let Some(new_ecn) = ecn::decap_ecn(iecn, outer.ecn) else {
             return Err(DropReason::EcnCeOnNotEct);
@@ -241,15 +211,8 @@ impl InboundSa {
         if new_ecn != iecn {
             let ntos = (itos & !0b11) | new_ecn as u8;
             match iproto {
-                InnerProto::V4 => {
-                    let old = be16(&inner[0..2]);
-                    inner[wire::ipv4::TOS] = ntos;
-                    let new = be16(&inner[0..2]);
-                    let hc = be16(&inner[wire::ipv4::CHECKSUM]);
-                    let c = checksum::update(hc, old, new);
-                    inner[wire::ipv4::CHECKSUM].copy_from_slice(&c.to_be_bytes());
-                }
-                InnerProto::V6 => wire::set_ipv6_traffic_class(inner, ntos),
+                InnerProto::V4 => Ipv4Packet::new_unchecked(inner).set_tos_updating_checksum(ntos),
+                InnerProto::V6 => Ipv6Packet::new_unchecked(inner).set_traffic_class(ntos),
             }
         }
 

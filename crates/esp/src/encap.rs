@@ -19,7 +19,10 @@ use crate::drop::DropReason;
 use crate::ecn;
 use crate::keys::KeyCache;
 use crate::sa::{DfPolicy, InnerProto, OutboundSa, Processed};
-use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, checksum, proto};
+use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, checksum, proto};
+use espada_wire::ip;
+use espada_wire::ipv4::{Ipv4Error, Ipv4Packet};
+use espada_wire::ipv6::{Ipv6Error, Ipv6Packet};
 
 /// What encapsulation needs from the inner header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,37 +39,33 @@ pub(crate) struct InnerInfo {
 /// Parses the inner IPv4/IPv6 header at the start of `d`.
 #[inline]
 pub(crate) fn parse_inner(d: &[u8]) -> Result<InnerInfo, DropReason> {
-    let first = *d.first().ok_or(DropReason::TooShort)?;
-    match first >> 4 {
+    let refused = |truncated: bool| {
+        if truncated {
+            DropReason::TooShort
+        } else {
+            DropReason::BadInnerHeader
+        }
+    };
+    match ip::version(d).ok_or(DropReason::TooShort)? {
         4 => {
-            if d.len() < wire::IPV4_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let hl = usize::from(first & 0x0f) * 4;
-            let len = usize::from(be16(&d[wire::ipv4::LENGTH]));
-            if hl < wire::IPV4_HEADER_LEN || len < hl || len > d.len() {
-                return Err(DropReason::BadInnerHeader);
-            }
-            let df = be16(&d[wire::ipv4::FLAGS_FRAG]) & wire::ipv4::DF != 0;
+            let ip = Ipv4Packet::new_checked(d).map_err(|e| {
+                refused(e == Ipv4Error::Truncated && d.len() < wire::IPV4_HEADER_LEN)
+            })?;
             Ok(InnerInfo {
                 proto: InnerProto::V4,
-                len,
-                tos: d[wire::ipv4::TOS],
-                df,
+                len: ip.total_len(),
+                tos: ip.tos(),
+                df: ip.dont_fragment(),
             })
         }
         6 => {
-            if d.len() < wire::IPV6_HEADER_LEN {
-                return Err(DropReason::TooShort);
-            }
-            let len = wire::IPV6_HEADER_LEN + usize::from(be16(&d[wire::ipv6::PAYLOAD_LEN]));
-            if len > d.len() {
-                return Err(DropReason::BadInnerHeader);
-            }
+            let ip = Ipv6Packet::new_checked(d).map_err(|e| {
+                refused(e == Ipv6Error::Truncated && d.len() < wire::IPV6_HEADER_LEN)
+            })?;
             Ok(InnerInfo {
                 proto: InnerProto::V6,
-                len,
-                tos: wire::ipv6_traffic_class(d),
+                len: ip.total_len(),
+                tos: ip.traffic_class(),
                 df: true,
             })
         }
@@ -150,7 +149,7 @@ impl OutboundSa {
         let tos = ecn::encap_tos(inner.tos);
         let ip_len = usize::from(self.tmpl.ip_len);
         if self.tmpl.v6 {
-            wire::set_ipv6_traffic_class(h, tos);
+            espada_wire::ipv6::set_traffic_class(h, tos);
             let plen = (total - ip_len) as u16;
             h[wire::ipv6::PAYLOAD_LEN].copy_from_slice(&plen.to_be_bytes());
         } else {

@@ -5,10 +5,13 @@
 //! our outbound SA, so the data plane can match the error to the tunnel (and update the path
 //! MTU for "fragmentation needed" / "packet too big") instead of treating it as noise.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::natt::NATT_PORT;
-use crate::wire::{self, be16, be32, proto};
+use crate::wire::{self, be16, be32, proto, udp};
+use espada_wire::ip;
+use espada_wire::ipv4::Ipv4Packet;
+use espada_wire::ipv6::Ipv6Packet;
 
 /// The ICMP error kinds of interest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,29 +69,20 @@ pub enum IcmpMismatch {
 /// quoted outer header and ESP SPI.
 pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
     use IcmpMismatch::*;
-    let first = *pkt.first().ok_or(TooShort)?;
-    let (v6, icmp) = match first >> 4 {
+    let (v6, icmp) = match ip::version(pkt).ok_or(TooShort)? {
         4 => {
-            if pkt.len() < wire::IPV4_HEADER_LEN {
-                return Err(TooShort);
-            }
-            let hl = usize::from(first & 0x0f) * 4;
-            if hl < wire::IPV4_HEADER_LEN || pkt.len() < hl {
-                return Err(TooShort);
-            }
-            if pkt[wire::ipv4::PROTOCOL] != proto::ICMP {
+            let ip = Ipv4Packet::new_checked(pkt).map_err(|_| TooShort)?;
+            if ip.protocol() != proto::ICMP {
                 return Err(NotAnError);
             }
-            (false, &pkt[hl..])
+            (false, ip.payload_ref())
         }
         6 => {
-            if pkt.len() < wire::IPV6_HEADER_LEN {
-                return Err(TooShort);
-            }
-            if pkt[wire::ipv6::NEXT_HEADER] != proto::ICMPV6 {
+            let ip = Ipv6Packet::new_checked(pkt).map_err(|_| TooShort)?;
+            if ip.next_header() != proto::ICMPV6 {
                 return Err(NotAnError);
             }
-            (true, &pkt[wire::IPV6_HEADER_LEN..])
+            (true, ip.payload_ref())
         }
         _ => return Err(TooShort),
     };
@@ -108,36 +102,23 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
         _ => return Err(NotAnError),
     };
     let q = &icmp[8..];
-    let (src, dst, next, hl) = if v6 {
-        if q.len() < wire::IPV6_HEADER_LEN || q[0] >> 4 != 6 {
-            return Err(TooShort);
-        }
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s.copy_from_slice(&q[wire::ipv6::SRC]);
-        d.copy_from_slice(&q[wire::ipv6::DST]);
-        (
-            IpAddr::V6(Ipv6Addr::from(s)),
-            IpAddr::V6(Ipv6Addr::from(d)),
-            q[wire::ipv6::NEXT_HEADER],
+    // The quote is the start of a packet we sent (RFC 792: header + 8 bytes at least; RFC
+    // 4443: as much as fits): its length fields describe the whole packet, not the quote, so
+    // only the header itself is checked to be there.
+    let (src, dst) = ip::addrs(q).ok_or(TooShort)?;
+    let (next, hl) = match (v6, ip::version(q)) {
+        (true, Some(6)) => (
+            Ipv6Packet::new_unchecked(q).next_header(),
             wire::IPV6_HEADER_LEN,
-        )
-    } else {
-        if q.len() < wire::IPV4_HEADER_LEN || q[0] >> 4 != 4 {
-            return Err(TooShort);
+        ),
+        (false, Some(4)) => {
+            let h = Ipv4Packet::new_unchecked(q);
+            if h.header_len() < wire::IPV4_HEADER_LEN || q.len() < h.header_len() {
+                return Err(TooShort);
+            }
+            (h.protocol(), h.header_len())
         }
-        let hl = usize::from(q[0] & 0x0f) * 4;
-        if hl < wire::IPV4_HEADER_LEN || q.len() < hl {
-            return Err(TooShort);
-        }
-        let s: [u8; 4] = [q[12], q[13], q[14], q[15]];
-        let d: [u8; 4] = [q[16], q[17], q[18], q[19]];
-        (
-            IpAddr::V4(Ipv4Addr::from(s)),
-            IpAddr::V4(Ipv4Addr::from(d)),
-            q[wire::ipv4::PROTOCOL],
-            hl,
-        )
+        _ => return Err(TooShort),
     };
     let rest = &q[hl..];
     let (spi_at, udp_ports) = match next {
@@ -146,8 +127,8 @@ pub fn parse_icmp_error(pkt: &[u8]) -> Result<EmbeddedEsp, IcmpMismatch> {
             if rest.len() < wire::UDP_HEADER_LEN {
                 return Err(TooShort);
             }
-            let sp = be16(&rest[0..2]);
-            let dp = be16(&rest[2..4]);
+            let sp = be16(&rest[udp::SRC_PORT]);
+            let dp = be16(&rest[udp::DST_PORT]);
             if sp != NATT_PORT && dp != NATT_PORT {
                 return Err(NotEsp);
             }
@@ -194,6 +175,8 @@ mod tests {
         p.extend_from_slice(&[ty, code, 0, 0]);
         p.extend_from_slice(&word);
         p.extend_from_slice(quoted);
+        let len = p.len() as u16;
+        p[2..4].copy_from_slice(&len.to_be_bytes());
         p
     }
 
@@ -257,6 +240,8 @@ mod tests {
         q.push(2);
         q.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 1]);
         p.extend_from_slice(&q);
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
         let e = parse_icmp_error(&p).unwrap();
         assert_eq!(e.kind, IcmpErrorKind::PacketTooBig { mtu: 1280 });
         assert_eq!(e.spi, Some(0xaabb_ccdd));

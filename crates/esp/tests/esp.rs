@@ -39,7 +39,7 @@ fn a_peer_that_moved_behind_its_nat_gets_the_next_packet_at_its_new_address_and_
         let dst: IpAddr = if outer_v6 {
             <[u8; 16]>::try_from(&pkt[24..40]).unwrap().into()
         } else {
-            assert_eq!(checksum::data(&pkt[..20]), 0, "IPv4 header checksum");
+            assert_eq!(checksum::checksum(&pkt[..20]), 0, "IPv4 header checksum");
             <[u8; 4]>::try_from(&pkt[16..20]).unwrap().into()
         };
         assert_eq!(dst, moved);
@@ -92,7 +92,7 @@ fn four_combinations_and_natt_outer_fields() {
                         assert_eq!(pkt[6] & 0x40, 0x40, "DF copied / set for IPv6 inner");
                         assert_eq!(pkt[8], 64);
                         assert_eq!(pkt[9], if natt { 17 } else { 50 });
-                        assert_eq!(checksum::data(&pkt[..20]), 0, "IPv4 header checksum");
+                        assert_eq!(checksum::checksum(&pkt[..20]), 0, "IPv4 header checksum");
                     }
                     if natt {
                         let u = &pkt[ip_len..];
@@ -153,7 +153,7 @@ fn df_policy() {
         let pkt = common::encap(&mut sa, &common::v4_inner(b"x", 0, inner_df));
         assert_eq!(pkt[6] & 0x40, want, "{policy:?} inner_df={inner_df}");
         assert_eq!(pkt[8], 17);
-        assert_eq!(checksum::data(&pkt[..20]), 0);
+        assert_eq!(checksum::checksum(&pkt[..20]), 0);
     }
 }
 
@@ -162,7 +162,7 @@ fn set_outer_ecn(pkt: &mut [u8], ecn: u8) {
     if pkt[0] >> 4 == 4 {
         pkt[1] = (pkt[1] & !3) | ecn;
         pkt[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::data(&pkt[..20]);
+        let c = checksum::checksum(&pkt[..20]);
         pkt[10..12].copy_from_slice(&c.to_be_bytes());
     } else {
         pkt[1] = (pkt[1] & !0x30) | (ecn << 4);
@@ -191,7 +191,7 @@ fn ecn_rfc6040_decap() {
                 assert_eq!((d[0] << 4) | (d[1] >> 4), 0xbb);
             } else {
                 assert_eq!(d[1], 0xbb);
-                assert_eq!(checksum::data(&d[..20]), 0, "inner checksum updated");
+                assert_eq!(checksum::checksum(&d[..20]), 0, "inner checksum updated");
             }
             // Inner Not-ECT, outer CE: drop (RFC 6040 §4.2).
             let mut pkt = common::encap(&mut o, &mk(0xb8));
@@ -222,7 +222,7 @@ fn craft(key: &[u8], seq: u32, plaintext: &[u8]) -> Vec<u8> {
     let mut p = vec![0x45, 0];
     p.extend_from_slice(&(total as u16).to_be_bytes());
     p.extend_from_slice(&[0, 0, 0, 0, 64, 50, 0, 0, 198, 51, 100, 2, 192, 0, 2, 1]);
-    let c = checksum::data(&p);
+    let c = checksum::checksum(&p);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p.extend_from_slice(&aad);
     p.extend_from_slice(&nonce[4..]);
@@ -385,7 +385,7 @@ fn natt_non_esp_payloads_are_not_esp() {
         p[2..4].copy_from_slice(&total.to_be_bytes());
         p[24..26].copy_from_slice(&(total - 20).to_be_bytes());
         p[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::data(&p[..20]);
+        let c = checksum::checksum(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         let want = if payload.len() == 1 {
             Class::NatKeepalive
@@ -500,6 +500,8 @@ fn icmp_error_quoting_our_packet() {
     ];
     icmp.extend_from_slice(&[3, 4, 0, 0, 0, 0, 0x05, 0xa0]);
     icmp.extend_from_slice(&pkt[..28]);
+    let len = icmp.len() as u16;
+    icmp[2..4].copy_from_slice(&len.to_be_bytes());
     let e = parse_icmp_error(&icmp).unwrap();
     assert_eq!(e.kind, IcmpErrorKind::FragmentationNeeded { mtu: 1440 });
     assert_eq!(e.spi, Some(SPI));

@@ -123,7 +123,12 @@ fn espada_encap_gives_scapys_bytes() {
                 pseudo.extend_from_slice(&((got.len() - 40) as u32).to_be_bytes());
                 pseudo.extend_from_slice(&[0, 0, 0, 17]);
                 pseudo.extend_from_slice(&got[40..]);
-                assert_eq!(espada_esp::wire::checksum::data(&pseudo), 0, "{}", v.name);
+                assert_eq!(
+                    espada_esp::wire::checksum::checksum(&pseudo),
+                    0,
+                    "{}",
+                    v.name
+                );
                 got[46..48].copy_from_slice(&[0, 0]);
             }
             assert_eq!(

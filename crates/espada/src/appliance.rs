@@ -16,7 +16,8 @@ use espada_dataplane::lifecycle::{Lifecycle, Sizes};
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
 use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
-use espada_hostpath::{HostConfig, HostStack, MacAddr, NeighborConfig};
+use espada_hostpath::{HostConfig, HostStack, NeighborConfig};
+use espada_wire::MacAddr;
 use tracing::{info, warn};
 
 use crate::control::{Control, WorkerLink};
@@ -137,7 +138,7 @@ fn control_plane(
     )
 }
 
-fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConfig {
+fn host_port(p: &espada_config::Port, mac: MacAddr) -> espada_hostpath::PortConfig {
     let v4 = p.ipv4.and_then(|x| match x.addr {
         std::net::IpAddr::V4(a) => Some(Ipv4Cidr {
             addr: a,
@@ -153,7 +154,7 @@ fn host_port(p: &espada_config::Port, mac: [u8; 6]) -> espada_hostpath::PortConf
         std::net::IpAddr::V4(_) => None,
     });
     espada_hostpath::PortConfig {
-        mac: MacAddr(mac),
+        mac,
         ipv4: v4,
         ipv6: v6,
         gateway_v4: p.gateway4.and_then(|g| match g {
@@ -241,7 +242,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         lc.set_port_mtu(role, mtu);
         port.start()
             .with_context(|| format!("starting {} port {name}", role.name()))?;
-        lc.set_port_mac(role, port.mac().0);
+        lc.set_port_mac(role, port.mac());
         info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), mtu, "port up");
         ports.push(port);
     }

@@ -31,8 +31,9 @@ use espada_dataplane::events::{Event, UnknownSpiClass};
 use espada_dataplane::pmtu::Report;
 use espada_dataplane::stats::WorkerStats;
 use espada_esp::icmp::IcmpErrorKind;
-use espada_hostpath::{HostEvent, HostOutput, HostStack, MacAddr};
+use espada_hostpath::{HostEvent, HostOutput, HostStack};
 use espada_ike::exchange::Transmit;
+use espada_wire::MacAddr;
 use tracing::{debug, error, info, warn};
 
 use crate::ike_dp::LifecycleDp;
@@ -228,9 +229,8 @@ impl Control {
         for e in self.out.events.drain(..) {
             match e {
                 HostEvent::NeighborLearned { port, ip, mac } => {
-                    let MacAddr(mac) = mac;
                     if self.cp.dataplane_mut().lc.neighbour_learned(port, ip, mac) {
-                        info!(port = %port, %ip, mac = %MacAddr(mac), "neighbour learned");
+                        info!(port = %port, %ip, %mac, "neighbour learned");
                     }
                 }
                 HostEvent::AddressConflict { port, ip, mac } => {
@@ -374,9 +374,9 @@ impl Control {
         }
         let mut burst: Burst = Burst::new();
         let mut keep = VecDeque::new();
-        let (src, lc_macs): (MacAddr, Vec<Option<[u8; 6]>>) = {
+        let (src, lc_macs): (MacAddr, Vec<Option<MacAddr>>) = {
             let dp = self.cp.dataplane();
-            let src = MacAddr(dp.lc.tables().port(PortRole::Outside).mac);
+            let src = dp.lc.tables().port(PortRole::Outside).mac;
             let macs = self
                 .ike_waiting
                 .iter()
@@ -404,8 +404,7 @@ impl Control {
                 }
                 continue;
             };
-            let Some(frame) = ike_io::frame(src, MacAddr(mac), t.local, t.remote, &t.payload)
-            else {
+            let Some(frame) = ike_io::frame(src, mac, t.local, t.remote, &t.payload) else {
                 warn!(peer = %t.remote, "IKE datagram not framed (address families differ)");
                 continue;
             };

@@ -6,11 +6,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use espada_hostpath::MacAddr;
-use espada_hostpath::checksum::{self, PROTO_UDP};
-use espada_hostpath::ether::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader};
-use espada_hostpath::ipv4::{Ipv4Packet, Ipv4Repr};
-use espada_hostpath::ipv6::{Ipv6Packet, Ipv6Repr};
+use espada_wire::MacAddr;
+use espada_wire::checksum::{self, PROTO_UDP};
+use espada_wire::ether::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader};
+use espada_wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use espada_wire::ipv6::{Ipv6Packet, Ipv6Repr};
 
 /// IKE (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -25,17 +25,17 @@ pub fn parse(frame: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
     let (src, dst, udp): (IpAddr, IpAddr, &[u8]) = match eth.ethertype {
         ETHERTYPE_IPV4 => {
             let p = Ipv4Packet::parse(l3).ok()?;
-            if p.protocol != PROTO_UDP || p.is_fragment() {
+            if p.protocol() != PROTO_UDP || p.is_fragment() {
                 return None;
             }
-            (p.src.into(), p.dst.into(), p.payload)
+            (p.src().into(), p.dst().into(), p.payload_ref())
         }
         ETHERTYPE_IPV6 => {
             let p = Ipv6Packet::parse(l3).ok()?;
-            if p.next_header != PROTO_UDP {
+            if p.next_header() != PROTO_UDP {
                 return None;
             }
-            (p.src.into(), p.dst.into(), p.payload)
+            (p.src().into(), p.dst().into(), p.payload_ref())
         }
         _ => return None,
     };
@@ -140,14 +140,14 @@ mod tests {
                 &l3[40..]
             };
             let c = match (r.ip(), l.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => checksum::finish(checksum::sum(
-                    udp,
-                    checksum::pseudo_header_v4(s, d, PROTO_UDP, udp.len() as u16),
-                )),
-                (IpAddr::V6(s), IpAddr::V6(d)) => checksum::finish(checksum::sum(
-                    udp,
-                    checksum::pseudo_header_v6(s, d, PROTO_UDP, udp.len() as u32),
-                )),
+                (IpAddr::V4(s), IpAddr::V4(d)) => checksum::finish(
+                    checksum::pseudo_header_v4(s, d, PROTO_UDP, udp.len() as u16)
+                        + checksum::sum(udp),
+                ),
+                (IpAddr::V6(s), IpAddr::V6(d)) => checksum::finish(
+                    checksum::pseudo_header_v6(s, d, PROTO_UDP, udp.len() as u32)
+                        + checksum::sum(udp),
+                ),
                 _ => unreachable!(),
             };
             assert_eq!(c, 0, "UDP checksum verifies");

@@ -15,6 +15,7 @@ use espada_esp::sa::NattPorts;
 use espada_esp::{
     DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters,
 };
+use espada_wire::MacAddr;
 
 /// What `show sa` needs to know about an installed SA (no key material).
 #[derive(Clone, Debug)]
@@ -201,7 +202,7 @@ pub fn queue_plan(device: &Device, rx_queues: Option<u16>, workers: u16) -> Queu
 
 fn iface(p: &espada_config::Port) -> Iface {
     Iface {
-        mac: [0; 6],
+        mac: MacAddr::ZERO,
         ipv4: p.ipv4,
         ipv6: p.ipv6,
         gateway4: p.gateway4,

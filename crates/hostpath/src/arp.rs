@@ -1,7 +1,7 @@
 //! ARP for Ethernet and IPv4 (RFC 826): parsing, replies, requests and gratuitous
 //! announcements (RFC 5227 §3).
 
-use crate::ether::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetHeader, MacAddr};
+use espada_wire::ether::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetHeader, MacAddr};
 use std::net::Ipv4Addr;
 
 /// Length of an Ethernet/IPv4 ARP packet (RFC 826: 8 fixed bytes + 2×(6+4) addresses).

@@ -3,17 +3,17 @@
 //! resolving next hops. Sans-I/O: frames in, frames and events out, time passed in.
 
 use crate::arp::{self, ArpPacket, Operation};
-use crate::checksum::{PROTO_ICMP, PROTO_ICMPV6};
 use crate::counters::{Counters, IgnoreReason};
-use crate::ether::{
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EtherError, EthernetHeader, MacAddr,
-};
 use crate::icmp::{self, EchoError};
-use crate::ipv4::{self, Ipv4Packet};
-use crate::ipv6::{self, Ipv6Packet};
 use crate::ndisc::{self, NdiscMessage};
 use crate::neighbor::{Learn, Lookup, NeighborCache, NeighborConfig};
 use core::fmt;
+use espada_wire::checksum::{PROTO_ICMP, PROTO_ICMPV6};
+use espada_wire::ether::{
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EtherError, EthernetHeader, MacAddr,
+};
+use espada_wire::ipv4::{self, Ipv4Packet};
+use espada_wire::ipv6::{self, Ipv6Packet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -430,10 +430,10 @@ impl HostStack {
         let Some(ours) = pc.ipv4 else {
             return Handled::Ignored(IgnoreReason::NoAddress);
         };
-        if ip.dst != ours.addr {
+        if ip.dst() != ours.addr {
             return Handled::Ignored(IgnoreReason::Ipv4NotForUs);
         }
-        if ip.protocol != PROTO_ICMP {
+        if ip.protocol() != PROTO_ICMP {
             return Handled::Ignored(IgnoreReason::Ipv4UnsupportedProtocol);
         }
         match icmp::echo_reply_v4(&ip, pc.mac, eth.src) {
@@ -461,14 +461,14 @@ impl HostStack {
         let Some(ours) = pc.ipv6 else {
             return Handled::Ignored(IgnoreReason::NoAddress);
         };
-        let to_us = ip.dst == ours.addr;
-        if !to_us && ip.dst != ipv6::solicited_node(ours.addr) && ip.dst != ipv6::ALL_NODES {
+        let to_us = ip.dst() == ours.addr;
+        if !to_us && ip.dst() != ipv6::solicited_node(ours.addr) && ip.dst() != ipv6::ALL_NODES {
             return Handled::Ignored(IgnoreReason::Ipv6NotForUs);
         }
-        if ip.next_header != PROTO_ICMPV6 {
+        if ip.next_header() != PROTO_ICMPV6 {
             return Handled::Ignored(IgnoreReason::Ipv6UnsupportedNextHeader);
         }
-        match ip.payload.first().copied() {
+        match ip.payload().first().copied() {
             Some(ndisc::TYPE_NEIGHBOR_SOLICIT | ndisc::TYPE_NEIGHBOR_ADVERT) => {
                 self.handle_ndisc(port, pc, ours, eth, &ip, now, out)
             }
@@ -496,7 +496,7 @@ impl HostStack {
         pc: &PortConfig,
         ours: Ipv6Cidr,
         eth: &EthernetHeader,
-        ip: &Ipv6Packet<'_>,
+        ip: &Ipv6Packet<&'_ [u8]>,
         now: Instant,
         out: &mut HostOutput,
     ) -> Handled {

@@ -2,10 +2,10 @@
 //! errors "destination unreachable / fragmentation needed" (RFC 792, RFC 1191 §4) and
 //! "packet too big" (RFC 4443 §3.2) that the data plane sends for oversized DF packets.
 
-use crate::checksum::{self, PROTO_ICMP, PROTO_ICMPV6};
-use crate::ether::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
-use crate::ipv4::{self, Ipv4Packet, Ipv4Repr};
-use crate::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use espada_wire::checksum::{self, PROTO_ICMP, PROTO_ICMPV6};
+use espada_wire::ether::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
+use espada_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use espada_wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// ICMP Echo Reply type (RFC 792).
@@ -53,17 +53,17 @@ pub enum EchoError {
 /// identifier, sequence number and data kept, ICMP checksum recomputed. The frame goes from
 /// `our_mac` to `peer_mac`. The caller checks that `request.dst` is one of our addresses.
 pub fn echo_reply_v4(
-    request: &Ipv4Packet<'_>,
+    request: &Ipv4Packet<&'_ [u8]>,
     our_mac: MacAddr,
     peer_mac: MacAddr,
 ) -> Result<Vec<u8>, EchoError> {
-    if request.protocol != PROTO_ICMP {
+    if request.protocol() != PROTO_ICMP {
         return Err(EchoError::NotIcmp);
     }
     if request.is_fragment() {
         return Err(EchoError::Fragment);
     }
-    let msg = request.payload;
+    let msg = request.payload();
     if msg.len() < ICMP_HEADER_LEN {
         return Err(EchoError::Truncated);
     }
@@ -73,7 +73,7 @@ pub fn echo_reply_v4(
     if checksum::checksum(msg) != 0 {
         return Err(EchoError::Checksum);
     }
-    if ipv4::is_bad_source(request.src) {
+    if ipv4::is_bad_source(request.src()) {
         return Err(EchoError::BadSource);
     }
     let mut f = Vec::with_capacity(ether::HEADER_LEN + ipv4::MIN_HEADER_LEN + msg.len());
@@ -84,13 +84,13 @@ pub fn echo_reply_v4(
     }
     .emit(&mut f);
     Ipv4Repr {
-        tos: request.tos,
-        ident: request.ident,
+        tos: request.tos(),
+        ident: request.ident(),
         dont_fragment: false,
         ttl: ipv4::DEFAULT_TTL,
         protocol: PROTO_ICMP,
-        src: request.dst,
-        dst: request.src,
+        src: request.dst(),
+        dst: request.src(),
     }
     .emit(msg.len(), &mut f)
     .ok_or(EchoError::Truncated)?;
@@ -111,24 +111,24 @@ pub fn echo_reply_v4(
 /// traffic class kept, identifier, sequence number and data kept, checksum recomputed over the
 /// new pseudo-header (§2.3). Requests behind extension headers are not answered.
 pub fn echo_reply_v6(
-    request: &Ipv6Packet<'_>,
+    request: &Ipv6Packet<&'_ [u8]>,
     our_mac: MacAddr,
     peer_mac: MacAddr,
 ) -> Result<Vec<u8>, EchoError> {
-    if request.next_header != PROTO_ICMPV6 {
+    if request.next_header() != PROTO_ICMPV6 {
         return Err(EchoError::NotIcmp);
     }
-    let msg = request.payload;
+    let msg = request.payload();
     if msg.len() < ICMP_HEADER_LEN {
         return Err(EchoError::Truncated);
     }
     if msg[0] != ICMPV6_ECHO_REQUEST {
         return Err(EchoError::NotEchoRequest(msg[0]));
     }
-    if !checksum::verify_icmpv6(request.src, request.dst, msg) {
+    if !checksum::verify_icmpv6(request.src(), request.dst(), msg) {
         return Err(EchoError::Checksum);
     }
-    if ipv6::is_bad_source(request.src) {
+    if ipv6::is_bad_source(request.src()) {
         return Err(EchoError::BadSource);
     }
     let mut f = Vec::with_capacity(ether::HEADER_LEN + ipv6::HEADER_LEN + msg.len());
@@ -139,11 +139,11 @@ pub fn echo_reply_v6(
     }
     .emit(&mut f);
     Ipv6Repr {
-        traffic_class: request.traffic_class,
+        traffic_class: request.traffic_class(),
         next_header: PROTO_ICMPV6,
         hop_limit: ipv6::DEFAULT_HOP_LIMIT,
-        src: request.dst,
-        dst: request.src,
+        src: request.dst(),
+        dst: request.src(),
     }
     .emit(msg.len(), &mut f)
     .ok_or(EchoError::Truncated)?;
@@ -151,7 +151,8 @@ pub fn echo_reply_v6(
     f.extend_from_slice(msg);
     f[start] = ICMPV6_ECHO_REPLY;
     f[start + 1] = 0;
-    let c = checksum::icmpv6(request.dst, request.src, &f[start..]).ok_or(EchoError::Truncated)?;
+    let c =
+        checksum::icmpv6(request.dst(), request.src(), &f[start..]).ok_or(EchoError::Truncated)?;
     f[start + 2..start + 4].copy_from_slice(&c.to_be_bytes());
     Ok(f)
 }
@@ -194,20 +195,20 @@ pub fn frag_needed_v4(
     if next_hop_mtu < 68 {
         return Err(ErrorRefused::MtuTooSmall);
     }
-    if p.frag_offset != 0 {
+    if p.frag_offset() != 0 {
         return Err(ErrorRefused::NonFirstFragment);
     }
-    if p.protocol == PROTO_ICMP && p.payload.first().is_some_and(|&t| is_icmpv4_error(t)) {
+    if p.protocol() == PROTO_ICMP && p.payload().first().is_some_and(|&t| is_icmpv4_error(t)) {
         return Err(ErrorRefused::AboutIcmpError);
     }
-    if ipv4::is_bad_source(p.src) {
+    if ipv4::is_bad_source(p.src()) {
         return Err(ErrorRefused::BadSource);
     }
-    if p.dst.is_broadcast() || p.dst.is_multicast() {
+    if p.dst().is_broadcast() || p.dst().is_multicast() {
         return Err(ErrorRefused::BroadcastDestination);
     }
     let quote_max = IPV4_ERROR_MAX - ipv4::MIN_HEADER_LEN - ICMP_HEADER_LEN;
-    let quote = &p.datagram[..p.datagram.len().min(quote_max)];
+    let quote = &p.datagram()[..p.datagram().len().min(quote_max)];
     let mut msg = Vec::with_capacity(ICMP_HEADER_LEN + quote.len());
     msg.extend_from_slice(&[ICMP_DEST_UNREACHABLE, CODE_FRAG_NEEDED, 0, 0, 0, 0]);
     msg.extend_from_slice(&next_hop_mtu.to_be_bytes());
@@ -221,7 +222,7 @@ pub fn frag_needed_v4(
         ttl: ipv4::DEFAULT_TTL,
         protocol: PROTO_ICMP,
         src,
-        dst: p.src,
+        dst: p.src(),
     }
     .emit(msg.len(), out)
     .ok_or(ErrorRefused::Malformed)?;
@@ -232,8 +233,8 @@ pub fn frag_needed_v4(
 /// Follows IPv6 extension headers (RFC 8200 §4) to the upper-layer header. Returns the
 /// upper-layer protocol and its bytes, or `None` when it is unreachable (truncated chain,
 /// non-first fragment, too many headers).
-fn upper_layer_v6<'a>(p: &Ipv6Packet<'a>) -> Option<(u8, &'a [u8])> {
-    let (mut nh, mut rest) = (p.next_header, p.payload);
+fn upper_layer_v6<'a>(p: &Ipv6Packet<&'a [u8]>) -> Option<(u8, &'a [u8])> {
+    let (mut nh, mut rest) = (p.next_header(), p.payload_ref());
     for _ in 0..8 {
         let len = match nh {
             0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
@@ -273,23 +274,23 @@ pub fn packet_too_big_v6(
     {
         return Err(ErrorRefused::AboutIcmpError);
     }
-    if ipv6::is_bad_source(p.src) {
+    if ipv6::is_bad_source(p.src()) {
         return Err(ErrorRefused::BadSource);
     }
     let quote_max = IPV6_ERROR_MAX - ipv6::HEADER_LEN - ICMP_HEADER_LEN;
-    let quote = &p.packet[..p.packet.len().min(quote_max)];
+    let quote = &p.packet()[..p.packet().len().min(quote_max)];
     let mut msg = Vec::with_capacity(ICMP_HEADER_LEN + quote.len());
     msg.extend_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0]);
     msg.extend_from_slice(&mtu.to_be_bytes());
     msg.extend_from_slice(quote);
-    let c = checksum::icmpv6(src, p.src, &msg).ok_or(ErrorRefused::Malformed)?;
+    let c = checksum::icmpv6(src, p.src(), &msg).ok_or(ErrorRefused::Malformed)?;
     msg[2..4].copy_from_slice(&c.to_be_bytes());
     Ipv6Repr {
         traffic_class: 0,
         next_header: PROTO_ICMPV6,
         hop_limit: ipv6::DEFAULT_HOP_LIMIT,
         src,
-        dst: p.src,
+        dst: p.src(),
     }
     .emit(msg.len(), out)
     .ok_or(ErrorRefused::Malformed)?;

@@ -7,9 +7,8 @@
 //! No DPDK, no sockets, no unsafe code, and no panics on any input.
 //!
 //! Module map (one concept per file):
-//! - [`ether`]: Ethernet II header and [`ether::MacAddr`] (RFC 894).
-//! - [`checksum`]: Internet checksum (RFC 1071, RFC 1624) and pseudo-headers.
-//! - [`ipv4`], [`ipv6`]: IP header views and emitters (RFC 791, RFC 8200).
+//! - Ethernet, IPv4 and IPv6 headers and the checksum: `espada-wire` (shared with the ESP engine
+//!   and the data plane).
 //! - [`arp`]: ARP packets, replies, requests, gratuitous ARP (RFC 826, RFC 5227).
 //! - [`ndisc`]: Neighbor Solicitation / Advertisement (RFC 4861).
 //! - [`icmp`]: echo replies and path-MTU errors (RFC 792, RFC 1191, RFC 4443).
@@ -20,7 +19,7 @@
 //! ```
 //! use espada_hostpath::{HostConfig, HostOutput, HostStack, Handled, PortConfig, PortRole};
 //! use espada_hostpath::host::Ipv4Cidr;
-//! use espada_hostpath::ether::MacAddr;
+//! use espada_wire::MacAddr;
 //! use std::time::Instant;
 //!
 //! let port = |last, ip: [u8; 4]| PortConfig {
@@ -54,18 +53,14 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
-pub mod checksum;
 pub mod counters;
-pub mod ether;
 pub mod host;
 pub mod icmp;
-pub mod ipv4;
-pub mod ipv6;
 pub mod ndisc;
 pub mod neighbor;
 
 pub use counters::{Counters, IgnoreReason};
-pub use ether::MacAddr;
+pub use espada_wire::MacAddr;
 pub use host::{
     Handled, HostConfig, HostEvent, HostOutput, HostStack, Outgoing, PortConfig, PortRole,
 };

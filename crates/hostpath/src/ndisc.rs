@@ -2,9 +2,9 @@
 //! Advertisement parsing with the §7.1.1/§7.1.2 validity checks, NA answers (§7.2.4) and NS
 //! requests (§7.2.2) with link-layer address options (§4.6.1, RFC 2464 §8).
 
-use crate::checksum::{self, PROTO_ICMPV6};
-use crate::ether::{self, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
-use crate::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use espada_wire::checksum::{self, PROTO_ICMPV6};
+use espada_wire::ether::{self, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
+use espada_wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use std::net::Ipv6Addr;
 
 /// ICMPv6 type of a Neighbor Solicitation (RFC 4861 §4.3).
@@ -113,22 +113,22 @@ pub enum NdiscError {
 
 /// Parses and validates an NS or NA carried directly (no extension headers) in `ip`,
 /// applying every receive check of RFC 4861 §7.1.1 (NS) and §7.1.2 (NA).
-pub fn parse(ip: &Ipv6Packet<'_>) -> Result<NdiscMessage, NdiscError> {
-    if ip.next_header != PROTO_ICMPV6 {
+pub fn parse(ip: &Ipv6Packet<&'_ [u8]>) -> Result<NdiscMessage, NdiscError> {
+    if ip.next_header() != PROTO_ICMPV6 {
         return Err(NdiscError::NotIcmpv6);
     }
-    let msg = ip.payload;
+    let msg = ip.payload();
     let ty = *msg.first().ok_or(NdiscError::Truncated)?;
     if ty != TYPE_NEIGHBOR_SOLICIT && ty != TYPE_NEIGHBOR_ADVERT {
         return Err(NdiscError::NotNdisc(ty));
     }
-    if ip.hop_limit != ND_HOP_LIMIT {
-        return Err(NdiscError::HopLimit(ip.hop_limit));
+    if ip.hop_limit() != ND_HOP_LIMIT {
+        return Err(NdiscError::HopLimit(ip.hop_limit()));
     }
     if msg.len() < MESSAGE_LEN {
         return Err(NdiscError::Truncated);
     }
-    if !checksum::verify_icmpv6(ip.src, ip.dst, msg) {
+    if !checksum::verify_icmpv6(ip.src(), ip.dst(), msg) {
         return Err(NdiscError::Checksum);
     }
     if msg[1] != 0 {
@@ -142,25 +142,25 @@ pub fn parse(ip: &Ipv6Packet<'_>) -> Result<NdiscMessage, NdiscError> {
     }
     let (source_ll, target_ll) = parse_options(&msg[MESSAGE_LEN..])?;
     if ty == TYPE_NEIGHBOR_SOLICIT {
-        if ip.src.is_unspecified()
-            && (ip.dst != ipv6::solicited_node(target) || source_ll.is_some())
+        if ip.src().is_unspecified()
+            && (ip.dst() != ipv6::solicited_node(target) || source_ll.is_some())
         {
             return Err(NdiscError::BadDad);
         }
         Ok(NdiscMessage::Solicit(NeighborSolicit {
-            src: ip.src,
-            dst: ip.dst,
+            src: ip.src(),
+            dst: ip.dst(),
             target,
             source_ll,
         }))
     } else {
         let flags = NaFlags::from_byte(msg[4]);
-        if ip.dst.is_multicast() && flags.solicited {
+        if ip.dst().is_multicast() && flags.solicited {
             return Err(NdiscError::SolicitedToMulticast);
         }
         Ok(NdiscMessage::Advert(NeighborAdvert {
-            src: ip.src,
-            dst: ip.dst,
+            src: ip.src(),
+            dst: ip.dst(),
             flags,
             target,
             target_ll,
@@ -387,7 +387,7 @@ mod tests {
         let mut x = f.clone();
         x[14 + 40 + 25] = 0;
         let ip = Ipv6Packet::parse(&x[14..]).unwrap();
-        let c = checksum::icmpv6(ip.src, ip.dst, ip.payload).unwrap();
+        let c = checksum::icmpv6(ip.src(), ip.dst(), ip.payload()).unwrap();
         x[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&c.to_be_bytes());
         assert_eq!(parse_frame(&x), Err(NdiscError::BadOption));
     }

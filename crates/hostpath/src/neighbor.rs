@@ -4,7 +4,7 @@
 //!
 //! Time is passed in (`now`), so the cache is deterministic under a fake clock.
 
-use crate::ether::MacAddr;
+use espada_wire::ether::MacAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

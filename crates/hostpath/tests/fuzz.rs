@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use espada_hostpath::ether::EthernetHeader;
-use espada_hostpath::ipv4::Ipv4Packet;
-use espada_hostpath::ipv6::Ipv6Packet;
 use espada_hostpath::{Handled, HostOutput, HostStack, PortRole, arp, icmp, ndisc};
+use espada_wire::ether::EthernetHeader;
+use espada_wire::ipv4::Ipv4Packet;
+use espada_wire::ipv6::Ipv6Packet;
 use etherparse::ArpOperation;
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -93,10 +93,10 @@ fn check_output(h: &HostStack, out: &HostOutput) -> Result<(), String> {
             }
             0x86dd => {
                 let ip = Ipv6Packet::parse(payload).map_err(|e| format!("{e:?}"))?;
-                if !ind_icmpv6_ok(ip.src, ip.dst, ip.payload) {
+                if !ind_icmpv6_ok(ip.src(), ip.dst(), ip.payload()) {
                     return Err("bad ICMPv6 checksum".into());
                 }
-                if ip.dst.is_multicast() != eth.dst.is_multicast() {
+                if ip.dst().is_multicast() != eth.dst.is_multicast() {
                     return Err("multicast mismatch".into());
                 }
             }
@@ -192,11 +192,11 @@ proptest! {
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
         let _ = arp::ArpPacket::parse(&bytes);
         let _ = EthernetHeader::parse(&bytes);
-        if let Ok(p) = Ipv4Packet::parse(&bytes) {
-            prop_assert!(p.datagram.len() <= bytes.len());
-            prop_assert_eq!(ind_checksum(&[p.header]), 0);
+        if let Ok(p) = Ipv4Packet::parse(&bytes[..]) {
+            prop_assert!(p.datagram().len() <= bytes.len());
+            prop_assert_eq!(ind_checksum(&[p.header()]), 0);
         }
-        if let Ok(ip) = Ipv6Packet::parse(&bytes)
+        if let Ok(ip) = Ipv6Packet::parse(&bytes[..])
             && let Ok(ndisc::NdiscMessage::Solicit(ns)) = ndisc::parse(&ip)
         {
             prop_assert!(!ns.target.is_multicast());
@@ -223,7 +223,7 @@ proptest! {
             if icmp::packet_too_big_v6(OUT_V6, &bytes, mtu, &mut out).is_ok() {
                 prop_assert!(out.len() <= 1280 && out.len() >= 48);
                 let ip = Ipv6Packet::parse(&out).unwrap();
-                prop_assert!(ind_icmpv6_ok(ip.src, ip.dst, ip.payload));
+                prop_assert!(ind_icmpv6_ok(ip.src(), ip.dst(), ip.payload()));
             } else {
                 prop_assert!(out.is_empty());
             }

@@ -351,7 +351,7 @@ fn builders_round_trip_through_our_parser() {
     assert_eq!(nd.dst, PEER_V6, "unicast NS goes to the target itself");
     assert_eq!(nd.eth_dst, PEER_MAC.0);
     assert!(nd.checksum_ok);
-    let ip = espada_hostpath::ipv6::Ipv6Packet::parse(&f[14..]).unwrap();
+    let ip = espada_wire::ipv6::Ipv6Packet::parse(&f[14..]).unwrap();
     let ndisc::NdiscMessage::Solicit(ns) = ndisc::parse(&ip).unwrap() else {
         panic!("not NS");
     };

@@ -40,20 +40,8 @@ impl Default for PortConfig {
     }
 }
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl std::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
+/// An Ethernet MAC address (`espada-wire`'s: one MAC type for the whole appliance).
+pub use espada_wire::MacAddr;
 
 /// Link state of a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! an independent SA object.
 #![allow(dead_code)]
 
+use espada_wire::MacAddr;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -64,13 +65,13 @@ fn sa_cfg(spi: u32, dir: Direction, local: &str, remote: &str, udp: bool) -> SaC
 pub fn ports() -> [Iface; 2] {
     [
         Iface {
-            mac: BOX_OUT_MAC,
+            mac: MacAddr(BOX_OUT_MAC),
             ipv4: Some("198.51.100.1/24".parse().unwrap()),
             gateway4: Some(ip("198.51.100.254")),
             ..Default::default()
         },
         Iface {
-            mac: BOX_IN_MAC,
+            mac: MacAddr(BOX_IN_MAC),
             ipv4: Some("192.0.2.1/24".parse().unwrap()),
             ..Default::default()
         },
@@ -140,8 +141,8 @@ pub fn site_with_lifetime(workers: u16, udp: bool, limits: LifetimeLimits) -> Si
     lc.install_outbound(t, outb).unwrap();
     lc.apply_directly(&mut parts, now);
     lc.switch_outbound(t, SPI_OUT).unwrap();
-    lc.neighbour_learned(PortRole::Outside, ip("198.51.100.2"), PEER_MAC);
-    lc.neighbour_learned(PortRole::Inside, ip("192.0.2.10"), LAN_MAC);
+    lc.neighbour_learned(PortRole::Outside, ip("198.51.100.2"), MacAddr(PEER_MAC));
+    lc.neighbour_learned(PortRole::Inside, ip("192.0.2.10"), MacAddr(LAN_MAC));
     lc.apply_directly(&mut parts, now);
     while let Some(a) = lc.poll_ack() {
         a.result.expect("every set-up step is acknowledged");

@@ -66,7 +66,7 @@ pub fn v4_inner(payload: &[u8], tos: u8, df: bool) -> Vec<u8> {
     p.extend_from_slice(&[0x12, 0x34]);
     p.extend_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
     p.extend_from_slice(&[63, 17, 0, 0, 198, 18, 0, 1, 198, 19, 0, 7]);
-    let c = checksum::data(&p);
+    let c = checksum::checksum(&p);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35]);
     p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());

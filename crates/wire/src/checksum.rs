@@ -1,58 +1,71 @@
 //! The Internet checksum (RFC 1071), its incremental update (RFC 1624), and the pseudo-header
 //! sums used by UDP (RFC 768), ICMPv6 (RFC 4443 §2.3) and upper layers over IPv6 (RFC 8200 §8.1).
 //!
-//! Sums are carried as a `u32` "partial sum" that callers may chain; [`finish`] folds and
-//! complements it into the 16-bit checksum.
+//! A partial sum is a `u64` of unfolded 16-bit (or 32-bit) words: sums of pieces are chained
+//! with `+` (no overflow below 2^32 words), then [`fold`]ed to 16 bits or [`finish`]ed into the
+//! checksum value to store.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// IP protocol number of ICMP (RFC 792).
-pub const PROTO_ICMP: u8 = 1;
-/// IP protocol number of UDP (RFC 768).
-pub const PROTO_UDP: u8 = 17;
-/// IPv6 next-header value of ICMPv6 (RFC 4443).
-pub const PROTO_ICMPV6: u8 = 58;
+use crate::proto;
 
-/// Adds `data` to the running one's-complement partial sum `initial` (RFC 1071 §4.1), treating
-/// `data` as big-endian 16-bit words, an odd last byte padded with zero. The result is folded
-/// into 16 bits (but not complemented), so it can be chained without overflow.
-pub fn sum(data: &[u8], initial: u32) -> u32 {
-    let mut acc = u64::from(initial);
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+/// IP protocol number of ICMP (RFC 792).
+pub const PROTO_ICMP: u8 = proto::ICMP;
+/// IP protocol number of UDP (RFC 768).
+pub const PROTO_UDP: u8 = proto::UDP;
+/// IPv6 next-header value of ICMPv6 (RFC 4443).
+pub const PROTO_ICMPV6: u8 = proto::ICMPV6;
+
+/// The ones'-complement partial sum of `data` as big-endian 16-bit words, an odd last byte
+/// padded with zero (RFC 1071 §4.1), not folded: 32-bit words at a time, which folds to the
+/// same value.
+#[inline]
+pub fn sum(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
     }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 1 < rest.len() {
+        acc += u64::from(u16::from_be_bytes([rest[i], rest[i + 1]]));
+        i += 2;
     }
-    u32::from(fold64(acc))
+    if i < rest.len() {
+        acc += u64::from(rest[i]) << 8;
+    }
+    acc
 }
 
-fn fold64(mut acc: u64) -> u16 {
-    while acc > 0xffff {
+/// Folds a partial sum into 16 bits (not complemented).
+#[inline]
+pub fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    // Loop exit guarantees acc <= 0xffff.
     acc as u16
 }
 
-/// Folds a partial sum to 16 bits and complements it: the checksum value to store (RFC 1071).
-pub fn finish(partial: u32) -> u16 {
-    !fold64(u64::from(partial))
+/// Folds a partial sum and complements it: the checksum value to store (RFC 1071).
+#[inline]
+pub fn finish(acc: u64) -> u16 {
+    !fold(acc)
 }
 
-/// The Internet checksum of `data` (RFC 1071). Summing a message that already contains its
-/// correct checksum yields 0 from this function.
+/// The Internet checksum of `data` (RFC 1071). Over a message that already holds its correct
+/// checksum it is 0.
+#[inline]
 pub fn checksum(data: &[u8]) -> u16 {
-    finish(sum(data, 0))
+    finish(sum(data))
 }
 
 /// Incrementally updates checksum `old_checksum` after one 16-bit field changed from `old` to
 /// `new`, using RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, which never yields the -0 anomaly of
 /// RFC 1141.
+#[inline]
 pub fn update(old_checksum: u16, old: u16, new: u16) -> u16 {
-    let acc = u64::from(!old_checksum) + u64::from(!old) + u64::from(new);
-    !fold64(acc)
+    finish(u64::from(!old_checksum) + u64::from(!old) + u64::from(new))
 }
 
 /// Checksum of an IPv4 header (RFC 791 §3.1) with its checksum field (bytes 10-11) taken as zero.
@@ -61,29 +74,28 @@ pub fn ipv4_header(header: &[u8]) -> Option<u16> {
     if header.len() < 20 {
         return None;
     }
-    let partial = sum(&header[..10], 0);
-    Some(finish(sum(&header[12..], partial)))
+    Some(finish(sum(&header[..10]) + sum(&header[12..])))
 }
 
 /// Partial sum of the IPv4 pseudo-header (RFC 768): source, destination, zero, protocol, length.
-pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u32 {
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
     let mut p = [0u8; 12];
     p[0..4].copy_from_slice(&src.octets());
     p[4..8].copy_from_slice(&dst.octets());
     p[9] = protocol;
     p[10..12].copy_from_slice(&len.to_be_bytes());
-    sum(&p, 0)
+    sum(&p)
 }
 
 /// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1): source, destination, 32-bit
 /// upper-layer length, three zero bytes, next header.
-pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u32 {
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32) -> u64 {
     let mut p = [0u8; 40];
     p[0..16].copy_from_slice(&src.octets());
     p[16..32].copy_from_slice(&dst.octets());
     p[32..36].copy_from_slice(&len.to_be_bytes());
     p[39] = next_header;
-    sum(&p, 0)
+    sum(&p)
 }
 
 /// The UDP checksum over IPv4 (RFC 768) of `udp` (header and data, its checksum field taken as
@@ -94,9 +106,7 @@ pub fn udp_ipv4(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> Option<u16> {
     if udp.len() < 8 {
         return None;
     }
-    let partial = pseudo_header_v4(src, dst, PROTO_UDP, len);
-    let partial = sum(&udp[..6], partial);
-    let c = finish(sum(&udp[8..], partial));
+    let c = finish(pseudo_header_v4(src, dst, PROTO_UDP, len) + sum(&udp[..6]) + sum(&udp[8..]));
     Some(if c == 0 { 0xffff } else { c })
 }
 
@@ -109,7 +119,7 @@ pub fn verify_udp_ipv4(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> bool {
     if field == [0, 0] {
         return true;
     }
-    finish(sum(udp, pseudo_header_v4(src, dst, PROTO_UDP, len))) == 0
+    finish(pseudo_header_v4(src, dst, PROTO_UDP, len) + sum(udp)) == 0
 }
 
 /// The checksum of an upper-layer message over IPv6 (RFC 8200 §8.1) whose checksum field is at
@@ -129,8 +139,7 @@ pub fn upper_layer_v6(
         return None;
     }
     let partial = pseudo_header_v6(src, dst, next_header, len);
-    let partial = sum(&msg[..field], partial);
-    let c = finish(sum(&msg[end..], partial));
+    let c = finish(partial + sum(&msg[..field]) + sum(&msg[end..]));
     Some(if c == 0 && next_header == PROTO_UDP {
         0xffff
     } else {
@@ -156,7 +165,7 @@ pub fn verify_icmpv6(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> bool {
     let Ok(len) = u32::try_from(msg.len()) else {
         return false;
     };
-    msg.len() >= 4 && finish(sum(msg, pseudo_header_v6(src, dst, PROTO_ICMPV6, len))) == 0
+    msg.len() >= 4 && finish(pseudo_header_v6(src, dst, PROTO_ICMPV6, len) + sum(msg)) == 0
 }
 
 #[cfg(test)]
@@ -167,13 +176,14 @@ mod tests {
     fn rfc1071_example() {
         // RFC 1071 §3 example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(sum(&d, 0), 0xddf2);
+        assert_eq!(fold(sum(&d)), 0xddf2);
         assert_eq!(checksum(&d), !0xddf2);
     }
 
     #[test]
     fn odd_length_pads_with_zero() {
-        assert_eq!(sum(&[0x12, 0x34, 0x56], 0), 0x1234 + 0x5600);
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+        assert_eq!(fold(sum(&[0x01, 0x02, 0x03])), 0x0402);
         assert_eq!(checksum(&[]), 0xffff);
     }
 
