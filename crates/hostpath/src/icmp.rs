@@ -6,6 +6,7 @@ use espada_wire::checksum::{self, PROTO_ICMP, PROTO_ICMPV6};
 use espada_wire::ether::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader, MacAddr};
 use espada_wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use espada_wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use espada_wire::proto;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// ICMP Echo Reply type (RFC 792).
@@ -230,26 +231,28 @@ pub fn frag_needed_v4(
     Ok(())
 }
 
-/// Follows IPv6 extension headers (RFC 8200 §4) to the upper-layer header. Returns the
-/// upper-layer protocol and its bytes, or `None` when it is unreachable (truncated chain,
-/// non-first fragment, too many headers).
+/// Follows IPv6 extension headers (RFC 8200 §4, `espada_wire::ipv6::walk`) to the upper-layer
+/// header, through a first fragment's Fragment header and an AH (RFC 4302 §2.2: its length is
+/// in 4-octet units). Returns the upper-layer protocol and its bytes, or `None` when it is
+/// unreachable (truncated chain, non-first fragment, too many headers).
 fn upper_layer_v6<'a>(p: &Ipv6Packet<&'a [u8]>) -> Option<(u8, &'a [u8])> {
-    let (mut nh, mut rest) = (p.next_header(), p.payload_ref());
-    for _ in 0..8 {
-        let len = match nh {
-            0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
-            44 => {
-                let off = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]) >> 3;
-                if off != 0 {
+    const AH: u8 = 51;
+    let (pkt, len) = (p.packet_ref(), p.total_len());
+    let (mut off, mut nh) = p.upper_layer()?;
+    for _ in 0..ipv6::MAX_EXTENSION_HEADERS {
+        let skip = match nh {
+            proto::FRAGMENT => {
+                let f = pkt.get(off..off + 8)?;
+                if u16::from_be_bytes([f[2], f[3]]) >> 3 != 0 {
                     return None;
                 }
                 8
             }
-            51 => (usize::from(*rest.get(1)?) + 2) * 4,
-            _ => return Some((nh, rest)),
+            AH => (usize::from(*pkt.get(off + 1)?) + 2) * 4,
+            _ => return Some((nh, pkt.get(off..)?)),
         };
-        nh = *rest.first()?;
-        rest = rest.get(len..)?;
+        let next = *pkt.get(off)?;
+        (off, nh) = ipv6::walk(pkt, len, off + skip, next)?;
     }
     None
 }

@@ -205,10 +205,14 @@ pub fn set_traffic_class(h: &mut [u8], tc: u8) {
 /// than [`MAX_EXTENSION_HEADERS`]. A fragment header stops the walk and is returned as
 /// protocol [`proto::FRAGMENT`] at its own offset.
 pub fn upper_layer(pkt: &[u8], len: usize) -> Option<(usize, u8)> {
+    walk(pkt, len, HEADER_LEN, *pkt.get(field::NEXT_HEADER)?)
+}
+
+/// [`upper_layer`] from the header `next` at offset `off` (to continue past a header the
+/// caller handles itself, such as a first fragment's Fragment header).
+pub fn walk(pkt: &[u8], len: usize, mut off: usize, mut next: u8) -> Option<(usize, u8)> {
     use proto::{DEST_OPTS, FRAGMENT, HOP_BY_HOP, ROUTING};
     let len = len.min(pkt.len());
-    let mut off = HEADER_LEN;
-    let mut next = *pkt.get(field::NEXT_HEADER)?;
     for _ in 0..MAX_EXTENSION_HEADERS {
         match next {
             HOP_BY_HOP | ROUTING | DEST_OPTS => {
