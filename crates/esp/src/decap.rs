@@ -12,8 +12,9 @@
 //! ECN) still advances the window: its sequence number was really sent by the peer.
 //!
 //! Outer addresses are not checked against the SA (NAT-T and MOBIKE move them); the SA is
-//! found by SPI. The outer IPv4 header checksum is verified; outer IPv6 extension headers are
-//! not walked (such packets are [`DropReason::NotEsp`]). UDP-encapsulated ESP (RFC 3948) is
+//! found by SPI. The outer IPv4 header checksum is verified; outer IPv6 hop-by-hop, routing
+//! and destination options headers are walked (`espada_wire::ipv6::upper_layer`), a fragment
+//! is [`DropReason::OuterFragment`] (reassembly comes first). UDP-encapsulated ESP (RFC 3948) is
 //! accepted on any SA and its UDP checksum is ignored (RFC 3948 §3.2 allows it).
 
 use espada_buf::PacketBuf;
