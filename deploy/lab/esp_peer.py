@@ -4,7 +4,7 @@
 Every sub-command prints JSON lines on stdout. Receivers print {"ready": true} once sniffing.
 
   send-esp   seal inner packets with a scapy SecurityAssociation and send them (optionally
-             as outer fragments, in order or reversed)
+             as outer fragments, in order or reversed, or damaged: incomplete or overlapping)
   recv-esp   sniff ESP (raw or UDP 4500), open it with a scapy SA, print the inner packets
   send-clear send cleartext IPv4/IPv6 UDP packets
   recv-clear sniff cleartext packets from a source, print them
@@ -56,7 +56,7 @@ def cmd_send_esp(args):
     if args.replay:
         pkts.append(pkts[-1])
     if args.fragment:
-        pkts = [f for p in pkts for f in fragments(p, args.fragment, args.reverse)]
+        pkts = [f for p in pkts for f in damaged(fragments(p, args.fragment, args.reverse), args.damage)]
     for p in pkts:
         send(p, iface=args.iface)
 
@@ -71,6 +71,17 @@ def fragments(p, size, reverse):
     else:
         frags = fragment(p, fragsize=size)
     return list(reversed(frags)) if reverse else frags
+
+
+def damaged(frags, how):
+    """The fragments of one packet as `--damage` spoils them: `drop-last` leaves the final
+    piece out (the datagram never completes), `duplicate` sends the second piece twice (an
+    overlap, RFC 5722)."""
+    if how == "drop-last":
+        return frags[:-1]
+    if how == "duplicate":
+        return frags[:2] + frags[1:]
+    return frags
 
 
 def is_esp_from(p, src):
@@ -171,6 +182,8 @@ def main():
         p.add_argument("--fragment", type=int, default=0,
                        help="send-esp: cut each outer packet into fragments of at most N bytes")
         p.add_argument("--reverse", action="store_true", help="send-esp: fragments last first")
+        p.add_argument("--damage", choices=["drop-last", "duplicate"],
+                       help="send-esp --fragment: leave the last fragment out, or send the second twice")
     args = ap.parse_args()
     {"send-esp": cmd_send_esp, "recv-esp": cmd_recv_esp, "send-clear": cmd_send_clear,
      "recv-clear": cmd_recv_clear, "send-junk": cmd_send_junk}[args.cmd](args)

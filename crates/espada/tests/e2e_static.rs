@@ -203,9 +203,10 @@ fn nat_t_carries_ipv4_and_ipv6_both_ways_byte_exact_logging_json() {
 }
 
 #[test]
-fn esp_fragmented_by_the_peer_is_reassembled_and_reaches_the_lan_byte_exact() {
+fn esp_fragmented_by_the_peer_is_reassembled_incomplete_and_overlapping_sets_are_counted() {
     // IPv6 outer: af_packet hands espada the fragments (the kernel's fanout defragments only
-    // IPv4); raw ESP and NAT-T, fragments in order and reversed.
+    // IPv4: crates/dataplane/tests/fragments_on_dpdk.rs has IPv4 on ring ports); raw ESP and
+    // NAT-T, fragments in order and reversed, then an incomplete and an overlapping set.
     for (tag, udp) in [("frag6", false), ("frag6u", true)] {
         let mut lab = Lab::start(
             tag,
@@ -231,6 +232,76 @@ fn esp_fragmented_by_the_peer_is_reassembled_and_reaches_the_lan_byte_exact() {
         for r in ["outer_fragment", "reassembly_overlap", "other_protocol"] {
             assert_eq!(d.total[r], 0, "{r}: {:?}", d.total);
         }
+        // Damaged: one datagram without its last fragment (incomplete), one with its second
+        // fragment twice (an overlap drops the whole datagram, RFC 5722).
+        let key = lab.key("peer", "in");
+        for (seq, damage) in [("21", "drop-last"), ("22", "duplicate")] {
+            let mut args = vec![
+                "send-esp",
+                "--iface",
+                "peer0",
+                "--spi",
+                "0x1000",
+                "--key",
+                path_str(&key),
+                "--src",
+                lab.peer_outer,
+                "--dst",
+                lab.box_outer,
+                "--inner-src",
+                "203.0.113.5",
+                "--inner-dst",
+                "192.0.2.10",
+                "--count",
+                "1",
+                "--seq-start",
+                seq,
+                "--size",
+                "1200",
+                "--fragment",
+                "400",
+                "--damage",
+                damage,
+            ];
+            if udp {
+                args.push("--udp");
+            }
+            tool(&lab.peer, &args);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lab.drops().total["reassembly_overlap"] < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                lab.drops().total
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // Past the 2 s timeout a new datagram takes the incomplete one's slot back: counted.
+        std::thread::sleep(std::time::Duration::from_millis(2300));
+        peer_to_lan_with(
+            &lab,
+            "203.0.113.5",
+            "192.0.2.10",
+            1,
+            31,
+            &["--size", "1200", "--fragment", "400"],
+        );
+        let timeouts = || -> u64 {
+            lab.workers()
+                .iter()
+                .map(|w| w.counters["reassembly_timeouts"])
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while timeouts() < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the incomplete datagram timed out"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(lab.drops().total["reassembly_overlap"], 1);
         let (st, log) = lab.stop();
         assert!(st.success(), "{log}");
         assert!(log.contains("mbufs_in_use=0"), "every mbuf back: {log}");
