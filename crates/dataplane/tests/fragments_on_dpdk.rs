@@ -2,7 +2,7 @@
 //! handoff rings, mbufs from one pool) — the IPv4 case the namespace e2e cannot show, because
 //! an af_packet port's kernel socket reassembles IPv4 before espada sees it.
 //!
-//! - Outer IPv4 fragments of ESP, in order and reversed, each fragment of a datagram on the
+//! - Outer IPv4 fragments of ESP and of ESP in UDP (NAT-T), in order and reversed, each fragment of a datagram on the
 //!   other worker's RX queue (as a NIC hashing L4 ports would spread them): every datagram
 //!   reaches the LAN byte-exact, once.
 //! - A datagram missing a fragment times out (counted once its slot is taken back); a
@@ -34,12 +34,15 @@ use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_dataplane::tables::Iface;
 use espada_dataplane::tunnels::Fragmentation;
 use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
+use espada_esp::sa::NattPorts;
 use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
 const BOX: [u8; 4] = [198, 51, 100, 1];
 const PEER: [u8; 4] = [198, 51, 100, 2];
 const LAN_HOST: [u8; 4] = [192, 0, 2, 10];
 const REMOTE_HOST: [u8; 4] = [203, 0, 113, 5];
+const PEER_NATT: [u8; 4] = [198, 51, 100, 3];
+const NATT_HOST: [u8; 4] = [198, 18, 5, 5];
 const OUT_SPI: u32 = 0x2000_0001;
 const KEY_IN: [u8; 36] = [0x31; 36];
 const KEY_OUT: [u8; 36] = [0x32; 36];
@@ -210,7 +213,37 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     )
     .unwrap();
     lc.install_outbound(t, outb).unwrap();
+    // A second tunnel, NAT-T (ESP in UDP 4500), for inbound fragments of UDP datagrams.
+    let t_udp = lc
+        .add_tunnel(TunnelSpec {
+            name: "frag-natt".into(),
+            peer: IpAddr::from(PEER_NATT),
+            local: IpAddr::from(BOX),
+            policy: Policy {
+                local_ts: vec!["192.0.2.0/24".parse().unwrap()],
+                remote_ts: vec!["198.18.5.0/24".parse().unwrap()],
+            },
+            owner: Some(1),
+        })
+        .unwrap();
+    let spi_udp = lc.allocate_spi(t_udp).unwrap();
+    let natt = |mut c: SaConfig| {
+        c.natt = Some(NattPorts::default());
+        c
+    };
+    let inb = InboundSa::new(
+        natt(sa_cfg(spi_udp, Direction::Inbound, BOX, PEER_NATT)),
+        &KEY_IN,
+        Backend::Ring,
+    )
+    .unwrap();
+    lc.install_inbound(t_udp, inb).unwrap();
     lc.neighbour_learned(PortRole::Outside, IpAddr::from(PEER), MacAddr(PEER_MAC));
+    lc.neighbour_learned(
+        PortRole::Outside,
+        IpAddr::from(PEER_NATT),
+        MacAddr(PEER_MAC),
+    );
     lc.neighbour_learned(PortRole::Inside, IpAddr::from(LAN_HOST), MacAddr(LAN_MAC));
     let mut parts = parts;
     lc.apply_directly(&mut parts, Instant::now());
@@ -223,6 +256,12 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     let mut peer_keys = KeyCache::new(4);
     let mut seal = OutboundSa::new(
         sa_cfg(spi_in, Direction::Outbound, PEER, BOX),
+        &KEY_IN,
+        Backend::RustCrypto,
+    )
+    .unwrap();
+    let mut seal_udp = OutboundSa::new(
+        natt(sa_cfg(spi_udp, Direction::Outbound, PEER_NATT, BOX)),
         &KEY_IN,
         Backend::RustCrypto,
     )
@@ -318,20 +357,28 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     let _guard = StopOnDrop(stop.clone());
     let sum = |c: Counter| stats.iter().map(|s| s.get(c)).sum::<u64>();
 
-    // ESP of a 1,200-byte packet from the remote host, as the peer sends it.
-    let inbound = |seal: &mut OutboundSa, keys: &mut KeyCache, n: u32| {
+    // ESP of a 1,200-byte packet from a remote host, as the peer sends it.
+    let inbound_from = |seal: &mut OutboundSa, keys: &mut KeyCache, n: u32, from: [u8; 4]| {
         let mut payload = n.to_be_bytes().to_vec();
         payload.resize(1200, n as u8);
-        let inner = ipv4_udp(REMOTE_HOST, LAN_HOST, 7, 9, &payload);
+        let inner = ipv4_udp(from, LAN_HOST, 7, 9, &payload);
         let mut esp = VecBuf::new(128, &inner, 64);
         seal.encap(keys, &mut esp).unwrap();
         (esp.data().to_vec(), inner)
     };
+    let inbound = |seal: &mut OutboundSa, keys: &mut KeyCache, n: u32| {
+        inbound_from(seal, keys, n, REMOTE_HOST)
+    };
 
-    // 1. Complete datagrams, in three fragments spread over both RX queues.
+    // 1. Complete datagrams, raw ESP and NAT-T, in three fragments spread over both RX
+    //    queues.
     let mut want: Vec<Vec<u8>> = Vec::new();
     for n in 0..20u32 {
-        let (esp, inner) = inbound(&mut seal, &mut peer_keys, n);
+        let (esp, inner) = if n % 4 < 2 {
+            inbound(&mut seal, &mut peer_keys, n)
+        } else {
+            inbound_from(&mut seal_udp, &mut peer_keys, n, NATT_HOST)
+        };
         let mut frags = cut(&esp, &[400, 800]);
         if n % 2 == 1 {
             frags.reverse();
