@@ -38,8 +38,8 @@ mod validate;
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::{
     Admin, Algorithm, Appliance, Cores, Device, Dpd, DpdAction, Dpdk, Encapsulation, Fragmentation,
-    Lifetime, Logging, Negotiated, Polling, Port, Ports, Prefix, PrefixError, RekeyTiming, SaKeys,
-    SiteConfig, StartAction, StaticSa, Tunnel,
+    Lifetime, Logging, Negotiated, Neighbor, Polling, Port, Ports, Prefix, PrefixError,
+    RekeyTiming, SaKeys, SiteConfig, StartAction, StaticSa, Tunnel,
 };
 pub use negotiate::{
     DEFAULT_CHILD_LIFETIME, DEFAULT_DPD, DEFAULT_ESP, DEFAULT_IKE, DEFAULT_IKE_LIFETIME,
@@ -195,6 +195,9 @@ const KNOWN_KEYS: &[&str] = &[
     "gateway4",
     "gateway6",
     "mtu",
+    "neighbors",
+    "ip",
+    "mac",
     "tunnels",
     "peer",
     "encapsulation",

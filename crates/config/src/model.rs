@@ -93,6 +93,19 @@ pub struct Port {
     /// RX queues to poll (default: one per worker); fewer queues than workers means the
     /// packets of the other workers' SAs are handed to them over rings.
     pub rx_queues: Option<u16>,
+    /// Static neighbours (`neighbors`): next hops whose MAC is configured instead of resolved
+    /// with ARP / neighbour discovery (links where nothing answers, such as a benchmark's
+    /// `net_null` port, or an operator's static ARP entry).
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// A static neighbour of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    /// Its address, on the port's network.
+    pub ip: IpAddr,
+    /// Its MAC address (unicast).
+    pub mac: espada_wire::MacAddr,
 }
 
 /// A DPDK device: a PCI address or a virtual device string.

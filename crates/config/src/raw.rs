@@ -150,6 +150,15 @@ pub(crate) struct RawPort {
     pub mtu: Option<S<u32>>,
     #[serde(default)]
     pub rx_queues: Option<S<u16>>,
+    #[serde(default)]
+    pub neighbors: Option<S<Vec<S<RawNeighbor>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNeighbor {
+    pub ip: S<String>,
+    pub mac: S<String>,
 }
 
 #[derive(Deserialize)]

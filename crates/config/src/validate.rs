@@ -514,7 +514,93 @@ fn port(raw: &S<RawPort>, path: &str, cx: &mut Ctx<'_>) -> Option<Port> {
         gateway6: gateway6?,
         mtu,
         rx_queues: rx_queues(p, path, cx)?,
+        neighbors: neighbors(p, ipv4, ipv6, path, cx)?,
     })
+}
+
+/// A MAC address written `aa:bb:cc:dd:ee:ff` (or with `-`).
+fn parse_mac(s: &str) -> Option<espada_wire::MacAddr> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut b = [0u8; 6];
+    for (o, p) in b.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(espada_wire::MacAddr(b))
+}
+
+fn neighbors(
+    p: &RawPort,
+    ipv4: Option<Prefix>,
+    ipv6: Option<Prefix>,
+    path: &str,
+    cx: &mut Ctx<'_>,
+) -> Option<Vec<Neighbor>> {
+    let Some(list) = &p.neighbors else {
+        return Some(Vec::new());
+    };
+    let before = cx.diags.len();
+    let mut out: Vec<Neighbor> = Vec::new();
+    for (i, n) in list.value.iter().enumerate() {
+        let at = format!("{path}.neighbors[{i}]");
+        let ip = match n.value.ip.value.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                cx.error(
+                    &n.value.ip.referenced,
+                    &format!("{at}.ip"),
+                    format!("invalid address `{}`", n.value.ip.value),
+                    "expected an IPv4 or IPv6 address (no prefix length)",
+                    None,
+                );
+                continue;
+            }
+        };
+        let net = if ip.is_ipv4() { ipv4 } else { ipv6 };
+        if !net.is_some_and(|net| net.contains(ip)) {
+            cx.error(
+                &n.value.ip.referenced,
+                &format!("{at}.ip"),
+                format!("neighbour {ip} is not on the port's network"),
+                match net {
+                    Some(net) => format!("not in {}", net.network()),
+                    None => "the port has no address of that family".into(),
+                },
+                Some("a static neighbour is a next hop on the link".into()),
+            );
+            continue;
+        }
+        let mac = match parse_mac(&n.value.mac.value) {
+            Some(m) if m.is_unicast() => m,
+            _ => {
+                cx.error(
+                    &n.value.mac.referenced,
+                    &format!("{at}.mac"),
+                    format!("invalid MAC address `{}`", n.value.mac.value),
+                    "expected a unicast MAC address such as 02:00:00:00:00:04",
+                    None,
+                );
+                continue;
+            }
+        };
+        if out.iter().any(|o| o.ip == ip) {
+            cx.error(
+                &n.value.ip.referenced,
+                &format!("{at}.ip"),
+                format!("neighbour {ip} is listed twice"),
+                "one MAC per address",
+                None,
+            );
+            continue;
+        }
+        out.push(Neighbor { ip, mac });
+    }
+    (cx.diags.len() == before).then_some(out)
 }
 
 fn rx_queues(p: &RawPort, path: &str, cx: &mut Ctx<'_>) -> Option<Option<u16>> {

@@ -59,6 +59,7 @@ fn lab_example_parses_into_expected_values() {
             gateway6: Some(ip("2001:db8:1::fe")),
             mtu: 1500,
             rx_queues: None,
+            neighbors: vec![],
         }
     );
     assert_eq!(
@@ -378,4 +379,59 @@ fn a_static_key_file_others_can_read_is_warned_about_like_a_psk_file() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn static_neighbors_are_on_link_unicast_and_listed_once() {
+    let text = |neighbors: &str| {
+        format!(
+            "appliance: {{ name: t }}\ncores: {{ control: 0, workers: [1] }}\nports:\n  \
+             outside: {{ device: net_null0, ipv4: 198.51.100.1/24 }}\n  \
+             inside:\n    device: net_null1\n    ipv4: 192.0.2.1/24\n    ipv6: 2001:db8:a::1/64\n    neighbors:\n{neighbors}"
+        )
+    };
+    let ok = text(
+        "      - { ip: 192.0.2.10, mac: \"02:00:00:00:00:04\" }\n      - { ip: \"2001:db8:a::10\", mac: 02-00-00-00-00-05 }\n",
+    );
+    let c = espada_config::parse_str(&ok, "t.yaml", std::path::Path::new("."))
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.ports.inside.neighbors,
+        vec![
+            espada_config::Neighbor {
+                ip: ip("192.0.2.10"),
+                mac: espada_wire::MacAddr([2, 0, 0, 0, 0, 4])
+            },
+            espada_config::Neighbor {
+                ip: ip("2001:db8:a::10"),
+                mac: espada_wire::MacAddr([2, 0, 0, 0, 0, 5])
+            },
+        ]
+    );
+    for (entry, says) in [
+        (
+            "      - { ip: 198.51.100.9, mac: \"02:00:00:00:00:04\" }\n",
+            "neighbour 198.51.100.9 is not on the port's network",
+        ),
+        (
+            "      - { ip: 192.0.2.10, mac: \"01:00:5e:00:00:01\" }\n",
+            "invalid MAC address `01:00:5e:00:00:01`",
+        ),
+        (
+            "      - { ip: 192.0.2.10, mac: \"02:00:00:00:04\" }\n",
+            "invalid MAC address",
+        ),
+        (
+            "      - { ip: 192.0.2.10, mac: \"02:00:00:00:00:04\" }\n      - { ip: 192.0.2.10, mac: \"02:00:00:00:00:05\" }\n",
+            "neighbour 192.0.2.10 is listed twice",
+        ),
+    ] {
+        let err = espada_config::parse_str(&text(entry), "t.yaml", std::path::Path::new("."))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(says), "{entry}: {err}");
+        assert!(err.contains("ports.inside.neighbors["), "located: {err}");
+    }
 }

@@ -44,6 +44,9 @@ counters! {
     TxOutside = "tx_outside",
     /// Frames sent on the inside port.
     TxInside = "tx_inside",
+    /// Frames handed to another worker's TX queue of a port with fewer TX queues than
+    /// senders (that worker counts them as transmitted when it sends them).
+    TxRelayed = "tx_relayed",
     /// ESP packets decapsulated (decrypted and verified).
     EspDecap = "esp_decap",
     /// ESP packets encapsulated.

@@ -33,10 +33,45 @@ pub struct HandoffPair<T> {
     pub outbound: T,
 }
 
+/// Where a sender's frames for one port go: its own TX queue, or a ring to the worker that
+/// owns one, for a port with fewer TX queues than workers and control thread (DPDK TX
+/// queues are not thread-safe).
+pub enum TxPath {
+    /// Its own TX queue.
+    Queue(TxQueue),
+    /// A ring drained by the worker that sends on its queue ([`WorkerInputs::relay`]).
+    Relay(RingProducer),
+}
+
+impl TxPath {
+    /// Sends (or relays) the frames of `burst` and empties it: `(sent, lost)`. The driver's
+    /// refusal or a full relay ring loses the rest.
+    #[inline]
+    pub fn tx_or_drop<const N: usize>(&mut self, burst: &mut Burst<N>) -> (usize, usize) {
+        match self {
+            TxPath::Queue(q) => q.tx_or_drop(burst),
+            TxPath::Relay(r) => {
+                let n = burst.len();
+                r.enqueue_burst(burst);
+                let lost = burst.len();
+                burst.clear();
+                (n - lost, lost)
+            }
+        }
+    }
+
+    /// True for a relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self, TxPath::Relay(_))
+    }
+}
+
 /// Everything a worker reads from.
 pub struct WorkerInputs {
     /// RX queues it polls, with their port's role.
     pub rx: Vec<(PortRole, RxQueue)>,
+    /// Frames other senders relay through this worker's TX queue of a port ([`TxPath::Relay`]).
+    pub relay: Vec<(PortRole, RingConsumer)>,
     /// Handoff rings from each other worker.
     pub handoff: Vec<HandoffPair<RingConsumer>>,
     /// Commands from the control thread.
@@ -45,8 +80,8 @@ pub struct WorkerInputs {
 
 /// Everything a worker writes to.
 pub struct WorkerOutputs {
-    /// Its TX queue on each port, indexed by [`PortRole`].
-    pub tx: [TxQueue; 2],
+    /// Where it transmits on each port, indexed by [`PortRole`].
+    pub tx: [TxPath; 2],
     /// Handoff rings to each worker, indexed by worker (`None` for itself).
     pub handoff: Vec<Option<HandoffPair<RingProducer>>>,
     /// Punt rings to the control thread, indexed by the [`PortRole`] the frame came from.
@@ -143,12 +178,13 @@ impl WorkerOutputs {
         }
         match target {
             Target::Tx(r) => {
-                let (sent, lost) = self.tx[r as usize].tx_or_drop(b);
-                let c = if r == PortRole::Outside {
-                    Counter::TxOutside
-                } else {
-                    Counter::TxInside
+                let path = &mut self.tx[r as usize];
+                let c = match (path.is_relay(), r) {
+                    (true, _) => Counter::TxRelayed,
+                    (false, PortRole::Outside) => Counter::TxOutside,
+                    (false, PortRole::Inside) => Counter::TxInside,
                 };
+                let (sent, lost) = path.tx_or_drop(b);
                 stats.add(c, sent as u64);
                 stats.drop_n(Why::Dp(DpDrop::TxFull), lost as u64);
             }
@@ -268,6 +304,13 @@ impl Worker {
                         pipeline::inside_frame(&mut m, &mut cx)
                     };
                     outputs.dispatch(&mut pending, m, v, &mut cx);
+                }
+            }
+            for (role, ring) in inputs.relay.iter_mut() {
+                let n = ring.dequeue_burst(&mut rx);
+                work += n;
+                for m in rx.drain() {
+                    outputs.dispatch(&mut pending, m, Verdict::Tx(*role), &mut cx);
                 }
             }
             for pair in inputs.handoff.iter_mut() {

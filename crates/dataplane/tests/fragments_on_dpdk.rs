@@ -33,7 +33,7 @@ use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_dataplane::tables::Iface;
 use espada_dataplane::tunnels::Fragmentation;
-use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
+use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
 use espada_esp::sa::NattPorts;
 use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
@@ -327,13 +327,14 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
                     (PortRole::Outside, out_port.rx_queue(w16).unwrap()),
                     (PortRole::Inside, in_port.rx_queue(w16).unwrap()),
                 ],
+                relay: Vec::new(),
                 handoff: handoff_in.next().unwrap(),
                 commands: p.commands,
             },
             outputs: WorkerOutputs {
                 tx: [
-                    out_port.tx_queue(w16).unwrap(),
-                    in_port.tx_queue(w16).unwrap(),
+                    TxPath::Queue(out_port.tx_queue(w16).unwrap()),
+                    TxPath::Queue(in_port.tx_queue(w16).unwrap()),
                 ],
                 handoff: handoff_out.next().unwrap(),
                 punt: [p0, p1],

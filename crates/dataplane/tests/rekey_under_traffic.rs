@@ -30,7 +30,7 @@ use espada_dataplane::lifecycle::{Lifecycle, Op, Sizes, Ticket, TunnelSpec};
 use espada_dataplane::slab::Policy;
 use espada_dataplane::stats::{Counter, WorkerStats};
 use espada_dataplane::tables::Iface;
-use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
+use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
 use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
 const TUNNELS: u32 = 10_000;
@@ -328,13 +328,14 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
                     (PortRole::Outside, out_port.rx_queue(w16).unwrap()),
                     (PortRole::Inside, in_port.rx_queue(w16).unwrap()),
                 ],
+                relay: Vec::new(),
                 handoff: handoff_in.next().unwrap(),
                 commands: p.commands,
             },
             outputs: WorkerOutputs {
                 tx: [
-                    out_port.tx_queue(w16).unwrap(),
-                    in_port.tx_queue(w16).unwrap(),
+                    TxPath::Queue(out_port.tx_queue(w16).unwrap()),
+                    TxPath::Queue(in_port.tx_queue(w16).unwrap()),
                 ],
                 handoff: handoff_out.next().unwrap(),
                 punt: [p0, p1],

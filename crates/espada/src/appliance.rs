@@ -14,7 +14,7 @@ use espada_dataplane::PortRole;
 use espada_dataplane::events::{EVENT_RING, SampleBudget};
 use espada_dataplane::lifecycle::{Lifecycle, Sizes};
 use espada_dataplane::stats::WorkerStats;
-use espada_dataplane::worker::{HandoffPair, Worker, WorkerInputs, WorkerOutputs};
+use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
 use espada_hostpath::host::{Ipv4Cidr, Ipv6Cidr};
 use espada_hostpath::{HostConfig, HostStack, NeighborConfig};
 use espada_wire::MacAddr;
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::control::{Control, WorkerLink};
 use crate::ike_dp::LifecycleDp;
-use crate::plan::{NegotiatedTunnel, Plan, PlannedTunnel, plan};
+use crate::plan::{NegotiatedTunnel, Plan, PlannedTunnel, TxSlot, plan};
 use crate::unknown_spi::UnknownSpiLog;
 use espada_control::ControlPlane;
 use espada_ike::config::EndpointConfig;
@@ -41,7 +41,7 @@ const MBUF_DATA_ROOM: u16 = 2176;
 const MAX_MTU: u32 = MBUF_DATA_ROOM as u32 - 128 - 18;
 
 /// Mbufs the data plane can hold at once: every RX and TX descriptor of both ports, every
-/// handoff and punt ring full, every lcore's mempool cache (up to 1.5 × its size), and a burst
+/// handoff, TX relay and punt ring full, every lcore's mempool cache (up to 1.5 × its size), and a burst
 /// in flight per worker and port; rounded up to 2^k − 1 (DPDK's best pool size).
 fn mbufs_needed(queues: &[crate::plan::QueuePlan], workers: u32) -> u32 {
     let desc = PortConfig::default();
@@ -53,10 +53,20 @@ fn mbufs_needed(queues: &[crate::plan::QueuePlan], workers: u32) -> u32 {
         })
         .sum();
     let handoff = 2 * workers * workers.saturating_sub(1) * RING_MBUFS;
+    let relays: u32 = queues
+        .iter()
+        .map(|q| {
+            q.tx_by_sender
+                .iter()
+                .filter(|t| matches!(t, TxSlot::Relay(_)))
+                .count() as u32
+        })
+        .sum::<u32>()
+        * RING_MBUFS;
     let punt = 2 * workers * RING_MBUFS;
     let caches = (workers + 1) * POOL_CACHE * 3 / 2;
     let bursts = (workers + 1) * 4 * 32;
-    let n = ports + handoff + punt + caches + bursts;
+    let n = ports + handoff + relays + punt + caches + bursts;
     (n + 1).next_power_of_two() - 1
 }
 
@@ -181,6 +191,44 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     info!(args = %eal_args.join(" "), "initialising DPDK EAL");
     let eal = Eal::init(&eal_args).context("DPDK EAL initialisation failed")?;
     let nworkers = cfg.cores.workers.len();
+    let mut queues = queues;
+    let mut port_ids = [0u16; 2];
+    for role in PortRole::ALL {
+        let name = &port_names[role as usize];
+        let id = eal
+            .port_by_name(name)
+            .with_context(|| format!("{} port {name}", role.name()))?;
+        port_ids[role as usize] = id;
+        let (max_rx, max_tx) = Port::max_queues(&eal, id)
+            .with_context(|| format!("{} port {name}: device information", role.name()))?;
+        let q = &mut queues[role as usize];
+        let fitted = q.fit(max_rx, max_tx);
+        if fitted != *q {
+            let relayed: Vec<String> = fitted
+                .tx_by_sender
+                .iter()
+                .enumerate()
+                .filter_map(|(s, t)| match t {
+                    TxSlot::Relay(w) if s == nworkers => {
+                        Some(format!("control thread via worker {w}"))
+                    }
+                    TxSlot::Relay(w) => Some(format!("worker {s} via worker {w}")),
+                    TxSlot::Queue(_) => None,
+                })
+                .collect();
+            info!(
+                port = role.name(),
+                device = %name,
+                max_rx,
+                max_tx,
+                rx_queues = fitted.rx_queues,
+                tx_queues = fitted.tx_queues,
+                relayed = %relayed.join(", "),
+                "the port has fewer queues than workers and control thread: RX spreads to the SA owners by handoff, TX relays through the workers that own queues"
+            );
+            *q = fitted;
+        }
+    }
     let needed = mbufs_needed(&queues, nworkers as u32);
     let n = cfg.dpdk.mbufs.unwrap_or(needed);
     if n < needed {
@@ -212,9 +260,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     let mut ports: Vec<Port> = Vec::new();
     for role in PortRole::ALL {
         let name = &port_names[role as usize];
-        let id = eal
-            .port_by_name(name)
-            .with_context(|| format!("{} port {name}", role.name()))?;
+        let id = port_ids[role as usize];
         let q = &queues[role as usize];
         let pc = PortConfig {
             rx_queues: q.rx_queues,
@@ -243,6 +289,10 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         port.start()
             .with_context(|| format!("starting {} port {name}", role.name()))?;
         lc.set_port_mac(role, port.mac());
+        for n in &cfg_port(cfg, role).neighbors {
+            lc.neighbour_learned(role, n.ip, n.mac);
+            info!(port = role.name(), ip = %n.ip, mac = %n.mac, "static neighbour");
+        }
         info!(port = role.name(), device = %name, driver = %port.driver_name(), mac = %port.mac(), rx_queues = q.rx_queues, tx_queues = q.tx_queues, rss = port.rss(), mtu, "port up");
         ports.push(port);
     }
@@ -268,11 +318,37 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         }
     }
 
+    // TX relays: a ring from every sender without a TX queue of a port to the worker that
+    // sends for it. `tx_paths[role][sender]`, `relay_rx[worker]`.
+    let mut relay_rx: Vec<Vec<(PortRole, dpdk::RingConsumer)>> =
+        (0..nworkers).map(|_| Vec::new()).collect();
+    let mut tx_paths: [Vec<Option<TxPath>>; 2] = [Vec::new(), Vec::new()];
+    for role in PortRole::ALL {
+        for (sender, slot) in queues[role as usize].tx_by_sender.iter().enumerate() {
+            let path = match *slot {
+                TxSlot::Queue(q) => TxPath::Queue(ports[role as usize].tx_queue(q)?),
+                TxSlot::Relay(w) => {
+                    let (p, c) =
+                        MbufRing::pair(&eal, &format!("tr{}_{sender}", role as usize), RING_MBUFS)?;
+                    relay_rx[usize::from(w)].push((role, c));
+                    TxPath::Relay(p)
+                }
+            };
+            tx_paths[role as usize].push(Some(path));
+        }
+    }
+    let mut tx_path = |role: PortRole, sender: usize| {
+        tx_paths[role as usize][sender]
+            .take()
+            .context("every sender has one TX path per port")
+    };
+
     let negotiated = install_tunnels(&mut lc, &mut parts, tunnels)?;
     let (mut links, mut workers) = (Vec::new(), Vec::new());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    for (w, (mut tx_row, (rx_row, p))) in handoff_tx
+    for (w, ((mut tx_row, relay), (rx_row, p))) in handoff_tx
         .into_iter()
+        .zip(relay_rx)
         .zip(handoff_rx.into_iter().zip(parts))
         .enumerate()
     {
@@ -293,11 +369,15 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             id: q,
             inputs: WorkerInputs {
                 rx,
+                relay,
                 handoff: rx_row,
                 commands: p.commands,
             },
             outputs: WorkerOutputs {
-                tx: [ports[0].tx_queue(q)?, ports[1].tx_queue(q)?],
+                tx: [
+                    tx_path(PortRole::Outside, w)?,
+                    tx_path(PortRole::Inside, w)?,
+                ],
                 handoff: std::mem::take(&mut tx_row),
                 punt: [po, pi],
                 replies: p.replies,
@@ -321,7 +401,6 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
         });
     }
 
-    let ctl_q = nworkers as u16;
     let host = HostStack::new(HostConfig {
         outside: host_port(&cfg.ports.outside, lc.tables().ports[0].mac),
         inside: host_port(&cfg.ports.inside, lc.tables().ports[1].mac),
@@ -341,7 +420,10 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
     let mut control = Control::new(
         cp,
         links,
-        [ports[0].tx_queue(ctl_q)?, ports[1].tx_queue(ctl_q)?],
+        [
+            tx_path(PortRole::Outside, nworkers)?,
+            tx_path(PortRole::Inside, nworkers)?,
+        ],
         pool.clone(),
         host,
         UnknownSpiLog::new(cfg.logging.unknown_spi_interval),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dpdk::{Burst, Mempool, RingConsumer, TxQueue};
+use dpdk::{Burst, Mempool, RingConsumer};
 use espada_admin::{AdminError, AdminServer, Request, Response};
 use espada_buf::PacketBuf;
 use espada_control::{ControlPlane, Level, SpiCause};
@@ -30,6 +30,7 @@ use espada_dataplane::PortRole;
 use espada_dataplane::events::{Event, UnknownSpiClass};
 use espada_dataplane::pmtu::Report;
 use espada_dataplane::stats::WorkerStats;
+use espada_dataplane::worker::TxPath;
 use espada_esp::icmp::IcmpErrorKind;
 use espada_hostpath::{HostEvent, HostOutput, HostStack};
 use espada_ike::exchange::Transmit;
@@ -77,7 +78,7 @@ pub struct Control {
     /// Worker links.
     pub workers: Vec<WorkerLink>,
     /// The control TX queue of each port.
-    pub tx: [TxQueue; 2],
+    pub tx: [TxPath; 2],
     /// Pool for frames the control thread builds.
     pub pool: Mempool,
     /// The host stack (ARP, ND, ICMP echo).
@@ -104,7 +105,7 @@ impl Control {
     pub fn new(
         cp: ControlPlane<LifecycleDp>,
         workers: Vec<WorkerLink>,
-        tx: [TxQueue; 2],
+        tx: [TxPath; 2],
         pool: Mempool,
         host: HostStack,
         unknown: UnknownSpiLog,

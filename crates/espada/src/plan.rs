@@ -124,10 +124,64 @@ fn negotiated(
 pub struct QueuePlan {
     /// RX queues the port gets.
     pub rx_queues: u16,
-    /// TX queues: one per worker plus one for the control thread.
+    /// TX queues: one per worker plus one for the control thread, unless the port has fewer
+    /// ([`QueuePlan::fit`]).
     pub tx_queues: u16,
     /// For each worker, the RX queues it polls.
     pub rx_by_worker: Vec<Vec<u16>>,
+    /// For each sender — every worker, then the control thread — where it transmits.
+    pub tx_by_sender: Vec<TxSlot>,
+}
+
+/// Where one sender transmits on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxSlot {
+    /// On its own TX queue.
+    Queue(u16),
+    /// Through a ring to this worker, which sends on its own queue (the port has fewer TX
+    /// queues than senders; DPDK TX queues are not shared between threads).
+    Relay(u16),
+}
+
+impl QueuePlan {
+    /// The plan on a port that supports at most `max_rx` RX and `max_tx` TX queues (net_pcap,
+    /// a virtio port with one queue pair, many VFs): RX queues beyond `max_rx` are left out
+    /// and the rest spread over as many of the polling workers (the others' packets come by
+    /// handoff, as with `rx_queues`); senders beyond `max_tx` relay through worker
+    /// `sender % tx_queues`. Unchanged when the port has room.
+    pub fn fit(&self, max_rx: u16, max_tx: u16) -> QueuePlan {
+        let workers = self.rx_by_worker.len();
+        let rx_queues = self.rx_queues.min(max_rx.max(1));
+        let polling = self.rx_by_worker.iter().filter(|q| !q.is_empty()).count();
+        let pollers = polling.clamp(1, usize::from(rx_queues)) as u16;
+        let mut rx_by_worker = vec![Vec::new(); workers];
+        for q in 0..rx_queues {
+            rx_by_worker[usize::from(q % pollers)].push(q);
+        }
+        let tx_queues = self.tx_queues.min(max_tx.max(1));
+        let tx_by_sender = (0..=workers as u16)
+            .map(|s| {
+                if s < tx_queues {
+                    TxSlot::Queue(s)
+                } else {
+                    TxSlot::Relay(s % tx_queues)
+                }
+            })
+            .collect();
+        QueuePlan {
+            rx_queues,
+            tx_queues,
+            rx_by_worker,
+            tx_by_sender,
+        }
+    }
+
+    /// True when some sender relays through a worker.
+    pub fn relays(&self) -> bool {
+        self.tx_by_sender
+            .iter()
+            .any(|t| matches!(t, TxSlot::Relay(_)))
+    }
 }
 
 /// Everything derived from the configuration.
@@ -197,6 +251,7 @@ pub fn queue_plan(device: &Device, rx_queues: Option<u16>, workers: u16) -> Queu
         rx_queues: rxq,
         tx_queues,
         rx_by_worker,
+        tx_by_sender: (0..tx_queues).map(TxSlot::Queue).collect(),
     }
 }
 
@@ -380,7 +435,8 @@ mod tests {
             QueuePlan {
                 rx_queues: 2,
                 tx_queues: 3,
-                rx_by_worker: vec![vec![0], vec![1]]
+                rx_by_worker: vec![vec![0], vec![1]],
+                tx_by_sender: vec![TxSlot::Queue(0), TxSlot::Queue(1), TxSlot::Queue(2)],
             }
         );
         let q = queue_plan(&dev("net_ring0"), Some(1), 2);
@@ -389,7 +445,8 @@ mod tests {
             QueuePlan {
                 rx_queues: 1,
                 tx_queues: 3,
-                rx_by_worker: vec![vec![0], vec![]]
+                rx_by_worker: vec![vec![0], vec![]],
+                tx_by_sender: vec![TxSlot::Queue(0), TxSlot::Queue(1), TxSlot::Queue(2)],
             }
         );
         // af_packet: every fanout socket must be polled, one worker polls all with rx_queues 1.
@@ -399,11 +456,54 @@ mod tests {
             QueuePlan {
                 rx_queues: 3,
                 tx_queues: 3,
-                rx_by_worker: vec![vec![0, 1, 2], vec![]]
+                rx_by_worker: vec![vec![0, 1, 2], vec![]],
+                tx_by_sender: vec![TxSlot::Queue(0), TxSlot::Queue(1), TxSlot::Queue(2)],
             }
         );
         let q = queue_plan(&dev("net_af_packet0,iface=x"), None, 2);
         assert_eq!(q.rx_by_worker, vec![vec![0, 2], vec![1]]);
+    }
+
+    #[test]
+    fn a_port_with_fewer_queues_is_polled_by_fewer_workers_and_relays_tx() {
+        let full = queue_plan(&dev("net_pcap0,iface=x"), None, 3);
+        assert_eq!(full.fit(16, 16), full, "room: unchanged");
+        assert!(!full.relays());
+        // One queue pair (net_pcap): worker 0 polls it and sends for everyone.
+        let one = full.fit(1, 1);
+        assert_eq!(
+            (one.rx_queues, one.tx_queues, one.rx_by_worker.clone()),
+            (1, 1, vec![vec![0], vec![], vec![]])
+        );
+        assert_eq!(
+            one.tx_by_sender,
+            vec![
+                TxSlot::Queue(0),
+                TxSlot::Relay(0),
+                TxSlot::Relay(0),
+                TxSlot::Relay(0)
+            ]
+        );
+        assert!(one.relays());
+        // Two TX queues for three workers and the control thread.
+        let two = full.fit(2, 2);
+        assert_eq!(two.rx_by_worker, vec![vec![0], vec![1], vec![]]);
+        assert_eq!(
+            two.tx_by_sender,
+            vec![
+                TxSlot::Queue(0),
+                TxSlot::Queue(1),
+                TxSlot::Relay(0),
+                TxSlot::Relay(1)
+            ]
+        );
+        // Only the control thread lacks a queue.
+        let ctl = full.fit(3, 3);
+        assert_eq!(ctl.tx_by_sender[3], TxSlot::Relay(0));
+        assert_eq!(
+            ctl.tx_by_sender[..3],
+            [TxSlot::Queue(0), TxSlot::Queue(1), TxSlot::Queue(2)]
+        );
     }
 
     #[test]

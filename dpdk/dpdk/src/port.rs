@@ -115,6 +115,13 @@ impl std::fmt::Debug for Port {
 }
 
 impl Port {
+    /// The most RX and TX queues port `id` supports (`rte_eth_dev_info_get`), to plan with
+    /// before [`Port::configure`].
+    pub fn max_queues(_eal: &Eal, id: u16) -> Result<(u16, u16)> {
+        let info = dev_info(id)?;
+        Ok((info.max_rx_queues, info.max_tx_queues))
+    }
+
     /// Configures port `id` with `cfg`, receiving into `pool`. The port is not started.
     pub fn configure(eal: &Eal, id: u16, cfg: &PortConfig, pool: &Mempool) -> Result<Port> {
         if cfg.rx_queues == 0 || cfg.tx_queues == 0 || cfg.rx_queues > 64 || cfg.tx_queues > 64 {
