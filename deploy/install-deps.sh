@@ -5,6 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   libdpdk-dev dpdk-dev
+  libipsec-mb-dev # intel-ipsec-mb: the ipsec-mb AES-GCM backend (crates/ipsec-mb-sys)
   libclang-dev pkg-config gcc
   iproute2 ethtool iputils-ping iptables conntrack
   python3 python3-pip

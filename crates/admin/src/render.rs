@@ -206,13 +206,18 @@ fn render_sa(sa: &SaView, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "tunnel {}  {}  spi {} ({})  worker {}  {}  {}  {} -> {}",
+        "tunnel {}  {}  spi {} ({})  worker {}  {}{}  {}  {} -> {}",
         sa.tunnel,
         sa.direction.as_str(),
         spi_hex(sa.spi),
         sa.spi,
         sa.owner_worker,
         sa.algorithm,
+        if sa.crypto.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sa.crypto)
+        },
         sa.encapsulation,
         from,
         to

@@ -42,6 +42,9 @@ pub struct SaView {
     pub owner_worker: u32,
     /// ESP transform in IKE notation, e.g. `aes128gcm16`.
     pub algorithm: String,
+    /// The AES-GCM implementation (`ring`, `rustcrypto`, `ipsec-mb`).
+    #[serde(default)]
+    pub crypto: String,
     /// `"udp-4500"` (NAT-T) or `"esp"` (IP protocol 50).
     pub encapsulation: String,
     /// Local outer address.

@@ -299,6 +299,7 @@ fn sa_view_carries_no_key_material() {
         "replay_bitmap",
         "lifetime",
         "counters",
+        "crypto",
         "state",
     ];
     keys.sort_unstable();

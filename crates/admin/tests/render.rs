@@ -104,7 +104,7 @@ fn sa_block_has_both_directions_and_every_detail() {
     let text = render_table(&Response::Sa(common::sas()));
     // Inbound shows traffic peer -> us, outbound us -> peer.
     assert!(text.contains(
-        "tunnel site-b  inbound  spi 0x00001000 (4096)  worker 1  aes128gcm16  udp-4500  198.51.100.2 -> 198.51.100.1\n"
+        "tunnel site-b  inbound  spi 0x00001000 (4096)  worker 1  aes128gcm16 (ipsec-mb)  udp-4500  198.51.100.2 -> 198.51.100.1\n"
     ));
     assert!(text.contains("outbound  spi 0xc0ffee01"));
     assert!(text.contains("198.51.100.1 -> 198.51.100.2\n"));

@@ -37,9 +37,9 @@ mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use model::{
-    Admin, Algorithm, Appliance, Cores, Device, Dpd, DpdAction, Dpdk, Encapsulation, Fragmentation,
-    Lifetime, Logging, Negotiated, Neighbor, Polling, Port, Ports, Prefix, PrefixError,
-    RekeyTiming, SaKeys, SiteConfig, StartAction, StaticSa, Tunnel,
+    Admin, Algorithm, Appliance, Cores, Crypto, Device, Dpd, DpdAction, Dpdk, Encapsulation,
+    Fragmentation, Lifetime, Logging, Negotiated, Neighbor, Polling, Port, Ports, Prefix,
+    PrefixError, RekeyTiming, SaKeys, SiteConfig, StartAction, StaticSa, Tunnel,
 };
 pub use negotiate::{
     DEFAULT_CHILD_LIFETIME, DEFAULT_DPD, DEFAULT_ESP, DEFAULT_IKE, DEFAULT_IKE_LIFETIME,
@@ -208,6 +208,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allow_overlap",
     "mss_clamp",
     "fragmentation",
+    "crypto",
     "esn",
     "static_sa",
     "inbound",

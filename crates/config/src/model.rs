@@ -269,6 +269,8 @@ pub struct Tunnel {
     /// Where an IPv4 packet without DF that is too big for the tunnel is fragmented
     /// (`fragmentation`; IPv6 and DF packets get an ICMP error instead).
     pub fragmentation: Fragmentation,
+    /// The AES-GCM implementation of the tunnel's SAs (`crypto`).
+    pub crypto: Crypto,
     /// Manually keyed SAs (lab only).
     pub static_sa: Option<StaticSa>,
     /// IKEv2 negotiation (every tunnel without `static_sa`).
@@ -287,6 +289,20 @@ pub enum Fragmentation {
     /// `after-encryption`: the whole packet is encrypted and the ESP packet fragmented; the
     /// peer reassembles before decrypting (RFC 4303 §3.4.1).
     AfterEncryption = 1,
+}
+
+/// Which AES-GCM implementation a tunnel's SAs use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Crypto {
+    /// `auto` (the default): the one measured fastest for this CPU (docs/performance.md).
+    #[default]
+    Auto,
+    /// `ring`.
+    Ring,
+    /// `rustcrypto` (RustCrypto aes-gcm).
+    RustCrypto,
+    /// `ipsec-mb` (intel-ipsec-mb).
+    IpsecMb,
 }
 
 /// ESP encapsulation.

@@ -200,6 +200,17 @@ pub(crate) struct RawTunnel {
     pub mss_clamp: Option<S<u32>>,
     #[serde(default)]
     pub fragmentation: Option<RawFragmentation>,
+    #[serde(default)]
+    pub crypto: Option<RawCrypto>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawCrypto {
+    Auto,
+    Ring,
+    Rustcrypto,
+    IpsecMb,
 }
 
 impl RawTunnel {

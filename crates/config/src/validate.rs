@@ -873,6 +873,12 @@ fn tunnel(
             None | Some(RawFragmentation::BeforeEncryption) => Fragmentation::BeforeEncryption,
             Some(RawFragmentation::AfterEncryption) => Fragmentation::AfterEncryption,
         },
+        crypto: match raw.crypto {
+            None | Some(RawCrypto::Auto) => Crypto::Auto,
+            Some(RawCrypto::Ring) => Crypto::Ring,
+            Some(RawCrypto::Rustcrypto) => Crypto::RustCrypto,
+            Some(RawCrypto::IpsecMb) => Crypto::IpsecMb,
+        },
         esn: raw.esn.unwrap_or(false),
         static_sa,
         negotiated,

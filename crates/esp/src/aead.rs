@@ -6,8 +6,9 @@
 //! (RFC 4106 §4); the ICV is kept separate from the in-place buffer so it can sit in the ESP
 //! trailer.
 //!
-//! The RustCrypto key schedule is zeroized on drop (its `zeroize` feature); ring does not offer
-//! that for its key schedules (see [`crate::keys`] for how cache lines are wiped).
+//! The RustCrypto and intel-ipsec-mb key schedules are zeroized on drop (RustCrypto's `zeroize`
+//! feature; `ipsec_mb_sys::GcmKey`'s `Drop`); ring does not offer that for its key schedules
+//! (see [`crate::keys`] for how cache lines are wiped).
 
 use core::fmt;
 
@@ -28,16 +29,44 @@ pub enum Backend {
     Ring,
     /// RustCrypto aes-gcm 0.11 (`AeadInOut`, built with the AES-NI/VAES/PCLMUL target features).
     RustCrypto,
+    /// intel-ipsec-mb (its direct GCM API, on the code path it picks for the CPU at run time:
+    /// `ipsec_mb_sys::arch`).
+    IpsecMb,
 }
 
 impl Backend {
     /// Every backend (tests and benchmarks iterate over it).
-    pub const ALL: [Backend; 2] = [Backend::Ring, Backend::RustCrypto];
-}
+    pub const ALL: [Backend; 3] = [Backend::Ring, Backend::RustCrypto, Backend::IpsecMb];
 
-/// The backend used when the configuration does not name one. One constant, so the benchmark
-/// owner can switch it after measuring IMIX (docs/performance.md).
-pub const DEFAULT_BACKEND: Backend = Backend::Ring;
+    /// The backend for SAs whose configuration names none, chosen by measurement
+    /// (docs/performance.md, "Which AES-GCM"): intel-ipsec-mb where it runs its AVX2 or
+    /// AVX-512 code (fastest at every size on AVX-512 + VAES, and up to ~512 bytes and for IMIX
+    /// on AVX2 + VAES), ring otherwise.
+    pub fn auto() -> Backend {
+        match ipsec_mb_sys::arch() {
+            Some(ipsec_mb_sys::Arch::Avx2 | ipsec_mb_sys::Arch::Avx512) => Backend::IpsecMb,
+            _ => Backend::Ring,
+        }
+    }
+
+    /// True when this backend can build keys on this machine (intel-ipsec-mb: its library
+    /// initialised).
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Ring | Backend::RustCrypto => true,
+            Backend::IpsecMb => ipsec_mb_sys::arch().is_some(),
+        }
+    }
+
+    /// Name as configuration and `show` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Ring => "ring",
+            Backend::RustCrypto => "rustcrypto",
+            Backend::IpsecMb => "ipsec-mb",
+        }
+    }
+}
 
 /// AES-GCM key length not 16 or 32 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,12 +236,60 @@ impl GcmAead for RustCryptoGcm {
     }
 }
 
+/// intel-ipsec-mb's AES-GCM (`ipsec_mb_sys::GcmKey`: expanded key and GHASH powers, about
+/// 1 KiB, zeroized on drop).
+pub struct IpsecMbGcm(ipsec_mb_sys::GcmKey);
+
+impl IpsecMbGcm {
+    /// Expands a 16- or 32-byte key; `BadKeyLength` also when the library is unavailable
+    /// ([`Backend::available`]).
+    pub fn new(key: &[u8]) -> Result<Self, BadKeyLength> {
+        ipsec_mb_sys::GcmKey::new(key)
+            .map(IpsecMbGcm)
+            .ok_or(BadKeyLength(key.len()))
+    }
+}
+
+impl GcmAead for IpsecMbGcm {
+    #[inline]
+    fn seal(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], SealError> {
+        Ok(self.0.seal(nonce, aad, in_out))
+    }
+    #[inline]
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), OpenError> {
+        if self.0.open(nonce, aad, in_out, tag) {
+            Ok(())
+        } else {
+            Err(OpenError)
+        }
+    }
+    fn key_len(&self) -> usize {
+        self.0.key_len()
+    }
+}
+
 /// The engine of one SA: the backend chosen at install time, dispatched by `match`.
+// Every variant inline, the largest (intel-ipsec-mb's ~1 KiB) too: the key cache builds
+// schedules in place on the packet path, where nothing may allocate.
+#[allow(clippy::large_enum_variant)]
 pub enum AeadEngine {
     /// ring.
     Ring(RingGcm),
     /// RustCrypto aes-gcm.
     RustCrypto(RustCryptoGcm),
+    /// intel-ipsec-mb.
+    IpsecMb(IpsecMbGcm),
 }
 
 impl AeadEngine {
@@ -221,6 +298,7 @@ impl AeadEngine {
         Ok(match backend {
             Backend::Ring => Self::Ring(RingGcm::new(key)?),
             Backend::RustCrypto => Self::RustCrypto(RustCryptoGcm::new(key)?),
+            Backend::IpsecMb => Self::IpsecMb(IpsecMbGcm::new(key)?),
         })
     }
     /// The backend of this engine.
@@ -228,6 +306,7 @@ impl AeadEngine {
         match self {
             Self::Ring(_) => Backend::Ring,
             Self::RustCrypto(_) => Backend::RustCrypto,
+            Self::IpsecMb(_) => Backend::IpsecMb,
         }
     }
 }
@@ -243,6 +322,7 @@ impl GcmAead for AeadEngine {
         match self {
             Self::Ring(e) => e.seal(nonce, aad, in_out),
             Self::RustCrypto(e) => e.seal(nonce, aad, in_out),
+            Self::IpsecMb(e) => e.seal(nonce, aad, in_out),
         }
     }
     #[inline]
@@ -256,12 +336,14 @@ impl GcmAead for AeadEngine {
         match self {
             Self::Ring(e) => e.open(nonce, aad, in_out, tag),
             Self::RustCrypto(e) => e.open(nonce, aad, in_out, tag),
+            Self::IpsecMb(e) => e.open(nonce, aad, in_out, tag),
         }
     }
     fn key_len(&self) -> usize {
         match self {
             Self::Ring(e) => e.key_len(),
             Self::RustCrypto(e) => e.key_len(),
+            Self::IpsecMb(e) => e.key_len(),
         }
     }
 }
@@ -284,11 +366,21 @@ impl fmt::Debug for RustCryptoGcm {
         )
     }
 }
+impl fmt::Debug for IpsecMbGcm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IpsecMbGcm(AES-{}-GCM-16, key redacted)",
+            self.key_len() * 8
+        )
+    }
+}
 impl fmt::Debug for AeadEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ring(e) => e.fmt(f),
             Self::RustCrypto(e) => e.fmt(f),
+            Self::IpsecMb(e) => e.fmt(f),
         }
     }
 }

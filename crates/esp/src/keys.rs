@@ -2,8 +2,9 @@
 //! cache of expanded key schedules ([`KeyCache`]).
 //!
 //! An expanded AES-GCM key is large: ring's `LessSafeKey` is 544 bytes for AES-128 and
-//! AES-256 alike (a 15-round key schedule and a 16-entry GHASH table), RustCrypto's 496 / 624.
-//! Stored in every SA, the two schedules of an SA pair are 1,088 bytes, more than the rest of
+//! AES-256 alike (a 15-round key schedule and a 16-entry GHASH table), RustCrypto's 496 / 624,
+//! intel-ipsec-mb's 1,024 (48 GHASH powers for its VAES path). Stored in every SA, the two
+//! ring schedules of an SA pair alone are 1,088 bytes, more than the rest of
 //! the pair's state, and at a million SAs in random order a packet reads its schedule's nine
 //! cache lines from memory. So an SA keeps only its raw key, in memory espada owns and wipes
 //! (on the control thread, which drops removed SAs), and each worker keeps the schedules of the
@@ -15,7 +16,8 @@
 //!
 //! An SA's id is drawn once from a process-wide counter and never reused, so a stale line (its
 //! SA removed, a new SA using the same slot) never matches. A worker wipes the line of an SA it
-//! lets go of ([`KeyCache::wipe`]): RustCrypto's schedule zeroizes itself on drop; ring offers
+//! lets go of ([`KeyCache::wipe`]): RustCrypto's and intel-ipsec-mb's schedules zeroize
+//! themselves on drop; ring offers
 //! no way to wipe its schedule, so the line is overwritten in place by the schedule of the
 //! all-zero key (copies ring makes on the stack while building a schedule are not reached).
 
@@ -26,8 +28,9 @@ use zeroize::Zeroize;
 
 use crate::aead::{AeadEngine, Backend, BadKeyLength};
 
-/// Lines a worker's [`KeyCache`] has unless told otherwise: 16,384 (8,192 sets of 2), about
-/// 10 MiB — the schedules of 8,192 busy SA pairs.
+/// Lines a worker's [`KeyCache`] has unless told otherwise: 16,384 (8,192 sets of 2), 18 MiB
+/// (1,152 bytes a line: the largest schedule, intel-ipsec-mb's, aligned to 64) — the
+/// schedules of 8,192 busy SA pairs.
 pub const DEFAULT_CACHE_LINES: usize = 16_384;
 
 /// Ids of [`SaKey`]s; 0 marks an empty cache line.
@@ -94,8 +97,9 @@ struct Line {
     engine: Option<AeadEngine>,
 }
 
-/// A line holds the largest schedule inline (RustCrypto AES-256, 624 bytes) and its id.
-const _: () = assert!(size_of::<Line>() <= 656);
+/// A line holds the largest schedule inline (intel-ipsec-mb's, 1,024 bytes aligned to 64:
+/// round keys and 48 GHASH powers for its VAES path) and its id.
+const _: () = assert!(size_of::<Line>() <= 1152);
 
 /// Two lines and which was used last.
 struct Set {
@@ -191,8 +195,8 @@ impl Line {
         engine: None,
     };
 
-    /// Empties the line. RustCrypto's schedule zeroizes on drop; ring's is overwritten by the
-    /// schedule of the all-zero key.
+    /// Empties the line. RustCrypto's and intel-ipsec-mb's schedules zeroize on drop; ring's is
+    /// overwritten by the schedule of the all-zero key.
     fn wipe(&mut self) {
         self.id = 0;
         let ring = matches!(self.engine, Some(AeadEngine::Ring(_)));

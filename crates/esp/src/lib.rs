@@ -20,12 +20,12 @@
 //!
 //! ```
 //! use espada_buf::{PacketBuf, VecBuf};
-//! use espada_esp::{Direction, InboundSa, KeyCache, OutboundSa, SaConfig, DEFAULT_BACKEND};
+//! use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 //!
 //! let (a, b) = ("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
 //! let keymat = [0x42u8; 20]; // AES-128 key || 4-byte salt (RFC 4106 §8.1)
-//! let mut tx = OutboundSa::new(SaConfig::new(0x1000, Direction::Outbound, a, b), &keymat, DEFAULT_BACKEND)?;
-//! let mut rx = InboundSa::new(SaConfig::new(0x1000, Direction::Inbound, b, a), &keymat, DEFAULT_BACKEND)?;
+//! let mut tx = OutboundSa::new(SaConfig::new(0x1000, Direction::Outbound, a, b), &keymat, Backend::auto())?;
+//! let mut rx = InboundSa::new(SaConfig::new(0x1000, Direction::Inbound, b, a), &keymat, Backend::auto())?;
 //!
 //! // A minimal IPv4 packet (header only, checksum not needed for the ESP engine).
 //! let mut inner = [0u8; 20];
@@ -57,7 +57,7 @@ pub mod replay;
 pub mod sa;
 pub mod wire;
 
-pub use aead::{AeadEngine, Backend, DEFAULT_BACKEND};
+pub use aead::{AeadEngine, Backend};
 pub use keys::{KeyCache, SaKey};
 
 pub use classify::{Class, classify};

@@ -13,8 +13,7 @@ use espada_esp::aead::{RingGcm, RustCryptoGcm};
 use espada_esp::replay::INLINE_WINDOW;
 use espada_esp::sa::{INBOUND_SA_BYTES, OUTBOUND_SA_BYTES};
 use espada_esp::{
-    AeadEngine, Backend, DEFAULT_BACKEND, InboundSa, KeyCache, OutboundSa, ReplayWindow,
-    SaCounters, SaKey,
+    AeadEngine, Backend, InboundSa, KeyCache, OutboundSa, ReplayWindow, SaCounters, SaKey,
 };
 
 struct Counting;
@@ -163,7 +162,6 @@ fn an_sa_owns_only_its_counters_plus_large_windows_on_the_heap() {
 /// and key length do not change it: the SA holds the raw key, the schedule is the worker's.
 #[test]
 fn a_default_pair_takes_808_bytes_with_any_key_and_backend() {
-    assert_eq!(DEFAULT_BACKEND, Backend::Ring);
     for backend in Backend::ALL {
         for klen in [20, 36] {
             for window in [64, 1024] {
@@ -177,7 +175,7 @@ fn a_default_pair_takes_808_bytes_with_any_key_and_backend() {
 /// A worker's key cache: its lines are allocated once, when it is built; using it allocates
 /// nothing (crates/esp/tests/no_alloc.rs checks the packet path as a whole).
 #[test]
-fn the_default_key_cache_is_one_allocation_of_about_10_mib() {
+fn the_default_key_cache_is_one_allocation_of_about_18_mib() {
     let (cache, bytes, allocs) =
         owned_heap(|| KeyCache::new(espada_esp::keys::DEFAULT_CACHE_LINES));
     println!(
@@ -186,5 +184,6 @@ fn the_default_key_cache_is_one_allocation_of_about_10_mib() {
         bytes as f64 / f64::from(1 << 20)
     );
     assert_eq!(allocs, 1);
-    assert!(bytes <= cache.lines() * 672, "{bytes}");
+    // 1,152 bytes a line (intel-ipsec-mb's schedule, 64-byte aligned) and the sets' LRU byte.
+    assert!(bytes <= cache.lines() * 1184, "{bytes}");
 }

@@ -13,7 +13,11 @@ use espada_esp::{Backend, DropReason, InboundSa, ReplayState};
 use proptest::prelude::*;
 
 fn backend() -> impl Strategy<Value = Backend> {
-    prop_oneof![Just(Backend::Ring), Just(Backend::RustCrypto)]
+    prop_oneof![
+        Just(Backend::Ring),
+        Just(Backend::RustCrypto),
+        Just(Backend::IpsecMb)
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -110,34 +114,46 @@ proptest! {
 
     #[test]
     fn backends_produce_identical_bytes(c in case()) {
-        let (mut o1, mut i1) = sas(&c, Backend::Ring);
-        let (mut o2, mut i2) = sas(&c, Backend::RustCrypto);
         let inner = common::inner(c.inner_v6, &c.payload);
-        let p1 = common::encap(&mut o1, &inner);
-        let p2 = common::encap(&mut o2, &inner);
-        prop_assert_eq!(&p1, &p2);
-        // And each decrypts the other's.
-        let mut b = VecBuf::new(0, &p1, 0);
-        i2.decap(&mut KeyCache::new(2), &mut b).unwrap();
-        let mut b = VecBuf::new(0, &p2, 0);
-        i1.decap(&mut KeyCache::new(2), &mut b).unwrap();
+        let mut sas: Vec<_> = Backend::ALL.iter().map(|&b| sas(&c, b)).collect();
+        let packets: Vec<Vec<u8>> = sas.iter_mut().map(|(o, _)| common::encap(o, &inner)).collect();
+        for p in &packets[1..] {
+            prop_assert_eq!(&packets[0], p);
+        }
+        // And each decrypts the next one's.
+        for (k, (_, i)) in sas.iter_mut().enumerate() {
+            let mut b = VecBuf::new(0, &packets[(k + 1) % packets.len()], 0);
+            i.decap(&mut KeyCache::new(2), &mut b).unwrap();
+            prop_assert_eq!(b.data(), &inner[..]);
+        }
     }
 
     #[test]
     fn aead_backends_agree(key in prop_oneof![prop::collection::vec(any::<u8>(), 16), prop::collection::vec(any::<u8>(), 32)],
                            nonce in any::<[u8; 12]>(), aad in prop::collection::vec(any::<u8>(), 0..16),
                            pt in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let r = AeadEngine::new(Backend::Ring, &key).unwrap();
-        let c = AeadEngine::new(Backend::RustCrypto, &key).unwrap();
-        let (mut a, mut b) = (pt.clone(), pt.clone());
-        let ta = r.seal(&nonce, &aad, &mut a).unwrap();
-        let tb = c.seal(&nonce, &aad, &mut b).unwrap();
-        prop_assert_eq!(&a, &b);
-        prop_assert_eq!(ta, tb);
-        r.open(&nonce, &aad, &mut b, &tb).unwrap();
-        c.open(&nonce, &aad, &mut a, &ta).unwrap();
-        prop_assert_eq!(&a, &pt);
-        prop_assert_eq!(&b, &pt);
+        let engines: Vec<AeadEngine> =
+            Backend::ALL.iter().map(|&b| AeadEngine::new(b, &key).unwrap()).collect();
+        let sealed: Vec<(Vec<u8>, [u8; 16])> = engines
+            .iter()
+            .map(|e| {
+                let mut a = pt.clone();
+                let t = e.seal(&nonce, &aad, &mut a).unwrap();
+                (a, t)
+            })
+            .collect();
+        for s in &sealed[1..] {
+            prop_assert_eq!(&sealed[0], s);
+        }
+        for (k, e) in engines.iter().enumerate() {
+            let (mut ct, tag) = sealed[(k + 1) % sealed.len()].clone();
+            e.open(&nonce, &aad, &mut ct, &tag).unwrap();
+            prop_assert_eq!(&ct, &pt);
+            let mut forged = sealed[0].0.clone();
+            let mut bad = tag;
+            bad[15] ^= 0x80;
+            prop_assert!(e.open(&nonce, &aad, &mut forged, &bad).is_err());
+        }
     }
 
     #[test]

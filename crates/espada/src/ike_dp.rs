@@ -10,7 +10,7 @@ use espada_control::{DataPlane, DpNotice, Expiry, Ticket, TunnelId};
 use espada_dataplane::events::NoticeKind;
 use espada_dataplane::lifecycle::{self, Lifecycle, Op};
 use espada_esp::sa::NattPorts;
-use espada_esp::{DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
+use espada_esp::{Backend, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig};
 use espada_ike::exchange::ChildSaParams;
 use espada_ike::proposal::Cipher;
 
@@ -54,6 +54,8 @@ pub struct DpTunnel {
     pub replay_window: u32,
     /// Byte and packet limits of its CHILD SAs.
     pub limits: LifetimeLimits,
+    /// The AES-GCM implementation of its CHILD SAs.
+    pub backend: Backend,
 }
 
 /// See the module documentation.
@@ -104,6 +106,13 @@ impl LifecycleDp {
         f.drops += c.total_drops();
     }
 
+    /// The AES-GCM implementation of `tunnel`'s SAs.
+    fn backend(&self, tunnel: TunnelId) -> Backend {
+        self.tunnels
+            .get(&tunnel)
+            .map_or_else(Backend::auto, |t| t.backend)
+    }
+
     fn config(&self, tunnel: TunnelId, dir: Direction, p: &ChildSaParams) -> SaConfig {
         let mut c = SaConfig::new(p.spi, dir, p.local.ip(), p.remote.ip());
         c.esn = p.esn;
@@ -133,6 +142,7 @@ impl LifecycleDp {
             spi: p.spi,
             owner,
             algorithm: algorithm(p.cipher),
+            backend: self.backend(tunnel),
             config: c,
             counters,
         };
@@ -155,7 +165,7 @@ impl DataPlane for LifecycleDp {
 
     fn install_inbound(&mut self, tunnel: TunnelId, p: &ChildSaParams) -> Result<Ticket, String> {
         let c = self.config(tunnel, Direction::Inbound, p);
-        let sa = InboundSa::new(c.clone(), p.keys.expose(), DEFAULT_BACKEND)
+        let sa = InboundSa::new(c.clone(), p.keys.expose(), self.backend(tunnel))
             .map_err(|e| format!("inbound SA {:08x}: {e:?}", p.spi))?;
         let counters = sa.counters().clone();
         let t = self
@@ -168,7 +178,7 @@ impl DataPlane for LifecycleDp {
 
     fn install_outbound(&mut self, tunnel: TunnelId, p: &ChildSaParams) -> Result<Ticket, String> {
         let c = self.config(tunnel, Direction::Outbound, p);
-        let sa = OutboundSa::new(c.clone(), p.keys.expose(), DEFAULT_BACKEND)
+        let sa = OutboundSa::new(c.clone(), p.keys.expose(), self.backend(tunnel))
             .map_err(|e| format!("outbound SA {:08x}: {e:?}", p.spi))?;
         let counters = sa.counters().clone();
         let t = self

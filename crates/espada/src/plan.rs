@@ -12,9 +12,7 @@ use espada_dataplane::slab::Policy;
 use espada_dataplane::tables::Iface;
 use espada_dataplane::{PortRole, owner_of_spi};
 use espada_esp::sa::NattPorts;
-use espada_esp::{
-    DEFAULT_BACKEND, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters,
-};
+use espada_esp::{Backend, Direction, InboundSa, LifetimeLimits, OutboundSa, SaConfig, SaCounters};
 use espada_wire::MacAddr;
 
 /// What `show sa` needs to know about an installed SA (no key material).
@@ -30,6 +28,8 @@ pub struct SaInfo {
     pub owner: u16,
     /// Transform name.
     pub algorithm: &'static str,
+    /// The AES-GCM implementation.
+    pub backend: Backend,
     /// The SA's configuration (addresses, ESN, window, lifetimes).
     pub config: SaConfig,
     /// The SA's live counters (written by the owner).
@@ -76,11 +76,32 @@ fn child_limits(n: &espada_config::Negotiated) -> LifetimeLimits {
     }
 }
 
+/// The AES-GCM implementation `crypto` names for tunnel `name`; an error when it cannot run
+/// here.
+fn backend_of(crypto: espada_config::Crypto, name: &str) -> Result<Backend> {
+    use espada_config::Crypto;
+    let b = match crypto {
+        Crypto::Auto => Backend::auto(),
+        Crypto::Ring => Backend::Ring,
+        Crypto::RustCrypto => Backend::RustCrypto,
+        Crypto::IpsecMb => Backend::IpsecMb,
+    };
+    if !b.available() {
+        anyhow::bail!(
+            "tunnel {name}: crypto: {} cannot be used: the intel-ipsec-mb library could not be \
+             initialised (use `crypto: auto` or `ring`)",
+            b.name()
+        );
+    }
+    Ok(b)
+}
+
 fn negotiated(
     tun: &espada_config::Tunnel,
     n: &espada_config::Negotiated,
     id: u32,
     local: IpAddr,
+    backend: Backend,
 ) -> NegotiatedTunnel {
     use espada_ike::auth::Authenticator;
     use espada_ike::secret::Secret;
@@ -115,6 +136,7 @@ fn negotiated(
         dp: crate::ike_dp::DpTunnel {
             replay_window: tun.replay_window,
             limits: child_limits(n),
+            backend,
         },
     }
 }
@@ -365,10 +387,11 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 (c, keys.algorithm.name())
             };
             let (ic, ialg) = sa_cfg(st.inbound.spi, Direction::Inbound, &st.inbound);
-            let inb = InboundSa::new(ic.clone(), st.inbound.key.expose(), DEFAULT_BACKEND)
+            let backend = backend_of(tun.crypto, &tun.name)?;
+            let inb = InboundSa::new(ic.clone(), st.inbound.key.expose(), backend)
                 .with_context(|| format!("tunnel {}: inbound SA", tun.name))?;
             let (oc, oalg) = sa_cfg(st.outbound.spi, Direction::Outbound, &st.outbound);
-            let outb = OutboundSa::new(oc.clone(), st.outbound.key.expose(), DEFAULT_BACKEND)
+            let outb = OutboundSa::new(oc.clone(), st.outbound.key.expose(), backend)
                 .with_context(|| format!("tunnel {}: outbound SA", tun.name))?;
             sas.push(SaInfo {
                 tunnel: id,
@@ -376,6 +399,7 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 spi: st.inbound.spi,
                 owner,
                 algorithm: ialg,
+                backend,
                 config: ic,
                 counters: inb.counters().clone(),
             });
@@ -385,6 +409,7 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
                 spi: st.outbound.spi,
                 owner,
                 algorithm: oalg,
+                backend,
                 config: oc,
                 counters: outb.counters().clone(),
             });
@@ -395,10 +420,16 @@ pub fn plan(cfg: &SiteConfig, extra_eal: &[String]) -> Result<Plan> {
             static_sas,
             mss_clamp: tun.mss_clamp,
             fragmentation: tun.fragmentation,
-            negotiated: tun
-                .negotiated
-                .as_ref()
-                .map(|n| negotiated(tun, n, id, local)),
+            negotiated: match &tun.negotiated {
+                Some(n) => Some(negotiated(
+                    tun,
+                    n,
+                    id,
+                    local,
+                    backend_of(tun.crypto, &tun.name)?,
+                )),
+                None => None,
+            },
         });
     }
     Ok(Plan {

@@ -57,6 +57,7 @@ pub fn sas(sas: &SaBook, lc: &Lifecycle, spi: Option<u32>) -> Vec<SaView> {
                 spi: s.spi,
                 owner_worker: u32::from(s.owner),
                 algorithm: s.algorithm.to_string(),
+                crypto: s.backend.name().to_string(),
                 encapsulation: if s.config.natt.is_some() {
                     "udp-4500"
                 } else {

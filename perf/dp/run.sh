@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# espada's data plane beside the I/O floor and the cipher limit, per size and direction, in one
+# run on the same vdevs and core (docs/performance.md, "The real data plane").
+#
+#   perf/dp/run.sh [--seconds S] [--sas N] [--workers N] [--aes 128|256] [--natt]
+#                  [--sizes "64 128 ... imix"] [--modes "decrypt encrypt"] [--out DIR]
+#
+# For each mode and size: espada-dp-bench (the real worker loop and pipeline: net_pcap with
+# infinite_rx in, net_null out); dpdk-testpmd --forward-mode=io on the very same pcap and vdevs
+# (the I/O floor: what moving the packets costs without any IPsec); the bare AEAD of exactly
+# the ESP payloads (the cipher limit, ring: the fastest library espada has today). Prints a
+# table with espada/limit and espada's own work = espada ns − I/O floor ns − cipher ns, writes
+# DIR/results.jsonl and DIR/mpps.svg. Needs root (DPDK). Benchmarks, not tests: figures go to
+# docs/performance.md with this command, the CPU flags and the date.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=5 sas=1 workers=1 aes=128 natt="" out=target/perf-dp
+sizes="64 128 256 512 1024 1420 imix" modes="decrypt encrypt"
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --seconds) secs=$2; shift 2 ;;
+    --sas) sas=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --aes) aes=$2; shift 2 ;;
+    --natt) natt=--natt; shift ;;
+    --sizes) sizes=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+cargo build --release --locked -q -p espada-perf-dp
+BENCH=target/release/espada-dp-bench
+mkdir -p "$out"
+res="$out/results.jsonl"
+: >"$res"
+mem=$(( sas > 100000 ? 4096 : 1024 ))
+
+# dpdk-testpmd io forwarding of PCAP into net_null for S seconds: Mpps leaving the null port.
+testpmd_io() {
+  local pcap=$1 log
+  log=$(mktemp)
+  timeout -s INT $((secs + 4)) dpdk-testpmd -l 0,1 --no-huge -m "$mem" --no-pci --no-shconf \
+    --file-prefix "tpio$$" --log-level error \
+    --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 -- \
+    --forward-mode=io --total-num-mbufs=$(( sas > 4096 ? 2 * sas + 65536 : 65536 )) \
+    --stats-period "$secs" -a >"$log" 2>&1 || true
+  # The last statistics block of port 1 (the sink): its Tx-pps.
+  awk '/NIC statistics for port 1/ {p=1} p && /Tx-pps/ {v=$4; p=0} END {printf "%.3f", v/1e6}' "$log"
+  rm -f "$log"
+}
+
+for mode in $modes; do
+  for size in $sizes; do
+    dir="$out/pcap-$mode-$size"
+    mkdir -p "$dir"
+    line=$("$BENCH" --mode "$mode" --size "$size" --sas "$sas" --workers "$workers" --aes "$aes" \
+      $natt --seconds "$secs" --pcap-dir "$dir" | sed -n 's/^JSON //p')
+    pcap="$dir/esp.pcap"; [[ $mode == encrypt ]] && pcap="$dir/clear.pcap"
+    io=$(testpmd_io "$pcap")
+    cipher=$("$BENCH" --mode cipher --size "$size" --aes "$aes" | sed -n 's/^JSON //p')
+    rm -rf "$dir"
+    python3 - "$line" "$io" "$cipher" >>"$res" <<'PY'
+import json, sys
+e, io, c = json.loads(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+e["io_floor_mpps"] = io
+e["cipher_ns"] = c["open_ns"] if e["mode"] == "decrypt" else c["seal_ns"]
+print(json.dumps(e))
+PY
+  done
+done
+
+python3 - "$res" "$out/mpps.svg" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'mode':8} {'size':>5} {'espada Mpps':>11} {'ns/pkt':>7} {'I/O floor Mpps':>14} "
+      f"{'cipher ns':>9} {'limit Mpps':>10} {'espada/limit':>12} {'own ns':>7} drops")
+for r in rows:
+    ns = 1e3 / r["mpps"] if r["mpps"] else float("inf")
+    io_ns = 1e3 / r["io_floor_mpps"] if r["io_floor_mpps"] else 0.0
+    limit_ns = io_ns + r["cipher_ns"]
+    limit = 1e3 / limit_ns if limit_ns else 0.0
+    own = ns - limit_ns
+    drops = ",".join(f"{k}={v}" for k, v in r["drops"].items()) or "none"
+    print(f"{r['mode']:8} {r['size']:>5} {r['mpps']:11.3f} {ns:7.1f} {r['io_floor_mpps']:14.2f} "
+          f"{r['cipher_ns']:9.1f} {limit:10.3f} {r['mpps'] / limit if limit else 0:12.2f} {own:7.1f} {drops}")
+# Mpps against size (IMIX drawn at its mean frame size), one line per series.
+def x_of(r):
+    return (7 * 64 + 4 * 594 + 1460) / 12 if r["size"] == "imix" else float(r["size"])
+series = {}
+for r in rows:
+    io_ns = 1e3 / r["io_floor_mpps"] if r["io_floor_mpps"] else 0.0
+    series.setdefault(f"espada {r['mode']}", []).append((x_of(r), r["mpps"]))
+    series.setdefault(f"limit {r['mode']} (I/O floor + cipher)", []).append(
+        (x_of(r), 1e3 / (io_ns + r["cipher_ns"])))
+W, H, L, B = 720, 420, 60, 40
+xmax = 1500.0
+ymax = max(y for pts in series.values() for _, y in pts) * 1.1 or 1
+colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<line x1="{L}" y1="{H-B}" x2="{W-10}" y2="{H-B}" stroke="black"/>',
+       f'<line x1="{L}" y1="10" x2="{L}" y2="{H-B}" stroke="black"/>',
+       f'<text x="{W/2}" y="{H-8}" text-anchor="middle">cleartext frame size (bytes; IMIX at its mean)</text>',
+       f'<text x="14" y="{H/2}" transform="rotate(-90 14 {H/2})" text-anchor="middle">Mpps</text>']
+sx = lambda x: L + (W - L - 10) * x / xmax
+sy = lambda y: H - B - (H - B - 10) * y / ymax
+for i in range(6):
+    y = ymax * i / 5
+    svg.append(f'<text x="{L-6}" y="{sy(y)+4}" text-anchor="end">{y:.1f}</text>')
+for x in (64, 256, 512, 1024, 1420):
+    svg.append(f'<text x="{sx(x)}" y="{H-B+14}" text-anchor="middle">{x}</text>')
+for k, (name, pts) in enumerate(sorted(series.items())):
+    pts.sort()
+    c = colours[k % len(colours)]
+    dash = ' stroke-dasharray="5,4"' if name.startswith("limit") else ""
+    svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="' +
+               " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts) + '"/>')
+    svg.append(f'<text x="{W-250}" y="{24+16*k}" fill="{c}">{name}</text>')
+svg.append("</svg>")
+open(sys.argv[2], "w").write("\n".join(svg) + "\n")
+print(f"results: {sys.argv[1]}, plot: {sys.argv[2]}")
+PY
