@@ -186,7 +186,7 @@ impl InboundSa {
             return Err(DropReason::AuthFailed);
         }
         // Authentic: the peer sent this sequence number.
-        self.replay.commit(cand);
+        self.replay.commit(cand)?;
 
         let (nh, data_len) = check_trailer(pt)?;
         let inner = &mut pt[..data_len];

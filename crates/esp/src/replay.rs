@@ -273,14 +273,27 @@ impl ReplayWindow {
     }
 
     /// Records a sequence number whose ICV verified, advancing the window if it is new highest.
+    /// The window is checked again first: between a [`ReplayWindow::check`] and its commit
+    /// other packets may have been committed (a burst checks all its packets before any is
+    /// decrypted), and a candidate that is now a duplicate (`Replayed`) or behind the window
+    /// (`OutsideWindow`) is refused, the window unchanged (RFC 4303 §3.4.3: the window is
+    /// updated only for packets that pass both checks).
     #[inline]
-    pub fn commit(&mut self, c: Candidate) {
+    pub fn commit(&mut self, c: Candidate) -> Result<(), DropReason> {
         let seq = c.seq;
         if seq > self.top {
             self.clear_after_top(seq - self.top);
             self.top = seq;
+        } else if !self.off {
+            if self.top - seq >= self.window() {
+                return Err(DropReason::OutsideWindow);
+            }
+            if self.get_bit(seq) {
+                return Err(DropReason::Replayed);
+            }
         }
         self.set_bit(seq);
+        Ok(())
     }
 
     /// Clears the `n` ring positions `top+1 ..= top+n` (all of them when `n` covers the ring),
@@ -333,14 +346,14 @@ mod tests {
         assert_eq!(w.recent(), 0);
         for seq in (1..=10).filter(|&s| s != 5) {
             let c = w.check(seq).unwrap();
-            w.commit(c);
+            w.commit(c).unwrap();
         }
         // highest 10; 5 (bit 10 - 5 = 5) missing.
         assert_eq!(w.recent(), 0b11_1101_1111);
         for seq in 11..=200u32 {
             if seq != 190 {
                 let c = w.check(seq).unwrap();
-                w.commit(c);
+                w.commit(c).unwrap();
             }
         }
         assert_eq!(w.recent(), !(1u64 << 10), "only 190 (= 200 - 10) missing");
@@ -348,15 +361,41 @@ mod tests {
         let mut w = ReplayWindow::new(64, false).unwrap();
         for seq in [127u32, 128] {
             let c = w.check(seq).unwrap();
-            w.commit(c);
+            w.commit(c).unwrap();
         }
         assert_eq!(w.recent(), 0b11);
     }
 
     fn recv(w: &mut ReplayWindow, seq: u32) -> Result<u64, DropReason> {
         let c = w.check(seq)?;
-        w.commit(c);
+        w.commit(c)?;
         Ok(c.seq())
+    }
+
+    #[test]
+    fn commit_checks_again_what_was_committed_since_the_check() {
+        // A burst: every packet checked before the first is decrypted and committed.
+        let mut w = ReplayWindow::new(64, false).unwrap();
+        let (a, b) = (w.check(5).unwrap(), w.check(5).unwrap());
+        assert_eq!(w.commit(a), Ok(()));
+        assert_eq!(
+            w.commit(b),
+            Err(DropReason::Replayed),
+            "the same number twice in a burst"
+        );
+        let old = w.check(6).unwrap();
+        let jump = w.check(200).unwrap();
+        assert_eq!(w.commit(jump), Ok(()));
+        assert_eq!(
+            w.commit(old),
+            Err(DropReason::OutsideWindow),
+            "left behind by the jump"
+        );
+        assert_eq!(w.highest(), 200);
+        // With anti-replay off (window 0) every candidate is accepted.
+        let mut off = ReplayWindow::new(0, false).unwrap();
+        let (a, b) = (off.check(5).unwrap(), off.check(5).unwrap());
+        assert_eq!((off.commit(a), off.commit(b)), (Ok(()), Ok(())));
     }
 
     #[test]
@@ -506,7 +545,7 @@ mod tests {
 
     fn accept(w: &mut ReplayWindow, seq: u32) -> Result<u64, DropReason> {
         let c = w.check(seq)?;
-        w.commit(c);
+        w.commit(c)?;
         Ok(c.seq())
     }
 

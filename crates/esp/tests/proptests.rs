@@ -221,7 +221,7 @@ proptest! {
                 (Ok(()), Ok(c)) => {
                     prop_assert_eq!(c.seq(), s);
                     if !forged {
-                        win.commit(c);
+                        prop_assert_eq!(win.commit(c), Ok(()));
                         m.seen.insert(s);
                         m.top = m.top.max(s);
                     }
