@@ -227,8 +227,10 @@ fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> V
         Class::Esp {
             spi,
             seq,
+            esp_offset,
+            end,
+            tos,
             udp_encap,
-            ..
         } => esp_classified(
             m,
             cx,
@@ -238,6 +240,9 @@ fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> V
                 dst,
                 spi,
                 seq,
+                esp_offset,
+                end,
+                tos,
                 udp_encap,
             },
         ),
@@ -310,6 +315,11 @@ struct EspFacts {
     dst: IpAddr,
     spi: u32,
     seq: u32,
+    /// Where the ESP header starts and the packet ends, and the outer TOS: decapsulation
+    /// takes them instead of parsing the outer header again.
+    esp_offset: usize,
+    end: usize,
+    tos: u8,
     udp_encap: bool,
 }
 
@@ -323,8 +333,10 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
         Ok(Class::Esp {
             spi,
             seq,
+            esp_offset,
+            end,
+            tos,
             udp_encap,
-            ..
         }) => esp_classified(
             m,
             cx,
@@ -334,6 +346,9 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
                 dst,
                 spi,
                 seq,
+                esp_offset,
+                end,
+                tos,
                 udp_encap,
             },
         ),
@@ -396,7 +411,7 @@ fn esp_classified<B: PacketBuf>(
     else {
         return drop_dp(DpDrop::NotOwner);
     };
-    let r = e.sa.decap(keys, m);
+    let r = e.sa.decap_classified(keys, m, f.esp_offset, f.end, f.tos);
     let tunnel = e.tunnel;
     let hard_first = matches!(r, Err(d) if is_hard_expiry(d)) && !e.hard_noticed;
     e.hard_noticed |= hard_first;

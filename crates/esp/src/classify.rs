@@ -41,6 +41,11 @@ pub enum Class {
         seq: u32,
         /// Offset of the ESP header from the start of the packet.
         esp_offset: usize,
+        /// End of the ESP packet: the outer packet's length per its header (link padding
+        /// excluded).
+        end: usize,
+        /// The outer TOS / traffic class (its ECN field matters to decapsulation, RFC 6040).
+        tos: u8,
         /// Carried in UDP (RFC 3948).
         udp_encap: bool,
     },
@@ -75,7 +80,7 @@ pub enum Class {
 /// Classifies an outer IP packet. Malformed packets give [`DropReason::TooShort`] or
 /// [`DropReason::BadOuterHeader`].
 pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
-    let (v6, hl, len, next) = match ip::version(pkt).ok_or(DropReason::TooShort)? {
+    let (v6, hl, len, next, tos) = match ip::version(pkt).ok_or(DropReason::TooShort)? {
         4 => {
             let ip = Ipv4Packet::new_checked(pkt).map_err(outer_v4)?;
             // RFC 791 §3.1: a header whose checksum fails is discarded (a corrupted header
@@ -86,21 +91,27 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
             if ip.is_fragment() {
                 return Ok(Class::Fragment);
             }
-            (false, ip.header_len(), ip.total_len(), ip.protocol())
+            (
+                false,
+                ip.header_len(),
+                ip.total_len(),
+                ip.protocol(),
+                ip.tos(),
+            )
         }
         6 => {
             let ip = Ipv6Packet::new_checked(pkt).map_err(outer_v6)?;
             match ip.upper_layer() {
                 None => return Err(DropReason::BadOuterHeader),
                 Some((_, proto::FRAGMENT)) => return Ok(Class::Fragment),
-                Some((off, next)) => (true, off, ip.total_len(), next),
+                Some((off, next)) => (true, off, ip.total_len(), next, ip.traffic_class()),
             }
         }
         _ => return Err(DropReason::BadOuterHeader),
     };
     let pkt = &pkt[..len];
     match next {
-        proto::ESP => esp_at(pkt, hl, false),
+        proto::ESP => esp_at(pkt, hl, tos, false),
         proto::UDP => {
             if len < hl + wire::UDP_HEADER_LEN {
                 return Err(DropReason::TooShort);
@@ -118,7 +129,9 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
                 NATT_PORT if natt::has_non_esp_marker(payload) => Ok(Class::IkeNonEsp {
                     ike_offset: off + 4,
                 }),
-                NATT_PORT => esp_at(&pkt[..hl + ulen], off, true),
+                // ESP in UDP fills the rest of the IP packet (RFC 3948 §2.1).
+                NATT_PORT if hl + ulen != len => Err(DropReason::BadOuterHeader),
+                NATT_PORT => esp_at(pkt, off, tos, true),
                 IKE_PORT => Ok(Class::Ike { ike_offset: off }),
                 _ => Ok(Class::Other { proto: proto::UDP }),
             }
@@ -135,7 +148,7 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
     }
 }
 
-fn esp_at(pkt: &[u8], off: usize, udp_encap: bool) -> Result<Class, DropReason> {
+fn esp_at(pkt: &[u8], off: usize, tos: u8, udp_encap: bool) -> Result<Class, DropReason> {
     if pkt.len() < off + wire::ESP_HEADER_LEN {
         return Err(DropReason::TooShort);
     }
@@ -143,6 +156,8 @@ fn esp_at(pkt: &[u8], off: usize, udp_encap: bool) -> Result<Class, DropReason> 
         spi: be32(&pkt[off..]),
         seq: be32(&pkt[off + 4..]),
         esp_offset: off,
+        end: pkt.len(),
+        tos,
         udp_encap,
     })
 }
@@ -191,6 +206,8 @@ mod tests {
                 spi: 256,
                 seq: 7,
                 esp_offset: 20,
+                end: 31,
+                tos: 0,
                 udp_encap: false
             })
         );
@@ -200,6 +217,8 @@ mod tests {
                 spi: 256,
                 seq: 7,
                 esp_offset: 28,
+                end: 39,
+                tos: 0,
                 udp_encap: true
             })
         );
@@ -264,6 +283,8 @@ mod tests {
                 spi: 0x300,
                 seq: 9,
                 esp_offset: off,
+                end: off + 8,
+                tos: 0,
                 udp_encap: false,
             })
         };
@@ -298,6 +319,8 @@ mod tests {
                 spi: 512,
                 seq: 1,
                 esp_offset: 40,
+                end: 48,
+                tos: 0,
                 udp_encap: false
             })
         );

@@ -143,6 +143,31 @@ impl InboundSa {
         }
     }
 
+    /// [`InboundSa::decap`] of a packet that [`crate::classify`] found to be ESP in this very
+    /// buffer (`Class::Esp { esp_offset, end, tos, .. }`): the outer header is not parsed
+    /// again, nor its IPv4 checksum verified again (the data plane classifies every packet
+    /// before it decapsulates it). Facts that do not fit the buffer are `TooShort`.
+    pub fn decap_classified<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+        esp_offset: usize,
+        end: usize,
+        tos: u8,
+    ) -> Result<Processed, DropReason> {
+        let r = if end <= buf.len() && esp_offset <= end {
+            let outer = OuterInfo {
+                esp_off: esp_offset,
+                len: end,
+                ecn: Ecn::from_tos(tos),
+            };
+            self.decap_at(keys, buf, outer)
+        } else {
+            Err(DropReason::TooShort)
+        };
+        r.inspect_err(|&r| self.counters.count_drop(r))
+    }
+
     #[inline(always)]
     fn decap_inner<B: PacketBuf>(
         &mut self,
@@ -150,6 +175,16 @@ impl InboundSa {
         buf: &mut B,
     ) -> Result<Processed, DropReason> {
         let outer = parse_outer(buf.data())?;
+        self.decap_at(keys, buf, outer)
+    }
+
+    #[inline(always)]
+    fn decap_at<B: PacketBuf>(
+        &mut self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+        outer: OuterInfo,
+    ) -> Result<Processed, DropReason> {
         let esp_off = outer.esp_off;
         let ct_off = esp_off + ESP_HEADER_LEN + GCM_IV_LEN;
         // At least the pad length and next header bytes must be encrypted.

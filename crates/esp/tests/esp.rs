@@ -118,6 +118,12 @@ fn four_combinations_and_natt_outer_fields() {
                             spi: SPI,
                             seq: 1,
                             esp_offset: esp_off,
+                            end: pkt.len(),
+                            tos: if outer_v6 {
+                                (pkt[0] << 4) | (pkt[1] >> 4)
+                            } else {
+                                pkt[1]
+                            },
                             udp_encap: natt
                         })
                     );

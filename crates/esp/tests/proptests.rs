@@ -88,6 +88,36 @@ proptest! {
     }
 
     #[test]
+    fn decap_of_classified_facts_equals_decap(c in case(), b in backend(), flip in any::<Option<prop::sample::Index>>(),
+                                              cut in 0usize..4, skew in 0usize..3) {
+        let (mut o, i) = sas(&c, b);
+        let inner = common::inner(c.inner_v6, &c.payload);
+        let mut pkt = common::encap(&mut o, &inner);
+        if let Some(at) = flip {
+            let n = pkt.len();
+            pkt[at.index(n)] ^= 0x10;
+        }
+        pkt.truncate(pkt.len() - cut.min(pkt.len()));
+        let mut plain = sas(&c, b).1;
+        let mut classified = i;
+        let want = plain.decap(&mut KeyCache::new(2), &mut VecBuf::new(0, &pkt, 0));
+        match espada_esp::classify(&pkt) {
+            Ok(espada_esp::Class::Esp { esp_offset, end, tos, .. }) => {
+                let mut buf = VecBuf::new(0, &pkt, 0);
+                let got = classified.decap_classified(&mut KeyCache::new(2), &mut buf, esp_offset, end, tos);
+                prop_assert_eq!(got.map(|p| p.seq), want.map(|p| p.seq));
+                if want.is_ok() {
+                    prop_assert_eq!(buf.data(), &inner[..]);
+                }
+                // Facts that do not fit the buffer are refused, never a panic.
+                let (o2, e2) = match skew { 0 => (esp_offset, pkt.len() + 1), 1 => (end + 1, end), _ => (usize::MAX / 2, usize::MAX) };
+                prop_assert_eq!(classified.decap_classified(&mut KeyCache::new(2), &mut VecBuf::new(0, &pkt, 0), o2, e2, tos).err(), Some(DropReason::TooShort));
+            }
+            _ => prop_assert!(want.is_err(), "decap accepted what classify refused"),
+        }
+    }
+
+    #[test]
     fn one_flipped_bit_fails_and_changes_nothing(c in case(), b in backend(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
         let (mut o, mut i) = sas(&c, b);
         let inner = common::inner(c.inner_v6, &c.payload);

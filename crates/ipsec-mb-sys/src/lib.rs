@@ -177,14 +177,16 @@ impl GcmKey {
     #[inline]
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
         let mut tag = [0u8; TAG_LEN];
-        let mut ctx = raw::gcm_context_data::default();
+        // Not zeroed: the one-call API initialises the context before it reads it.
+        let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
         let p = in_out.as_mut_ptr();
-        // SAFETY: key and context are valid; source and destination are the same `len` bytes
-        // (the library allows in place); nonce is 12 bytes, aad `aad.len()` bytes, tag 16.
+        // SAFETY: the key is valid and the context writable (the library initialises it first);
+        // source and destination are the same `len` bytes (the library allows in place); nonce
+        // is 12 bytes, aad `aad.len()` bytes, tag 16.
         unsafe {
             (self.enc)(
                 &self.data,
-                &mut ctx,
+                ctx.as_mut_ptr(),
                 p,
                 p,
                 in_out.len() as u64,
@@ -209,13 +211,13 @@ impl GcmKey {
         tag: &[u8; TAG_LEN],
     ) -> bool {
         let mut computed = [0u8; TAG_LEN];
-        let mut ctx = raw::gcm_context_data::default();
+        let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
         let p = in_out.as_mut_ptr();
         // SAFETY: as in `seal`.
         unsafe {
             (self.dec)(
                 &self.data,
-                &mut ctx,
+                ctx.as_mut_ptr(),
                 p,
                 p,
                 in_out.len() as u64,
