@@ -6,11 +6,13 @@
 #                  [--sizes "64 128 ... imix"] [--modes "decrypt encrypt"] [--out DIR]
 #
 # For each mode and size: espada-dp-bench (the real worker loop and pipeline: net_pcap with
-# infinite_rx in, net_null out); dpdk-testpmd --forward-mode=io on the very same pcap and vdevs
-# (the I/O floor: what moving the packets costs without any IPsec); the bare AEAD of exactly
-# the ESP payloads (the cipher limit, ring: the fastest library espada has today). Prints a
-# table with espada/limit and espada's own work = espada ns − I/O floor ns − cipher ns, writes
-# DIR/results.jsonl and DIR/mpps.svg. Needs root (DPDK). Benchmarks, not tests: figures go to
+# infinite_rx in, net_null out); DPDK's ipsec-secgw on the very same pcap, SAs, vdevs and core
+# (perf/dp/secgw.sh: the better of its cpu-crypto and no-offload modes); dpdk-testpmd
+# --forward-mode=io on the same pcap and vdevs (the I/O floor: what moving the packets costs
+# without any IPsec); the bare AEAD of exactly the ESP payloads with espada's default
+# implementation (the cipher limit). Prints a table with espada/secgw, espada/limit and
+# espada's own work = espada ns − I/O floor ns − cipher ns, writes DIR/results.jsonl and
+# DIR/mpps.svg. Needs root (DPDK). Benchmarks, not tests: figures go to
 # docs/performance.md with this command, the CPU flags and the date.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,11 +60,13 @@ for mode in $modes; do
       $natt --seconds "$secs" --pcap-dir "$dir" | sed -n 's/^JSON //p')
     pcap="$dir/esp.pcap"; [[ $mode == encrypt ]] && pcap="$dir/clear.pcap"
     io=$(testpmd_io "$pcap")
+    secgw=$(perf/dp/secgw.sh "$mode" "$dir" "$secs" | sed -n 's/^JSON //p')
     cipher=$("$BENCH" --mode cipher --size "$size" --aes "$aes" | sed -n 's/^JSON //p')
     rm -rf "$dir"
-    python3 - "$line" "$io" "$cipher" >>"$res" <<'PY'
+    python3 - "$line" "$io" "$cipher" "$secgw" >>"$res" <<'PY'
 import json, sys
 e, io, c = json.loads(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+e["secgw_mpps"] = json.loads(sys.argv[4])["secgw_mpps"]
 e["io_floor_mpps"] = io
 e["cipher_ns"] = c["open_ns"] if e["mode"] == "decrypt" else c["seal_ns"]
 print(json.dumps(e))
@@ -73,8 +77,8 @@ done
 python3 - "$res" "$out/mpps.svg" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'mode':8} {'size':>5} {'espada Mpps':>11} {'ns/pkt':>7} {'I/O floor Mpps':>14} "
-      f"{'cipher ns':>9} {'limit Mpps':>10} {'espada/limit':>12} {'own ns':>7} drops")
+print(f"{'mode':8} {'size':>5} {'espada Mpps':>11} {'ns/pkt':>7} {'secgw Mpps':>10} {'espada/secgw':>12} "
+      f"{'I/O floor Mpps':>14} {'cipher ns':>9} {'limit Mpps':>10} {'espada/limit':>12} {'own ns':>7} drops")
 for r in rows:
     ns = 1e3 / r["mpps"] if r["mpps"] else float("inf")
     io_ns = 1e3 / r["io_floor_mpps"] if r["io_floor_mpps"] else 0.0
@@ -82,8 +86,9 @@ for r in rows:
     limit = 1e3 / limit_ns if limit_ns else 0.0
     own = ns - limit_ns
     drops = ",".join(f"{k}={v}" for k, v in r["drops"].items()) or "none"
-    print(f"{r['mode']:8} {r['size']:>5} {r['mpps']:11.3f} {ns:7.1f} {r['io_floor_mpps']:14.2f} "
-          f"{r['cipher_ns']:9.1f} {limit:10.3f} {r['mpps'] / limit if limit else 0:12.2f} {own:7.1f} {drops}")
+    sg = r["secgw_mpps"]
+    print(f"{r['mode']:8} {r['size']:>5} {r['mpps']:11.3f} {ns:7.1f} {sg:10.3f} {r['mpps'] / sg if sg else 0:12.2f} "
+          f"{r['io_floor_mpps']:14.2f} {r['cipher_ns']:9.1f} {limit:10.3f} {r['mpps'] / limit if limit else 0:12.2f} {own:7.1f} {drops}")
 # Mpps against size (IMIX drawn at its mean frame size), one line per series.
 def x_of(r):
     return (7 * 64 + 4 * 594 + 1460) / 12 if r["size"] == "imix" else float(r["size"])
@@ -91,6 +96,7 @@ series = {}
 for r in rows:
     io_ns = 1e3 / r["io_floor_mpps"] if r["io_floor_mpps"] else 0.0
     series.setdefault(f"espada {r['mode']}", []).append((x_of(r), r["mpps"]))
+    series.setdefault(f"ipsec-secgw {r['mode']}", []).append((x_of(r), r["secgw_mpps"]))
     series.setdefault(f"limit {r['mode']} (I/O floor + cipher)", []).append(
         (x_of(r), 1e3 / (io_ns + r["cipher_ns"])))
 W, H, L, B = 720, 420, 60, 40
@@ -113,7 +119,8 @@ for x in (64, 256, 512, 1024, 1420):
 for k, (name, pts) in enumerate(sorted(series.items())):
     pts.sort()
     c = colours[k % len(colours)]
-    dash = ' stroke-dasharray="5,4"' if name.startswith("limit") else ""
+    dash = (' stroke-dasharray="5,4"' if name.startswith("limit")
+            else ' stroke-dasharray="1,3"' if name.startswith("ipsec-secgw") else "")
     svg.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="' +
                " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts) + '"/>')
     svg.append(f'<text x="{W-250}" y="{24+16*k}" fill="{c}">{name}</text>')

@@ -453,6 +453,29 @@ fn main() {
         }
     }
     drop(seals);
+    if a.pcap_dir.is_some() {
+        // The SAs, for another gateway run on the same pcaps (perf/dp/run.sh: ipsec-secgw).
+        let hex = |k: &[u8]| {
+            k.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let list: String = (0..a.sas)
+            .map(|t| {
+                format!(
+                    "{t} {:#x} {:#x} {} {} {} {}\n",
+                    in_spi[t as usize],
+                    0x4000_0000 | t,
+                    peer_of(t),
+                    remote_host(t),
+                    hex(&key(t, a.aes, true)),
+                    hex(&key(t, a.aes, false)),
+                )
+            })
+            .collect();
+        std::fs::write(tmp.join("sas.txt"), list).expect("writing sas.txt");
+    }
     let esp_pcap = tmp.join("esp.pcap");
     let clear_pcap = tmp.join("clear.pcap");
     if !dec_frames.is_empty() {
