@@ -17,23 +17,20 @@ mod common;
 use espada_wire::MacAddr;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::workers::TwoWorkers;
 use common::{BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, fix_csum, forwarded, ipv4_udp};
-use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig, RingConsumer, RingPortEnds};
+use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig, RingPortEnds};
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
-use espada_dataplane::events::SampleBudget;
 use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec};
-use espada_dataplane::reasm::{self, Reassembly};
+use espada_dataplane::reasm;
 use espada_dataplane::slab::Policy;
-use espada_dataplane::stats::{Counter, WorkerStats};
+use espada_dataplane::stats::Counter;
 use espada_dataplane::tables::Iface;
 use espada_dataplane::tunnels::Fragmentation;
-use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
 use espada_esp::sa::NattPorts;
 use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
@@ -120,13 +117,6 @@ fn rejoin_all(frags: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect();
     out.sort();
     out.into_iter().map(|(_, p)| p).collect()
-}
-
-struct StopOnDrop(Arc<AtomicBool>);
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Injects `frame` on RX queue `q` of `ends`.
@@ -273,89 +263,8 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     )
     .unwrap();
 
-    // Two workers with handoff rings both ways.
-    let (h10_i, r10_i) = MbufRing::pair(&eal, "f10i", 512).unwrap();
-    let (h10_o, r10_o) = MbufRing::pair(&eal, "f10o", 512).unwrap();
-    let (h01_i, r01_i) = MbufRing::pair(&eal, "f01i", 512).unwrap();
-    let (h01_o, r01_o) = MbufRing::pair(&eal, "f01o", 512).unwrap();
-    let mut handoff_out = vec![
-        vec![
-            None,
-            Some(HandoffPair {
-                inbound: h01_i,
-                outbound: h01_o,
-            }),
-        ],
-        vec![
-            Some(HandoffPair {
-                inbound: h10_i,
-                outbound: h10_o,
-            }),
-            None,
-        ],
-    ]
-    .into_iter();
-    let mut handoff_in = vec![
-        vec![HandoffPair {
-            inbound: r10_i,
-            outbound: r10_o,
-        }],
-        vec![HandoffPair {
-            inbound: r01_i,
-            outbound: r01_o,
-        }],
-    ]
-    .into_iter();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut stats = Vec::new();
-    let mut running = Vec::new();
-    let mut keep: Vec<(RingConsumer, RingConsumer)> = Vec::new();
-    let mut event_rx = Vec::new();
-    for (w, p) in parts.into_iter().enumerate() {
-        let w16 = w as u16;
-        let (ev_tx, ev_rx) = rtrb::RingBuffer::new(1024);
-        let (p0, c0) = MbufRing::pair(&eal, &format!("fpo{w}"), 256).unwrap();
-        let (p1, c1) = MbufRing::pair(&eal, &format!("fpi{w}"), 256).unwrap();
-        keep.push((c0, c1));
-        event_rx.push(ev_rx);
-        let st = Arc::new(WorkerStats::default());
-        stats.push(st.clone());
-        let worker = Worker {
-            id: w16,
-            inputs: WorkerInputs {
-                rx: vec![
-                    (PortRole::Outside, out_port.rx_queue(w16).unwrap()),
-                    (PortRole::Inside, in_port.rx_queue(w16).unwrap()),
-                ],
-                relay: Vec::new(),
-                handoff: handoff_in.next().unwrap(),
-                commands: p.commands,
-            },
-            outputs: WorkerOutputs {
-                tx: [
-                    TxPath::Queue(out_port.tx_queue(w16).unwrap()),
-                    TxPath::Queue(in_port.tx_queue(w16).unwrap()),
-                ],
-                handoff: handoff_out.next().unwrap(),
-                punt: [p0, p1],
-                replies: p.replies,
-            },
-            events: ev_tx,
-            notices: p.notices,
-            samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
-            slab: p.slab,
-            reasm: Reassembly::for_clock(dpdk::tsc_hz()),
-            tables: p.tables,
-            stats: st,
-            stop: stop.clone(),
-            adaptive: true,
-        };
-        running.push(
-            eal.launch(u32::from(w16) + 1, move || worker.run())
-                .unwrap(),
-        );
-    }
-    let _guard = StopOnDrop(stop.clone());
+    let workers = TwoWorkers::launch(&eal, "f", 512, parts, &out_port, &in_port);
+    let stats = &workers.stats;
     let sum = |c: Counter| stats.iter().map(|s| s.get(c)).sum::<u64>();
 
     // ESP of a 1,200-byte packet from a remote host, as the peer sends it.
@@ -537,11 +446,6 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
         1,
         "the duplicate fragment's datagram, nothing else"
     );
-    stop.store(true, Ordering::Relaxed);
-    for h in running {
-        assert_eq!(h.join(), 0);
-    }
-    drop(keep);
-    drop(event_rx);
+    workers.stop();
     assert_eq!(pool.in_use(), 0, "every mbuf back in the pool");
 }

@@ -16,21 +16,18 @@ mod common;
 use espada_wire::MacAddr;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::workers::TwoWorkers;
 use common::{BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, forwarded, ipv4_udp};
-use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig, RingConsumer};
+use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig};
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
-use espada_dataplane::events::SampleBudget;
 use espada_dataplane::lifecycle::{Lifecycle, Op, Sizes, Ticket, TunnelSpec};
 use espada_dataplane::slab::Policy;
-use espada_dataplane::stats::{Counter, WorkerStats};
+use espada_dataplane::stats::Counter;
 use espada_dataplane::tables::Iface;
-use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
 use espada_esp::{Backend, Direction, InboundSa, KeyCache, OutboundSa, SaConfig};
 
 const TUNNELS: u32 = 10_000;
@@ -121,13 +118,6 @@ fn inner_in(t: u32, n: u32) -> Vec<u8> {
     p.extend_from_slice(&n.to_be_bytes());
     p.resize(80, (n % 241) as u8);
     ipv4_udp(remote_host(t), LAN_HOST, 2, 1, &p)
-}
-
-struct StopOnDrop(Arc<AtomicBool>);
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 fn ports() -> [Iface; 2] {
@@ -275,88 +265,8 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
     eprintln!("set-up of {TUNNELS} tunnels: {:?}", t0.elapsed());
 
     // Workers.
-    let (h10_i, r10_i) = MbufRing::pair(&eal, "k10i", 1024).unwrap();
-    let (h10_o, r10_o) = MbufRing::pair(&eal, "k10o", 1024).unwrap();
-    let (h01_i, r01_i) = MbufRing::pair(&eal, "k01i", 1024).unwrap();
-    let (h01_o, r01_o) = MbufRing::pair(&eal, "k01o", 1024).unwrap();
-    let mut handoff_out = vec![
-        vec![
-            None,
-            Some(HandoffPair {
-                inbound: h01_i,
-                outbound: h01_o,
-            }),
-        ],
-        vec![
-            Some(HandoffPair {
-                inbound: h10_i,
-                outbound: h10_o,
-            }),
-            None,
-        ],
-    ]
-    .into_iter();
-    let mut handoff_in = vec![
-        vec![HandoffPair {
-            inbound: r10_i,
-            outbound: r10_o,
-        }],
-        vec![HandoffPair {
-            inbound: r01_i,
-            outbound: r01_o,
-        }],
-    ]
-    .into_iter();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut stats = Vec::new();
-    let mut running = Vec::new();
-    let mut keep: Vec<(RingConsumer, RingConsumer)> = Vec::new();
-    let mut event_rx = Vec::new();
-    for (w, p) in parts.into_iter().enumerate() {
-        let w16 = w as u16;
-        let (ev_tx, ev_rx) = rtrb::RingBuffer::new(4096);
-        let (p0, c0) = MbufRing::pair(&eal, &format!("kpo{w}"), 256).unwrap();
-        let (p1, c1) = MbufRing::pair(&eal, &format!("kpi{w}"), 256).unwrap();
-        keep.push((c0, c1));
-        event_rx.push(ev_rx);
-        let st = Arc::new(WorkerStats::default());
-        stats.push(st.clone());
-        let worker = Worker {
-            id: w16,
-            inputs: WorkerInputs {
-                rx: vec![
-                    (PortRole::Outside, out_port.rx_queue(w16).unwrap()),
-                    (PortRole::Inside, in_port.rx_queue(w16).unwrap()),
-                ],
-                relay: Vec::new(),
-                handoff: handoff_in.next().unwrap(),
-                commands: p.commands,
-            },
-            outputs: WorkerOutputs {
-                tx: [
-                    TxPath::Queue(out_port.tx_queue(w16).unwrap()),
-                    TxPath::Queue(in_port.tx_queue(w16).unwrap()),
-                ],
-                handoff: handoff_out.next().unwrap(),
-                punt: [p0, p1],
-                replies: p.replies,
-            },
-            events: ev_tx,
-            notices: p.notices,
-            samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
-            slab: p.slab,
-            reasm: espada_dataplane::reasm::Reassembly::for_clock(dpdk::tsc_hz()),
-            tables: p.tables,
-            stats: st,
-            stop: stop.clone(),
-            adaptive: true,
-        };
-        running.push(
-            eal.launch(u32::from(w16) + 1, move || worker.run())
-                .unwrap(),
-        );
-    }
-    let _guard = StopOnDrop(stop.clone()); // declared after `running`: dropped before it
+    let mut workers = TwoWorkers::launch(&eal, "k", 1024, parts, &out_port, &in_port);
+    let stats = workers.stats.clone();
 
     // The run: traffic over every tunnel in a scattered order, rekeys as traffic passes
     // thresholds, acknowledgements advancing each tunnel's rekey.
@@ -545,7 +455,7 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
         drops, 0,
         "no packet dropped for any reason during the rekeys"
     );
-    for ev in &mut event_rx {
+    for ev in &mut workers.events {
         assert!(
             ev.pop().is_err(),
             "no unknown-SPI sample, no neighbour miss"
@@ -591,10 +501,7 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
         "every late packet is a tombstone drop, nothing else"
     );
 
-    stop.store(true, Ordering::Relaxed);
-    for h in running {
-        assert_eq!(h.join(), 0);
-    }
+    workers.stop();
     lc.poll(Instant::now());
     let st = lc.stats();
     assert_eq!(
@@ -615,6 +522,5 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
         lc.publisher().generation() > u64::from(REKEYS),
         "versions were published during the run"
     );
-    drop(keep);
     assert_eq!(pool.in_use(), 0, "every mbuf back in the pool");
 }

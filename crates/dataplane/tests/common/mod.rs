@@ -4,6 +4,8 @@
 //! an independent SA object.
 #![allow(dead_code)]
 
+pub mod workers;
+
 use espada_wire::MacAddr;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

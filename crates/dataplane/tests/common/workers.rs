@@ -1,0 +1,141 @@
+//! Two launched workers on real DPDK (`Worker::run` on lcores 1 and 2) over two ring-backed
+//! ports, each polling its own RX queue of both, with handoff rings both ways: the harness of
+//! the data-plane tests that run on EAL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dpdk::{Eal, Launched, MbufRing, Port, RingConsumer};
+use espada_dataplane::PortRole;
+use espada_dataplane::events::{Event, SampleBudget};
+use espada_dataplane::lifecycle::WorkerParts;
+use espada_dataplane::reasm::Reassembly;
+use espada_dataplane::stats::WorkerStats;
+use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
+
+/// Two running workers.
+pub struct TwoWorkers {
+    /// Their counters, by worker.
+    pub stats: Vec<Arc<WorkerStats>>,
+    /// Their sampled events, by worker.
+    pub events: Vec<rtrb::Consumer<Event>>,
+    stop: Arc<AtomicBool>,
+    running: Vec<Launched>,
+    /// The punt rings' consumer ends (kept so that punts have somewhere to go).
+    punts: Vec<(RingConsumer, RingConsumer)>,
+}
+
+impl TwoWorkers {
+    /// Launches worker `w` of `parts` on lcore `w + 1`: RX queue `w` and TX queue `w` of both
+    /// ports, handoff rings of `ring` mbufs named after `tag`.
+    pub fn launch(
+        eal: &Eal,
+        tag: &str,
+        ring: u32,
+        parts: Vec<WorkerParts>,
+        out_port: &Port,
+        in_port: &Port,
+    ) -> TwoWorkers {
+        assert_eq!(parts.len(), 2);
+        let pair = |name: &str| MbufRing::pair(eal, &format!("{tag}{name}"), ring).unwrap();
+        let ((h10_i, r10_i), (h10_o, r10_o)) = (pair("10i"), pair("10o"));
+        let ((h01_i, r01_i), (h01_o, r01_o)) = (pair("01i"), pair("01o"));
+        let mut handoff_out = vec![
+            vec![
+                None,
+                Some(HandoffPair {
+                    inbound: h01_i,
+                    outbound: h01_o,
+                }),
+            ],
+            vec![
+                Some(HandoffPair {
+                    inbound: h10_i,
+                    outbound: h10_o,
+                }),
+                None,
+            ],
+        ]
+        .into_iter();
+        let mut handoff_in = vec![
+            vec![HandoffPair {
+                inbound: r10_i,
+                outbound: r10_o,
+            }],
+            vec![HandoffPair {
+                inbound: r01_i,
+                outbound: r01_o,
+            }],
+        ]
+        .into_iter();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut stats, mut events, mut running, mut punts) = (vec![], vec![], vec![], vec![]);
+        for (w, p) in parts.into_iter().enumerate() {
+            let w16 = w as u16;
+            let (ev_tx, ev_rx) = rtrb::RingBuffer::new(4096);
+            let (p0, c0) = MbufRing::pair(eal, &format!("{tag}po{w}"), 256).unwrap();
+            let (p1, c1) = MbufRing::pair(eal, &format!("{tag}pi{w}"), 256).unwrap();
+            punts.push((c0, c1));
+            events.push(ev_rx);
+            let st = Arc::new(WorkerStats::default());
+            stats.push(st.clone());
+            let worker = Worker {
+                id: w16,
+                inputs: WorkerInputs {
+                    rx: vec![
+                        (PortRole::Outside, out_port.rx_queue(w16).unwrap()),
+                        (PortRole::Inside, in_port.rx_queue(w16).unwrap()),
+                    ],
+                    relay: Vec::new(),
+                    handoff: handoff_in.next().unwrap(),
+                    commands: p.commands,
+                },
+                outputs: WorkerOutputs {
+                    tx: [
+                        TxPath::Queue(out_port.tx_queue(w16).unwrap()),
+                        TxPath::Queue(in_port.tx_queue(w16).unwrap()),
+                    ],
+                    handoff: handoff_out.next().unwrap(),
+                    punt: [p0, p1],
+                    replies: p.replies,
+                },
+                events: ev_tx,
+                notices: p.notices,
+                samples: SampleBudget::new(dpdk::tsc_hz(), SampleBudget::RATE, SampleBudget::BURST),
+                slab: p.slab,
+                reasm: Reassembly::for_clock(dpdk::tsc_hz()),
+                tables: p.tables,
+                stats: st,
+                stop: stop.clone(),
+                adaptive: true,
+            };
+            running.push(
+                eal.launch(u32::from(w16) + 1, move || worker.run())
+                    .unwrap(),
+            );
+        }
+        TwoWorkers {
+            stats,
+            events,
+            stop,
+            running,
+            punts,
+        }
+    }
+
+    /// Stops both workers, checks each returned 0, and lets go of their rings.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.running.drain(..) {
+            assert_eq!(h.join(), 0);
+        }
+        self.punts.clear();
+    }
+}
+
+impl Drop for TwoWorkers {
+    /// A test that panics first still stops its workers.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
