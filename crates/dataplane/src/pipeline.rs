@@ -68,8 +68,6 @@ pub enum Verdict {
 /// fragmented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Oversize {
-    /// Its tunnel.
-    pub tunnel: u32,
     /// The slab slot of the tunnel's outbound SA (on this worker).
     pub slot: u32,
     /// The tunnel's path MTU (outer IP bytes).
@@ -612,7 +610,6 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
     clamp_mss(m, cx, id);
     if too_big {
         return Verdict::Fragment(Oversize {
-            tunnel: id,
             slot: sa_ref.slot,
             mtu: mtu.min(u32::from(u16::MAX)) as u16,
             inner: limit as u16,

@@ -19,9 +19,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::workers::TwoWorkers;
-use common::{BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, fix_csum, forwarded, ipv4_udp};
-use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig, RingPortEnds};
+use common::workers::{RingPorts, TwoWorkers};
+use common::{
+    BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, fix_csum, forwarded, ipv4_fragments,
+    ipv4_udp,
+};
+use dpdk::{Burst, Mempool, RingPortEnds};
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
@@ -63,27 +66,6 @@ fn ports() -> [Iface; 2] {
             ..Default::default()
         },
     ]
-}
-
-/// The IPv4 packet `ip` cut into fragments at payload offsets `cuts` (multiples of 8).
-fn cut(ip: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-    let (hdr, payload) = ip.split_at(20);
-    let mut bounds = vec![0];
-    bounds.extend_from_slice(cuts);
-    bounds.push(payload.len());
-    bounds
-        .windows(2)
-        .map(|w| {
-            let mut f = hdr.to_vec();
-            f.extend_from_slice(&payload[w[0]..w[1]]);
-            let mf = if w[1] < payload.len() { 0x2000 } else { 0 };
-            f[6..8].copy_from_slice(&(mf | (w[0] / 8) as u16).to_be_bytes());
-            let len = f.len() as u16;
-            f[2..4].copy_from_slice(&len.to_be_bytes());
-            fix_csum(&mut f);
-            f
-        })
-        .collect()
 }
 
 /// IPv4 fragments (any order) put back together by identification: complete datagrams only.
@@ -147,33 +129,15 @@ fn collect(ends: &mut RingPortEnds, n: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented() {
-    let prefix = format!("espada-frag-{}", std::process::id());
-    let eal = Eal::init([
-        "--lcores",
-        "0@0,1@1,2@0",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "--file-prefix",
-        &prefix,
-        "--log-level",
-        "error",
-    ])
-    .unwrap();
-    let pool = Mempool::new(&eal, "frag_pool", 4095, 32, 2176).unwrap();
-    let mut out_ends = MbufRing::port(&eal, "net_ring_fro", 2, 3, 1024).unwrap();
-    let mut in_ends = MbufRing::port(&eal, "net_ring_fri", 2, 3, 1024).unwrap();
-    let cfg = PortConfig {
-        rx_queues: 2,
-        tx_queues: 3,
-        ..Default::default()
-    };
-    let out_port = Port::configure(&eal, out_ends.port_id, &cfg, &pool).unwrap();
-    let in_port = Port::configure(&eal, in_ends.port_id, &cfg, &pool).unwrap();
-    out_port.start().unwrap();
-    in_port.start().unwrap();
+    // Both ports: two RX queues (worker w polls queue w), a TX queue per worker plus control.
+    let RingPorts {
+        eal,
+        pool,
+        mut out_ends,
+        mut in_ends,
+        out_port,
+        in_port,
+    } = RingPorts::start("fr", 256, 4095, 32, 1024);
 
     let (mut lc, parts) = Lifecycle::with_seed(Sizes::for_tunnels(2, 16), ports(), 0xf7a9).unwrap();
     let t = lc
@@ -289,7 +253,7 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
         } else {
             inbound_from(&mut seal_udp, &mut peer_keys, n, NATT_HOST)
         };
-        let mut frags = cut(&esp, &[400, 800]);
+        let mut frags = ipv4_fragments(&esp, &[400, 800]);
         if n % 2 == 1 {
             frags.reverse();
         }
@@ -316,7 +280,7 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     // 2. One datagram missing its last fragment; one with a fragment twice.
     let (incomplete, _) = inbound(&mut seal, &mut peer_keys, 100);
     let waiting = reasm::worker_of(&incomplete, 2).unwrap();
-    for f in &cut(&incomplete, &[400, 800])[..2] {
+    for f in &ipv4_fragments(&incomplete, &[400, 800])[..2] {
         inject(
             &mut out_ends,
             &pool,
@@ -325,7 +289,7 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
         );
     }
     let (twice, _) = inbound(&mut seal, &mut peer_keys, 101);
-    let frags = cut(&twice, &[400, 800]);
+    let frags = ipv4_fragments(&twice, &[400, 800]);
     for f in [&frags[0], &frags[1], &frags[1]] {
         inject(
             &mut out_ends,
@@ -354,7 +318,7 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
             continue;
         }
         on_waiting += usize::from(here);
-        for (k, f) in cut(&esp, &[400, 800]).iter().enumerate() {
+        for (k, f) in ipv4_fragments(&esp, &[400, 800]).iter().enumerate() {
             inject(
                 &mut out_ends,
                 &pool,

@@ -80,23 +80,9 @@ fn esp_from_the_peer_reaches_the_lan_byte_exact() {
 /// `cuts` (multiples of 8), each an Ethernet frame again.
 fn fragments(frame: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     let (eth, ip) = frame.split_at(14);
-    let (hdr, payload) = ip.split_at(20);
-    let mut bounds = vec![0];
-    bounds.extend_from_slice(cuts);
-    bounds.push(payload.len());
-    bounds
-        .windows(2)
-        .map(|w| {
-            let mut f = hdr.to_vec();
-            f.extend_from_slice(&payload[w[0]..w[1]]);
-            let mf = if w[1] < payload.len() { 0x2000 } else { 0 };
-            let ff = (u16::from(hdr[6] & 0x40) << 8) | mf | (w[0] / 8) as u16;
-            f[6..8].copy_from_slice(&ff.to_be_bytes());
-            let len = f.len() as u16;
-            f[2..4].copy_from_slice(&len.to_be_bytes());
-            fix_csum(&mut f);
-            [eth, &f[..]].concat()
-        })
+    ipv4_fragments(ip, cuts)
+        .into_iter()
+        .map(|f| [eth, &f[..]].concat())
         .collect()
 }
 

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::workers::TwoWorkers;
+use common::workers::{RingPorts, TwoWorkers};
 use common::{BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, forwarded, ipv4_udp};
-use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig};
+use dpdk::Burst;
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
 use espada_dataplane::drops::{DpDrop, Why};
@@ -138,34 +138,15 @@ fn ports() -> [Iface; 2] {
 
 #[test]
 fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
-    let prefix = format!("espada-rekey-{}", std::process::id());
-    let eal = Eal::init([
-        "--lcores",
-        "0@0,1@1,2@0",
-        "--no-huge",
-        "-m",
-        "512",
-        "--no-pci",
-        "--no-shconf",
-        "--file-prefix",
-        &prefix,
-        "--log-level",
-        "error",
-    ])
-    .unwrap();
-    let pool = Mempool::new(&eal, "rekey_pool", 8191, 64, 2176).unwrap();
     // Both ports: two RX queues (worker w polls queue w), a TX queue per worker plus control.
-    let mut out_ends = MbufRing::port(&eal, "net_ring_rko", 2, 3, 2048).unwrap();
-    let mut in_ends = MbufRing::port(&eal, "net_ring_rki", 2, 3, 2048).unwrap();
-    let cfg = PortConfig {
-        rx_queues: 2,
-        tx_queues: 3,
-        ..Default::default()
-    };
-    let out_port = Port::configure(&eal, out_ends.port_id, &cfg, &pool).unwrap();
-    let in_port = Port::configure(&eal, in_ends.port_id, &cfg, &pool).unwrap();
-    out_port.start().unwrap();
-    in_port.start().unwrap();
+    let RingPorts {
+        eal,
+        pool,
+        mut out_ends,
+        mut in_ends,
+        out_port,
+        in_port,
+    } = RingPorts::start("rk", 512, 8191, 64, 2048);
 
     // Room for every tombstone of the run (they keep their slots for LINGER).
     let sizes = Sizes {

@@ -108,18 +108,17 @@ pub(crate) fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// IPv4 header field offsets and flags (RFC 791 §3.1), `espada-wire`'s.
+/// IPv4 header field offsets and the DF flag (RFC 791 §3.1), `espada-wire`'s, for building the
+/// outer header template.
 pub mod ipv4 {
+    pub use espada_wire::ipv4::DF;
     pub use espada_wire::ipv4::field::*;
-    pub use espada_wire::ipv4::{DF, FRAG_OFFSET, MF};
 }
 
-/// IPv6 header field offsets and the extension-header walk (RFC 8200), `espada-wire`'s.
+/// IPv6 header field offsets (RFC 8200 §3), `espada-wire`'s, for building the outer header
+/// template.
 pub mod ipv6 {
     pub use espada_wire::ipv6::field::*;
-    pub use espada_wire::ipv6::{
-        MAX_EXTENSION_HEADERS, set_traffic_class, traffic_class, upper_layer,
-    };
 }
 
 #[cfg(test)]

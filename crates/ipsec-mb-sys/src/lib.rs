@@ -176,15 +176,44 @@ impl GcmKey {
     /// Encrypts `in_out` in place and returns the tag.
     #[inline]
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
+        self.crypt(self.enc, nonce, aad, in_out)
+    }
+
+    /// Decrypts `in_out` in place and checks `tag` (in constant time). False: the tag does not
+    /// verify, and `in_out` holds unauthenticated bytes that must not be used.
+    #[inline]
+    pub fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> bool {
+        let computed = self.crypt(self.dec, nonce, aad, in_out);
+        let diff = computed.iter().zip(tag).fold(0u8, |d, (a, b)| d | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+
+    /// One call of the library's one-shot GCM encryption or decryption `f`, in place: the tag
+    /// it computes.
+    #[inline(always)]
+    fn crypt(
+        &self,
+        f: Crypt,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let mut tag = [0u8; TAG_LEN];
         // Not zeroed: the one-call API initialises the context before it reads it.
         let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
         let p = in_out.as_mut_ptr();
-        // SAFETY: the key is valid and the context writable (the library initialises it first);
-        // source and destination are the same `len` bytes (the library allows in place); nonce
-        // is 12 bytes, aad `aad.len()` bytes, tag 16.
+        // SAFETY: `f` is this key's length's function from the initialised manager; the key is
+        // valid and the context writable (the library initialises it first); source and
+        // destination are the same `len` bytes (the library allows in place); nonce is 12
+        // bytes, aad `aad.len()` bytes, tag 16.
         unsafe {
-            (self.enc)(
+            f(
                 &self.data,
                 ctx.as_mut_ptr(),
                 p,
@@ -198,38 +227,6 @@ impl GcmKey {
             )
         };
         tag
-    }
-
-    /// Decrypts `in_out` in place and checks `tag` (in constant time). False: the tag does not
-    /// verify, and `in_out` holds unauthenticated bytes that must not be used.
-    #[inline]
-    pub fn open(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> bool {
-        let mut computed = [0u8; TAG_LEN];
-        let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: as in `seal`.
-        unsafe {
-            (self.dec)(
-                &self.data,
-                ctx.as_mut_ptr(),
-                p,
-                p,
-                in_out.len() as u64,
-                nonce.as_ptr(),
-                aad.as_ptr(),
-                aad.len() as u64,
-                computed.as_mut_ptr(),
-                TAG_LEN as u64,
-            )
-        };
-        let diff = computed.iter().zip(tag).fold(0u8, |d, (a, b)| d | (a ^ b));
-        std::hint::black_box(diff) == 0
     }
 }
 

@@ -213,11 +213,6 @@ impl<'a> Ipv4Packet<&'a [u8]> {
     pub fn header_ref(&self) -> &'a [u8] {
         &self.buffer[..self.header_len()]
     }
-    /// The datagram, borrowed for the buffer's lifetime.
-    #[inline]
-    pub fn datagram_ref(&self) -> &'a [u8] {
-        &self.buffer[..self.total_len()]
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
@@ -230,20 +225,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     pub fn set_total_len(&mut self, len: u16) {
         self.set_word(field::LENGTH.start, len);
     }
-    /// Sets the identification.
-    #[inline]
-    pub fn set_ident(&mut self, id: u16) {
-        self.set_word(field::IDENT.start, id);
-    }
     /// Sets the flags and fragment-offset word.
     #[inline]
     pub fn set_flags_frag(&mut self, w: u16) {
         self.set_word(field::FLAGS_FRAG.start, w);
-    }
-    /// Sets the type-of-service byte.
-    #[inline]
-    pub fn set_tos(&mut self, tos: u8) {
-        self.buffer.as_mut()[field::TOS] = tos;
     }
     /// Sets the type-of-service byte, updating the header checksum incrementally (RFC 1624).
     #[inline]
@@ -269,11 +254,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.set_word(field::CHECKSUM.start, 0);
         let c = checksum::checksum(self.header());
         self.set_word(field::CHECKSUM.start, c);
-    }
-    /// The whole buffer, writable.
-    #[inline]
-    pub fn buffer_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut()
     }
 }
 

@@ -179,11 +179,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     pub fn set_traffic_class(&mut self, tc: u8) {
         set_traffic_class(self.buffer.as_mut(), tc);
     }
-    /// The whole buffer, writable.
-    #[inline]
-    pub fn buffer_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut()
-    }
 }
 
 /// Traffic class of the IPv6 header at the start of `h` (at least 2 bytes).

@@ -269,6 +269,29 @@ pub fn fix_csum(p: &mut [u8]) {
     p[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The IPv4 packet `ip` (20-byte header) cut into fragments at payload offsets `cuts`
+/// (multiples of 8), DF kept as it was.
+pub fn ipv4_fragments(ip: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let (hdr, payload) = ip.split_at(20);
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(payload.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let mut f = hdr.to_vec();
+            f.extend_from_slice(&payload[w[0]..w[1]]);
+            let mf = if w[1] < payload.len() { 0x2000 } else { 0 };
+            let ff = (u16::from(hdr[6] & 0x40) << 8) | mf | (w[0] / 8) as u16;
+            f[6..8].copy_from_slice(&ff.to_be_bytes());
+            let len = f.len() as u16;
+            f[2..4].copy_from_slice(&len.to_be_bytes());
+            fix_csum(&mut f);
+            f
+        })
+        .collect()
+}
+
 /// IPv4 packet `p` as a router forwards it: TTL one less, header checksum updated.
 pub fn forwarded(p: &[u8]) -> Vec<u8> {
     let mut f = p.to_vec();

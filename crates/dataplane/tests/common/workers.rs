@@ -1,17 +1,72 @@
-//! Two launched workers on real DPDK (`Worker::run` on lcores 1 and 2) over two ring-backed
-//! ports, each polling its own RX queue of both, with handoff rings both ways: the harness of
-//! the data-plane tests that run on EAL.
+//! The harness of the data-plane tests that run on EAL: two ring-backed ports ([`RingPorts`])
+//! and two launched workers on them (`Worker::run` on lcores 1 and 2, each polling its own RX
+//! queue of both ports, handoff rings both ways: [`TwoWorkers`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dpdk::{Eal, Launched, MbufRing, Port, RingConsumer};
+use dpdk::{Eal, Launched, MbufRing, Mempool, Port, PortConfig, RingConsumer, RingPortEnds};
 use espada_dataplane::PortRole;
 use espada_dataplane::events::{Event, SampleBudget};
 use espada_dataplane::lifecycle::WorkerParts;
 use espada_dataplane::reasm::Reassembly;
 use espada_dataplane::stats::WorkerStats;
 use espada_dataplane::worker::{HandoffPair, TxPath, Worker, WorkerInputs, WorkerOutputs};
+
+/// EAL (the main lcore on CPU 0, lcores 1 and 2 on CPUs 1 and 0), a pool, and two started
+/// ring-backed ports, outside and inside, each with two RX queues (one per worker) and three TX
+/// queues (one per worker and one for the control thread).
+pub struct RingPorts {
+    pub eal: Eal,
+    pub pool: Mempool,
+    pub out_ends: RingPortEnds,
+    pub in_ends: RingPortEnds,
+    pub out_port: Port,
+    pub in_port: Port,
+}
+
+impl RingPorts {
+    /// `memory_mb` of EAL memory (no hugepages), a pool of `mbufs` with a per-lcore cache of
+    /// `cache`, ring ports of `ring` slots; names after `tag`.
+    pub fn start(tag: &str, memory_mb: u32, mbufs: u32, cache: u32, ring: u32) -> RingPorts {
+        let prefix = format!("espada-{tag}-{}", std::process::id());
+        let memory = memory_mb.to_string();
+        let eal = Eal::init([
+            "--lcores",
+            "0@0,1@1,2@0",
+            "--no-huge",
+            "-m",
+            &memory,
+            "--no-pci",
+            "--no-shconf",
+            "--file-prefix",
+            &prefix,
+            "--log-level",
+            "error",
+        ])
+        .unwrap();
+        let pool = Mempool::new(&eal, &format!("{tag}_pool"), mbufs, cache, 2176).unwrap();
+        let out_ends = MbufRing::port(&eal, &format!("net_ring_{tag}o"), 2, 3, ring).unwrap();
+        let in_ends = MbufRing::port(&eal, &format!("net_ring_{tag}i"), 2, 3, ring).unwrap();
+        let cfg = PortConfig {
+            rx_queues: 2,
+            tx_queues: 3,
+            ..Default::default()
+        };
+        let out_port = Port::configure(&eal, out_ends.port_id, &cfg, &pool).unwrap();
+        let in_port = Port::configure(&eal, in_ends.port_id, &cfg, &pool).unwrap();
+        out_port.start().unwrap();
+        in_port.start().unwrap();
+        RingPorts {
+            eal,
+            pool,
+            out_ends,
+            in_ends,
+            out_port,
+            in_port,
+        }
+    }
+}
 
 /// Two running workers.
 pub struct TwoWorkers {
