@@ -5,8 +5,9 @@
 //! both ends rekey the CHILD_SA on their own schedules every 10–15 s (charon `rekey_time` with
 //! `rand_time`, espada a short lifetime with jitter) and the IKE SA at least twice: nothing is
 //! lost or duplicated, espada drops nothing as unknown-SPI, charon never sees ESP on an SPI it
-//! does not have. Then both ends rekey at once 20 times, their requests crossing (RFC 7296
-//! §2.8.1 collisions), under the stream: again no loss, and one CHILD_SA pair at the end.
+//! does not have. Then, in the PFS test, both ends rekey at once 20 times, their requests
+//! crossing (RFC 7296 §2.8.1 collisions), under the stream: again no loss, and one CHILD_SA
+//! pair at the end.
 
 mod common;
 
@@ -18,12 +19,12 @@ use common::swan::{self, Opts, PSK, REKEY_DROPS, SET_PFS, SET_X25519, SwanLab};
 
 #[test]
 fn strongswan_initiates_and_both_ends_rekey_every_few_seconds_for_two_minutes_without_loss() {
-    storm(false, SET_X25519);
+    storm(false, SET_X25519, false);
 }
 
 #[test]
 fn espada_initiates_with_pfs_and_both_ends_rekey_every_few_seconds_for_two_minutes_without_loss() {
-    storm(true, SET_PFS);
+    storm(true, SET_PFS, true);
 }
 
 #[test]
@@ -63,7 +64,10 @@ fn a_trapped_tunnel_is_negotiated_by_the_first_packet_and_carries_traffic_within
     assert_eq!(r.counters["control.acquires"], 1, "{r:?}");
 }
 
-fn storm(espada_initiates: bool, set: (&'static str, &'static str)) {
+/// `collide`: then the 20 crossed rekeys of [`collisions`] (run by one of the two storms: they
+/// take about two and a half minutes, and the PFS set is the harder case, a KE payload in
+/// each crossed exchange).
+fn storm(espada_initiates: bool, set: (&'static str, &'static str), collide: bool) {
     if !swan::available() {
         return;
     }
@@ -126,7 +130,9 @@ fn storm(espada_initiates: bool, set: (&'static str, &'static str)) {
         report.lan["sent"]
     );
 
-    collisions(&lab, before);
+    if collide {
+        collisions(&lab, before);
+    }
 }
 
 /// Both ends rekey the CHILD_SA at once, 20 times, under a 500 packets/s stream each way.
