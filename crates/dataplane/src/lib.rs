@@ -11,6 +11,8 @@
 //!   survives table swaps untouched; the control thread installs and removes SAs by command.
 //! - [`worker`]: the burst loop: RX → classify → inbound ESP / outbound cleartext / handoff /
 //!   punt → TX ([`pipeline`] holds the per-packet stages and returns a [`pipeline::Verdict`]).
+//! - [`prefetch`]: the inbound loop's lookahead, bringing in the SA state of a packet a few
+//!   places ahead in the burst while the current one is decrypted.
 //! - [`drops`]: one table of data-plane drop reasons, next to the ESP engine's own table, that
 //!   feeds every counter, `show drops` and log text.
 //! - [`stats`] and [`events`]: per-worker counters read by the control thread, lifetime
@@ -27,6 +29,7 @@ pub mod hops;
 pub mod lifecycle;
 pub mod pipeline;
 pub mod pmtu;
+pub mod prefetch;
 pub mod reasm;
 pub mod slab;
 pub mod stats;

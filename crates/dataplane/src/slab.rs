@@ -217,6 +217,8 @@ pub enum Reply {
 pub struct Slab {
     inbound: Vec<Option<Box<InboundSlot>>>,
     outbound: Vec<Option<Box<OutboundSlot>>>,
+    /// Occupied slots (inbound, outbound).
+    held: (usize, usize),
     keys: KeyCache,
 }
 
@@ -256,6 +258,7 @@ impl Slab {
         Slab {
             inbound: (0..n).map(|_| None).collect(),
             outbound: (0..n).map(|_| None).collect(),
+            held: (0, 0),
             keys: KeyCache::new(DEFAULT_CACHE_LINES.min(2 * n)),
         }
     }
@@ -271,28 +274,35 @@ impl Slab {
             Command::InstallInbound { slot, entry } => {
                 let spi = entry.sa.spi();
                 match put(&mut self.inbound, slot, entry) {
-                    Ok(()) => Reply::Installed {
-                        inbound: true,
-                        slot,
-                        spi,
-                    },
+                    Ok(()) => {
+                        self.held.0 += 1;
+                        Reply::Installed {
+                            inbound: true,
+                            slot,
+                            spi,
+                        }
+                    }
                     Err(entry) => Reply::RefusedInbound { slot, entry },
                 }
             }
             Command::InstallOutbound { slot, entry } => {
                 let spi = entry.sa.spi();
                 match put(&mut self.outbound, slot, entry) {
-                    Ok(()) => Reply::Installed {
-                        inbound: false,
-                        slot,
-                        spi,
-                    },
+                    Ok(()) => {
+                        self.held.1 += 1;
+                        Reply::Installed {
+                            inbound: false,
+                            slot,
+                            spi,
+                        }
+                    }
                     Err(entry) => Reply::RefusedOutbound { slot, entry },
                 }
             }
             Command::RemoveInbound { slot, spi } => {
                 let entry = take(&mut self.inbound, slot, |e| e.sa.spi() == spi);
                 if let Some(e) = &entry {
+                    self.held.0 -= 1;
                     self.keys.wipe(e.sa.key());
                 }
                 Reply::RemovedInbound { slot, spi, entry }
@@ -300,6 +310,7 @@ impl Slab {
             Command::RemoveOutbound { slot, spi } => {
                 let entry = take(&mut self.outbound, slot, |e| e.sa.spi() == spi);
                 if let Some(e) = &entry {
+                    self.held.1 -= 1;
                     self.keys.wipe(e.sa.key());
                 }
                 Reply::RemovedOutbound { slot, spi, entry }
@@ -336,6 +347,12 @@ impl Slab {
         self.outbound.get_mut(slot as usize)?.as_deref_mut()
     }
 
+    /// The inbound SA in `slot`, to read (the prefetch of [`crate::prefetch`]).
+    #[inline]
+    pub fn inbound_ref(&self, slot: u32) -> Option<&InboundSlot> {
+        self.inbound.get(slot as usize)?.as_deref()
+    }
+
     /// The inbound SA in `slot` and the key cache to process its packets with.
     #[inline]
     pub fn inbound_keyed(&mut self, slot: u32) -> Option<(&mut InboundSlot, &mut KeyCache)> {
@@ -356,11 +373,9 @@ impl Slab {
     }
 
     /// SAs held (inbound, outbound).
+    #[inline]
     pub fn occupied(&self) -> (usize, usize) {
-        (
-            self.inbound.iter().filter(|s| s.is_some()).count(),
-            self.outbound.iter().filter(|s| s.is_some()).count(),
-        )
+        self.held
     }
 }
 
@@ -430,6 +445,11 @@ mod tests {
             ),
             "a remove naming another SPI leaves the slot alone"
         );
+        assert_eq!(
+            slab.occupied(),
+            (1, 0),
+            "refused installs and a remove of another SPI count nothing"
+        );
         match slab.apply(Command::RemoveInbound {
             slot: 1,
             spi: 0x1001,
@@ -437,6 +457,7 @@ mod tests {
             Reply::RemovedInbound { entry: Some(e), .. } => assert_eq!(e.sa.spi(), 0x1001),
             _ => panic!("not removed"),
         }
+        assert_eq!(slab.occupied(), (0, 0));
         assert!(matches!(
             slab.apply(Command::InstallInbound {
                 slot: 1,

@@ -15,6 +15,7 @@ use crate::PortRole;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
+use crate::prefetch::{self, Lookahead};
 use crate::reasm::Reassembly;
 use crate::slab::{Command, Reply, Slab};
 use crate::stats::{Counter, WorkerStats};
@@ -268,6 +269,8 @@ impl Worker {
             stats.set(Counter::KeyCacheHits, k.hits);
             stats.set(Counter::KeyCacheMisses, k.misses);
             stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
+            // With few SAs their state stays in the cache and the lookahead only costs.
+            let lookahead = slab.occupied().0 >= prefetch::MIN_SAS;
             let now = dpdk::rdtsc();
             samples.refill(now);
             let mut cx = Ctx {
@@ -288,6 +291,7 @@ impl Worker {
                 if n == 0 {
                     continue;
                 }
+                rx.prefetch_headers();
                 work += n;
                 let c = if *role == PortRole::Outside {
                     Counter::RxOutside
@@ -295,10 +299,24 @@ impl Worker {
                     Counter::RxInside
                 };
                 stats.add(c, n as u64);
-                for mut m in rx.drain() {
+                let outside = *role == PortRole::Outside;
+                let sas_ahead = outside && lookahead;
+                let mut it = rx.drain();
+                let mut ahead = Lookahead::<32>::default();
+                prefetch::data(&it, true);
+                if sas_ahead {
+                    ahead.start(&it, &cx);
+                }
+                let mut i = 0;
+                while let Some(mut m) = it.next() {
+                    prefetch::data(&it, false);
+                    if sas_ahead {
+                        ahead.advance(i, &it, &cx);
+                    }
+                    i += 1;
                     let v = if m.segments() > 1 {
                         Verdict::Drop(Why::Dp(DpDrop::MultiSegment))
-                    } else if *role == PortRole::Outside {
+                    } else if outside {
                         pipeline::outside_frame(&mut m, &mut cx)
                     } else {
                         pipeline::inside_frame(&mut m, &mut cx)
@@ -324,7 +342,11 @@ impl Worker {
                     }
                     work += n;
                     stats.add(Counter::HandoffIn, n as u64);
-                    for mut m in rx.drain() {
+                    rx.prefetch_headers();
+                    let mut it = rx.drain();
+                    prefetch::data(&it, true);
+                    while let Some(mut m) = it.next() {
+                        prefetch::data(&it, false);
                         let v = match kind {
                             HandoffKind::Inbound => pipeline::esp_in(&mut m, &mut cx, true),
                             HandoffKind::Outbound => pipeline::clear_out(&mut m, &mut cx, true),

@@ -4,7 +4,8 @@
 //! for the ack (only then does the simulated peer send on the new SPI), install outbound,
 //! switch, retire the old inbound after a grace period, remove the old outbound. The RX queue
 //! a tunnel's packets arrive on belongs to its SAs' owner for half the tunnels and to the other
-//! worker for the other half (handoff both ways).
+//! worker for the other half (handoff both ways). Each worker holds more inbound SAs than
+//! `prefetch::MIN_SAS`, so its inbound loop runs the lookahead prefetch throughout.
 //!
 //! Asserted: no packet dropped for any reason and no unknown-SPI sample during the run; every
 //! packet delivered byte-exact, in order per tunnel, in both directions; every retired SA
@@ -138,6 +139,7 @@ fn ports() -> [Iface; 2] {
 
 #[test]
 fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
+    const { assert!(TUNNELS as usize / 2 >= espada_dataplane::prefetch::MIN_SAS) };
     // Both ports: two RX queues (worker w polls queue w), a TX queue per worker plus control.
     let RingPorts {
         eal,

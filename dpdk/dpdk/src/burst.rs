@@ -86,6 +86,14 @@ impl<const N: usize> Burst<N> {
         unsafe { std::slice::from_raw_parts_mut(self.slots.as_mut_ptr().cast::<Mbuf>(), self.len) }
     }
 
+    /// [`Mbuf::prefetch_header`] of every mbuf held (a received burst, before its loop).
+    #[inline]
+    pub fn prefetch_headers(&self) {
+        for m in self.as_slice() {
+            m.prefetch_header();
+        }
+    }
+
     /// Takes every mbuf out, in order; mbufs the iterator does not yield are freed when it is
     /// dropped.
     pub fn drain(&mut self) -> Drain<'_, N> {
@@ -150,6 +158,20 @@ pub struct Drain<'a, const N: usize> {
     burst: &'a mut Burst<N>,
     next: usize,
     end: usize,
+}
+
+impl<const N: usize> Drain<'_, N> {
+    /// The mbuf `k` places after the one the next call to `next` yields (`ahead(0)` is that
+    /// one), still in the burst: a packet loop prefetches what a later packet will need.
+    #[inline]
+    pub fn ahead(&self, k: usize) -> Option<&Mbuf> {
+        if k >= self.end - self.next {
+            return None;
+        }
+        // SAFETY: slots next..end are initialised and not yet yielded; the reference borrows
+        // the drain, so the slot cannot be read out while it lives.
+        Some(unsafe { self.burst.slots[self.next + k].assume_init_ref() })
+    }
 }
 
 impl<const N: usize> Iterator for Drain<'_, N> {

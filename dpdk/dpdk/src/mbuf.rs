@@ -55,6 +55,25 @@ impl Mbuf {
         unsafe { self.0.as_mut() }
     }
 
+    /// Prefetches the mbuf's first cache line (buffer address, data offset and lengths): no
+    /// load, the pointer is known.
+    #[inline(always)]
+    pub fn prefetch_header(&self) {
+        crate::prefetch0(self.0.as_ptr());
+    }
+
+    /// Prefetches the first cache line of the packet data (reads the header: prefetch that a
+    /// few packets earlier).
+    #[inline(always)]
+    pub fn prefetch_data(&self) {
+        let m = self.m();
+        crate::prefetch0(
+            m.buf_addr
+                .cast::<u8>()
+                .wrapping_add(usize::from(m.data_off)),
+        );
+    }
+
     /// The port the mbuf was received on (65535 for net_ring and locally allocated mbufs).
     pub fn port(&self) -> u16 {
         self.m().port
