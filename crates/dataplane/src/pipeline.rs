@@ -256,20 +256,28 @@ fn outside_ip<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, reassembled: bool) -> V
     }
 }
 
+/// Where an inbound packet that `owner` must process goes when that is not this worker: to
+/// the owner on the inbound handoff ring, or dropped as `not_owner` if it was already handed
+/// over once. `None`: this worker is the owner.
+#[inline]
+fn elsewhere(cx: &Ctx<'_>, owner: u16, handed_off: bool) -> Option<Verdict> {
+    match (owner == cx.me, handed_off) {
+        (true, _) => None,
+        (false, false) => Some(Verdict::Handoff {
+            owner,
+            kind: HandoffKind::Inbound,
+        }),
+        (false, true) => Some(drop_dp(DpDrop::NotOwner)),
+    }
+}
+
 /// An outer fragment to the box: reassembled on its datagram's reassembly worker
 /// ([`reasm::worker_of`]; handed there from any other); a datagram it completes continues as
 /// a packet just received, so its ESP goes on to the SA's owner.
 fn fragment_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
     let owner = reasm::worker_of(m.data(), cx.t.workers).unwrap_or(cx.me);
-    match (owner == cx.me, handed_off) {
-        (true, _) => {}
-        (false, false) => {
-            return Verdict::Handoff {
-                owner,
-                kind: HandoffKind::Inbound,
-            };
-        }
-        (false, true) => return drop_dp(DpDrop::NotOwner),
+    if let Some(v) = elsewhere(cx, owner, handed_off) {
+        return v;
     }
     match cx.reasm.fragment(m, cx.now) {
         Outcome::Complete => {
@@ -392,15 +400,8 @@ fn esp_classified<B: PacketBuf>(
             return unknown_spi(cx, &f, m.len(), class);
         }
     };
-    match (owner == cx.me, handed_off) {
-        (true, _) => {}
-        (false, false) => {
-            return Verdict::Handoff {
-                owner,
-                kind: HandoffKind::Inbound,
-            };
-        }
-        (false, true) => return drop_dp(DpDrop::NotOwner),
+    if let Some(v) = elsewhere(cx, owner, handed_off) {
+        return v;
     }
     let Some((e, keys)) = cx
         .sas
