@@ -55,12 +55,14 @@ pub fn decrement(pkt: &mut [u8]) -> Hop {
     }
 }
 
-/// Lowers the MSS option of a TCP SYN (or SYN-ACK) at the start of `pkt` to `max` (RFC 9293
-/// §3.7.1; the clamping routers and VPN gateways do so that segments fit the tunnel), with the
-/// TCP checksum updated incrementally (RFC 1624). True when it changed the packet. IPv4
-/// without fragmentation, IPv6 with TCP right after the fixed header; anything else is left
-/// alone.
-pub fn clamp_mss(pkt: &mut [u8], max: u16) -> bool {
+/// Lowers the MSS option of a TCP SYN (or SYN-ACK) at the start of `pkt` to the clamp `max`
+/// gives (RFC 9293 §3.7.1; the clamping routers and VPN gateways do so that segments fit the
+/// tunnel), with the TCP checksum updated incrementally (RFC 1624). True when it changed the
+/// packet. IPv4 without fragmentation, IPv6 with TCP right after the fixed header; anything
+/// else is left alone. `max` is called only for a SYN (0: no clamp), so a packet that is
+/// none never reads where the clamp is kept (a per-tunnel word: a cache miss with many
+/// tunnels).
+pub fn clamp_mss(pkt: &mut [u8], max: impl FnOnce() -> u16) -> bool {
     let tcp_at = match ip::version(pkt) {
         Some(4) if pkt.len() >= ipv4::MIN_HEADER_LEN => {
             let ip = Ipv4Packet::new_unchecked(&*pkt);
@@ -82,6 +84,10 @@ pub fn clamp_mss(pkt: &mut [u8], max: u16) -> bool {
     };
     if tcp.len() < 20 || tcp[13] & 0x02 == 0 {
         return false; // not a SYN
+    }
+    let max = max();
+    if max == 0 {
+        return false;
     }
     let data_off = usize::from(tcp[12] >> 4) * 4;
     if data_off < 20 || data_off > tcp.len() {
@@ -483,11 +489,30 @@ mod tests {
         ] {
             for flags in [0x02u8, 0x12] {
                 let mut p = syn(&opts, flags);
-                assert!(clamp_mss(&mut p, 1360), "{opts:?}");
+                assert!(clamp_mss(&mut p, || 1360), "{opts:?}");
                 assert_eq!(u16::from_be_bytes([p[20 + at + 2], p[20 + at + 3]]), 1360);
                 assert_eq!(tcp_sum(&p), 0xffff, "TCP checksum still valid: {opts:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_clamp_is_read_only_for_a_syn_and_zero_means_none() {
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            1360
+        };
+        for p in [syn(&[2, 4, 0x05, 0xb4], 0x10), v4(64, 17, &[0; 24])] {
+            assert!(!clamp_mss(&mut p.clone(), read));
+        }
+        assert_eq!(reads.get(), 0, "no SYN, no read of the clamp");
+        let mut p = syn(&[2, 4, 0x05, 0xb4], 0x02);
+        let before = p.clone();
+        assert!(!clamp_mss(&mut p, || 0));
+        assert_eq!(p, before, "a clamp of 0 is none");
+        assert!(clamp_mss(&mut p, read));
+        assert_eq!(reads.get(), 1);
     }
 
     #[test]
@@ -498,7 +523,7 @@ mod tests {
         let udp = v4(64, 17, &[0; 24]);
         for p in [low, none, ack, udp] {
             let mut q = p.clone();
-            assert!(!clamp_mss(&mut q, 1360));
+            assert!(!clamp_mss(&mut q, || 1360));
             assert_eq!(q, p);
         }
     }

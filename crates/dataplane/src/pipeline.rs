@@ -458,8 +458,7 @@ fn esp_classified<B: PacketBuf>(
 /// Applies the TCP MSS clamp of `tunnel`, if it has one, to a SYN ([`forward::clamp_mss`]).
 #[inline]
 fn clamp_mss<B: PacketBuf>(m: &mut B, cx: &Ctx<'_>, tunnel: u32) {
-    let mss = cx.t.tunnels.mss_clamp(tunnel);
-    if mss != 0 && forward::clamp_mss(m.data_mut(), mss) {
+    if forward::clamp_mss(m.data_mut(), || cx.t.tunnels.mss_clamp(tunnel)) {
         cx.stats.add(Counter::MssClamped, 1);
     }
 }

@@ -1,61 +1,84 @@
-//! Lookahead prefetch for the inbound packet loop.
+//! Lookahead prefetch for the packet loop.
 //!
-//! With many SAs each packet needs state that is not in the cache: its directory entry, its
-//! slot (five lines), the SA's counters, the tunnel's selectors and the ids of its key-cache
-//! set. The worker asks for them a few packets ahead in the burst, in three steps so that each
-//! step reads only lines the step before brought in (DPDK's l3fwd and ipsec-secgw prefetch a
-//! fixed number of packets ahead in the same way; prefetching a whole burst at once was
-//! measured to evict what the current packet needs, docs/performance.md):
+//! With many SAs each packet needs state that is not in the cache, found through a chain in
+//! which each address comes from the line before. The worker asks for it ahead in the burst,
+//! one link per step, so that each step reads only lines an earlier step brought in (DPDK's
+//! l3fwd and ipsec-secgw prefetch a fixed number of packets ahead in the same way; prefetching
+//! a whole burst at once was measured to evict what the current packet needs,
+//! docs/performance.md). A [`Chain`] is the steps of one direction, each with its distance:
 //!
-//! 1. [`FAR`] packets ahead: the SPI from the frame (Ethernet without a VLAN tag, an IPv4
-//!    header of any length or IPv6 without extension headers, ESP or UDP port 4500 with a
-//!    non-zero first word), its directory entry, the slab's pointer → the slot's lines;
-//! 2. [`MID`] ahead: the slot → the counters, the policy and the key-cache set's ids;
-//! 3. [`NEAR`] ahead: the policy → its prefixes.
+//! | step | [`Inbound`] (outside port) | [`Outbound`] (inside port) |
+//! |---|---|---|
+//! | 1 | the SPI from the frame → its directory word (8 ahead) | the inner destination → its first route word (9) |
+//! | 2 | directory entry → the slab's word for the slot (6) | first route word → the second (`tbl8`, IPv4) (8) |
+//! | 3 | slab word → the slot's lines (4) | route → the tunnel's word (7) |
+//! | 4 | slot → counters, policy, key-cache set ids (2) | tunnel word → the slab's word for the outbound slot (5) |
+//! | 5 | policy → its prefixes (1) | slab word → the slot's lines (4) |
+//! | 6 | | slot → counters, policy, key-cache set ids (2) |
+//! | 7 | | policy → its prefixes (1) |
 //!
-//! The key schedule itself (up to eighteen lines) is not prefetched: finding its line needs
-//! the set's ids, and doing so two packets ahead measured slower at 1,000 SAs than leaving it
-//! to the cipher's own loads. Only hints: a frame that is not plain ESP to an SA of this worker
-//! is skipped, and nothing here changes any state or counter; the packet's own processing
-//! looks everything up again. The worker runs the lookahead only while it holds [`MIN_SAS`]
-//! inbound SAs or more.
+//! The SPI is read for the frame layouts of [`peek_spi`]; the inner destination of IPv4 or
+//! IPv6 after an untagged Ethernet header. The key schedule itself (up to eighteen lines) is
+//! not prefetched: finding its line needs the set's ids, and doing so two packets ahead
+//! measured slower at 1,000 SAs than leaving it to the cipher's own loads. Only hints: a frame
+//! a chain cannot follow is skipped, and nothing here changes any state or counter; the
+//! packet's own processing looks everything up again. The worker runs a chain only while it
+//! holds [`MIN_SAS`] SAs of that direction or more.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use dpdk::Drain;
 use espada_buf::PacketBuf;
+use espada_esp::SaCounters;
 use espada_lookup::sad::Lookup;
 use espada_wire::{ether, proto};
 
 use crate::pipeline::Ctx;
-use crate::slab::InboundSlot;
+use crate::slab::Policy;
+use crate::tunnels::TunnelTable;
 
 /// Packets ahead whose data is prefetched, whatever the number of SAs (the frame's first
-/// line: Ethernet, IP and ESP headers; [`data`]).
-pub const DATA: usize = 8;
-/// Packets ahead for step 1 (directory, slot).
-pub const FAR: usize = 6;
-/// Packets ahead for step 2 (counters, policy, key-cache set).
-pub const MID: usize = 4;
-/// Packets ahead for step 3 (selectors).
-pub const NEAR: usize = 2;
+/// line: Ethernet, IP and ESP headers; [`data`]). The first step of a chain reads it.
+pub const DATA: usize = 10;
 
-/// Inbound SAs a worker must hold for the lookahead to run: below it their state stays in the
-/// cache and the lookahead only costs (64-byte decryption, one worker, docs/performance.md:
+/// SAs of a direction a worker must hold for its chain to run: below it their state stays in
+/// the cache and the lookahead only costs (64-byte decryption, one worker, docs/performance.md:
 /// about −7 % at 64 SAs, −4 % at 256, +2 % at 512, +12 % at 1,000, +100 % at 16,000).
 pub const MIN_SAS: usize = 512;
 
-/// No slot for this packet.
+/// No slot or tunnel for this packet.
 const NONE: u32 = u32::MAX;
 
-/// The slots step 1 found, by position in the burst.
-pub struct Lookahead<const N: usize = 32> {
-    slot: [u32; N],
+/// The steps of one direction's lookahead.
+pub trait Chain {
+    /// Packets ahead of each step, the first step farthest; all below [`DATA`].
+    const AHEAD: &'static [usize];
+    /// Step `s` for the packet at position `i` of the burst, `frame` its data.
+    fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>);
 }
 
-impl<const N: usize> Default for Lookahead<N> {
-    fn default() -> Self {
-        Lookahead { slot: [NONE; N] }
+/// The steps for the first packets of a burst: `it` has yielded nothing yet. Each step is
+/// asked of all of them before the next (their misses overlap).
+#[inline]
+pub fn start<C: Chain, const B: usize>(c: &mut C, it: &Drain<'_, B>, cx: &Ctx<'_>) {
+    for (s, &d) in C::AHEAD.iter().enumerate() {
+        for k in 0..d {
+            if let Some(m) = it.ahead(k) {
+                c.step(s, k, m.data(), cx);
+            }
+        }
+    }
+}
+
+/// The steps that come due once packet `i` was taken out of `it`: each for the packet its
+/// distance ahead of `i`.
+#[inline]
+pub fn advance<C: Chain, const B: usize>(c: &mut C, i: usize, it: &Drain<'_, B>, cx: &Ctx<'_>) {
+    for (s, &d) in C::AHEAD.iter().enumerate() {
+        if let Some(m) = it.ahead(d - 1) {
+            c.step(s, i + d, m.data(), cx);
+        }
     }
 }
 
@@ -98,80 +121,175 @@ pub fn peek_spi(frame: &[u8]) -> Option<u32> {
     (spi != 0).then_some(spi)
 }
 
-impl<const N: usize> Lookahead<N> {
-    /// The three steps for the first packets of a burst: `it` has yielded nothing yet.
+/// Prefetches what a packet's SA needs once its slot is known (both directions): the
+/// counters, the policy, the key-cache set's ids.
+#[inline]
+fn sa_state(counters: &Arc<SaCounters>, policy: &Arc<Policy>, ids: *const u8) {
+    dpdk::prefetch0_lines(Arc::as_ptr(counters), size_of_val(counters.as_ref()));
+    dpdk::prefetch0(Arc::as_ptr(policy));
+    dpdk::prefetch0(ids);
+}
+
+/// Prefetches a policy's prefixes.
+#[inline]
+fn prefixes(policy: &Policy) {
+    dpdk::prefetch0(policy.remote_ts.as_ptr());
+    dpdk::prefetch0(policy.local_ts.as_ptr());
+}
+
+/// The inbound chain (table above): the slots step 2 found, by position in the burst.
+pub struct Inbound<const N: usize = 32> {
+    slot: [u32; N],
+}
+
+impl<const N: usize> Default for Inbound<N> {
+    fn default() -> Self {
+        Inbound { slot: [NONE; N] }
+    }
+}
+
+impl<const N: usize> Chain for Inbound<N> {
+    const AHEAD: &'static [usize] = &[8, 6, 4, 2, 1];
+
     #[inline]
-    pub fn start<const B: usize>(&mut self, it: &Drain<'_, B>, cx: &Ctx<'_>) {
-        for k in 0..FAR {
-            if let Some(m) = it.ahead(k) {
-                self.sa(k, m.data(), cx);
+    fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>) {
+        let slot = |i: usize| match self.slot.get(i) {
+            Some(&slot) if slot != NONE => cx.sas.inbound_ref(slot),
+            _ => None,
+        };
+        match s {
+            0 => {
+                if let Some(w) = peek_spi(frame).and_then(|spi| cx.t.sad.word_of(spi)) {
+                    dpdk::prefetch0(w);
+                }
+            }
+            1 => {
+                let found = peek_spi(frame).and_then(|spi| match cx.t.sad.lookup(spi) {
+                    Lookup::Live { owner, slot, .. } if owner == cx.me => Some(slot),
+                    _ => None,
+                });
+                let word = found.and_then(|slot| cx.sas.inbound_word(slot));
+                if let Some(w) = word {
+                    dpdk::prefetch0(w);
+                }
+                if let Some(cell) = self.slot.get_mut(i) {
+                    *cell = found.filter(|_| word.is_some()).unwrap_or(NONE);
+                }
+            }
+            2 => {
+                if let Some(e) = slot(i) {
+                    dpdk::prefetch0_lines(e, size_of_val(e));
+                }
+            }
+            3 => {
+                if let Some(e) = slot(i) {
+                    sa_state(
+                        e.sa.counters(),
+                        &e.policy,
+                        cx.sas.keys().set_ids(e.sa.key()),
+                    );
+                }
+            }
+            _ => {
+                if let Some(e) = slot(i) {
+                    prefixes(&e.policy);
+                }
             }
         }
-        for k in 0..MID {
-            self.state(k, cx);
-        }
-        for k in 0..NEAR {
-            self.selectors(k, cx);
-        }
     }
+}
 
-    /// The steps that come due once packet `i` was taken out of `it`: step 1 for `i + FAR`,
-    /// 2 for `i + MID`, 3 for `i + NEAR`.
-    #[inline]
-    pub fn advance<const B: usize>(&mut self, i: usize, it: &Drain<'_, B>, cx: &Ctx<'_>) {
-        if let Some(m) = it.ahead(FAR - 1) {
-            self.sa(i + FAR, m.data(), cx);
+/// The inner destination of a cleartext frame (at its Ethernet header, untagged).
+#[inline]
+pub fn peek_dst(frame: &[u8]) -> Option<IpAddr> {
+    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    let ip = frame.get(ether::HEADER_LEN..)?;
+    match (ethertype, ip.first()? >> 4) {
+        (ether::ETHERTYPE_IPV4, 4) => {
+            let a: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            Some(Ipv4Addr::from(a).into())
         }
-        self.state(i + MID, cx);
-        self.selectors(i + NEAR, cx);
+        (ether::ETHERTYPE_IPV6, 6) => {
+            let a: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            Some(Ipv6Addr::from(a).into())
+        }
+        _ => None,
     }
+}
 
-    /// Step 1 for the packet at position `i` of the burst, `frame` its data.
-    #[inline]
-    fn sa(&mut self, i: usize, frame: &[u8], cx: &Ctx<'_>) {
-        let Some(s) = self.slot.get_mut(i) else {
-            return;
-        };
-        *s = NONE;
-        let Some(spi) = peek_spi(frame) else {
-            return;
-        };
-        if let Lookup::Live { owner, slot, .. } = cx.t.sad.lookup(spi)
-            && owner == cx.me
-            && let Some(e) = cx.sas.inbound_ref(slot)
-        {
-            dpdk::prefetch0_lines(e, size_of_val(e));
-            *s = slot;
+/// The outbound chain (table above): the tunnels step 3 and the slots step 4 found, by
+/// position in the burst.
+pub struct Outbound<const N: usize = 32> {
+    tunnel: [u32; N],
+    slot: [u32; N],
+}
+
+impl<const N: usize> Default for Outbound<N> {
+    fn default() -> Self {
+        Outbound {
+            tunnel: [NONE; N],
+            slot: [NONE; N],
         }
     }
+}
 
-    /// Step 2 for the packet at position `i`.
+impl<const N: usize> Chain for Outbound<N> {
+    const AHEAD: &'static [usize] = &[9, 8, 7, 5, 4, 2, 1];
+
     #[inline]
-    fn state(&self, i: usize, cx: &Ctx<'_>) {
-        let Some(e) = self.slot_of(i, cx) else {
-            return;
+    fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>) {
+        let known = |v: &[u32; N]| v.get(i).copied().filter(|&x| x != NONE);
+        let slot = |i: usize| match self.slot.get(i) {
+            Some(&slot) if slot != NONE => cx.sas.outbound_ref(slot),
+            _ => None,
         };
-        let counters = e.sa.counters();
-        dpdk::prefetch0_lines(Arc::as_ptr(counters), size_of_val(counters.as_ref()));
-        dpdk::prefetch0(Arc::as_ptr(&e.policy));
-        dpdk::prefetch0(cx.sas.keys().set_ids(e.sa.key()));
-    }
-
-    /// Step 3 for the packet at position `i`.
-    #[inline]
-    fn selectors(&self, i: usize, cx: &Ctx<'_>) {
-        let Some(e) = self.slot_of(i, cx) else {
-            return;
-        };
-        dpdk::prefetch0(e.policy.remote_ts.as_ptr());
-        dpdk::prefetch0(e.policy.local_ts.as_ptr());
-    }
-
-    #[inline]
-    fn slot_of<'c>(&self, i: usize, cx: &'c Ctx<'_>) -> Option<&'c InboundSlot> {
-        match *self.slot.get(i)? {
-            NONE => None,
-            slot => cx.sas.inbound_ref(slot),
+        match s {
+            0 | 1 => {
+                if let Some(w) = peek_dst(frame).and_then(|d| cx.t.routes.word_at(d, s as u8)) {
+                    dpdk::prefetch0(w);
+                }
+            }
+            2 => {
+                let tunnel = peek_dst(frame).and_then(|d| cx.t.routes.lookup(d));
+                if let Some(w) = tunnel.and_then(|t| cx.t.tunnels.word_of(t)) {
+                    dpdk::prefetch0_lines(w, TunnelTable::CELL_BYTES);
+                }
+                if let Some(cell) = self.tunnel.get_mut(i) {
+                    *cell = tunnel.unwrap_or(NONE);
+                }
+            }
+            3 => {
+                let found = known(&self.tunnel)
+                    .and_then(|t| cx.t.tunnels.outbound(t))
+                    .filter(|r| r.owner == cx.me)
+                    .map(|r| r.slot);
+                let word = found.and_then(|slot| cx.sas.outbound_word(slot));
+                if let Some(w) = word {
+                    dpdk::prefetch0(w);
+                }
+                if let Some(cell) = self.slot.get_mut(i) {
+                    *cell = found.filter(|_| word.is_some()).unwrap_or(NONE);
+                }
+            }
+            4 => {
+                if let Some(e) = slot(i) {
+                    dpdk::prefetch0_lines(e, size_of_val(e));
+                }
+            }
+            5 => {
+                if let Some(e) = slot(i) {
+                    sa_state(
+                        e.sa.counters(),
+                        &e.policy,
+                        cx.sas.keys().set_ids(e.sa.key()),
+                    );
+                }
+            }
+            _ => {
+                if let Some(e) = slot(i) {
+                    prefixes(&e.policy);
+                }
+            }
         }
     }
 }
@@ -259,6 +377,41 @@ mod tests {
             assert_eq!(peek_spi(&f), want, "{name}");
             for n in 0..f.len() {
                 let _ = peek_spi(&f[..n]); // any truncation: no panic
+            }
+        }
+    }
+
+    #[test]
+    fn the_inner_destination_is_read_where_the_route_lookup_reads_it() {
+        let mut v4 = ipv4(5, 17, &udp(53, &[0; 8]));
+        v4[16..20].copy_from_slice(&[192, 0, 2, 77]);
+        let mut v6 = ipv6(17, &udp(53, &[0; 8]));
+        v6[24..40].copy_from_slice(&"2001:db8::77".parse::<Ipv6Addr>().unwrap().octets());
+        let cases: [(&str, Vec<u8>, Option<IpAddr>); 4] = [
+            (
+                "ipv4",
+                frame(0x0800, &v4),
+                Some("192.0.2.77".parse().unwrap()),
+            ),
+            (
+                "ipv6",
+                frame(0x86dd, &v6),
+                Some("2001:db8::77".parse().unwrap()),
+            ),
+            ("vlan", frame(0x8100, &v4), None),
+            ("version", frame(0x86dd, &v4), None),
+        ];
+        for (name, f, want) in cases {
+            assert_eq!(peek_dst(&f), want, "{name}");
+            if want.is_some() {
+                for n in 0..f.len() {
+                    let _ = peek_dst(&f[..n]); // any truncation: no panic
+                }
+                let whole = match want {
+                    Some(IpAddr::V4(_)) => 14 + 20,
+                    _ => 14 + 40,
+                };
+                assert_eq!(peek_dst(&f[..whole - 1]), None, "{name} truncated");
             }
         }
     }

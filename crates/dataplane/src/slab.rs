@@ -353,6 +353,29 @@ impl Slab {
         self.inbound.get(slot as usize)?.as_deref()
     }
 
+    /// The word of the slab's index that holds `slot`'s SA (its address, for a prefetch ahead
+    /// of [`Slab::inbound_ref`]).
+    #[inline]
+    pub fn inbound_word(&self, slot: u32) -> Option<*const ()> {
+        self.inbound
+            .get(slot as usize)
+            .map(|w| std::ptr::from_ref(w).cast())
+    }
+
+    /// The outbound SA in `slot`, to read (the prefetch of [`crate::prefetch`]).
+    #[inline]
+    pub fn outbound_ref(&self, slot: u32) -> Option<&OutboundSlot> {
+        self.outbound.get(slot as usize)?.as_deref()
+    }
+
+    /// The word of the slab's index that holds outbound `slot`'s SA (for a prefetch).
+    #[inline]
+    pub fn outbound_word(&self, slot: u32) -> Option<*const ()> {
+        self.outbound
+            .get(slot as usize)
+            .map(|w| std::ptr::from_ref(w).cast())
+    }
+
     /// The inbound SA in `slot` and the key cache to process its packets with.
     #[inline]
     pub fn inbound_keyed(&mut self, slot: u32) -> Option<(&mut InboundSlot, &mut KeyCache)> {

@@ -64,6 +64,17 @@ impl TunnelTable {
         std::mem::size_of_val(&*self.cells)
     }
 
+    /// Bytes of one tunnel's words ([`TunnelTable::word_of`]).
+    pub const CELL_BYTES: usize = size_of::<Cell>();
+
+    /// The words of `tunnel` (their address, for a prefetch of [`TunnelTable::CELL_BYTES`]).
+    #[inline]
+    pub fn word_of(&self, tunnel: u32) -> Option<*const ()> {
+        self.cells
+            .get(tunnel as usize)
+            .map(|c| std::ptr::from_ref(c).cast())
+    }
+
     /// The outbound SA of `tunnel` (worker, `Acquire`).
     #[inline]
     pub fn outbound(&self, tunnel: u32) -> Option<SaRef> {

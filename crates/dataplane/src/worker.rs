@@ -15,7 +15,7 @@ use crate::PortRole;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
-use crate::prefetch::{self, Lookahead};
+use crate::prefetch;
 use crate::reasm::Reassembly;
 use crate::slab::{Command, Reply, Slab};
 use crate::stats::{Counter, WorkerStats};
@@ -270,7 +270,8 @@ impl Worker {
             stats.set(Counter::KeyCacheMisses, k.misses);
             stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
             // With few SAs their state stays in the cache and the lookahead only costs.
-            let lookahead = slab.occupied().0 >= prefetch::MIN_SAS;
+            let held = slab.occupied();
+            let chains = [held.0, held.1].map(|n| n >= prefetch::MIN_SAS);
             let now = dpdk::rdtsc();
             samples.refill(now);
             let mut cx = Ctx {
@@ -300,18 +301,23 @@ impl Worker {
                 };
                 stats.add(c, n as u64);
                 let outside = *role == PortRole::Outside;
-                let sas_ahead = outside && lookahead;
+                let (inbound_ahead, outbound_ahead) = (outside && chains[0], !outside && chains[1]);
                 let mut it = rx.drain();
-                let mut ahead = Lookahead::<32>::default();
+                let mut inbound = prefetch::Inbound::<32>::default();
+                let mut outbound = prefetch::Outbound::<32>::default();
                 prefetch::data(&it, true);
-                if sas_ahead {
-                    ahead.start(&it, &cx);
+                if inbound_ahead {
+                    prefetch::start(&mut inbound, &it, &cx);
+                } else if outbound_ahead {
+                    prefetch::start(&mut outbound, &it, &cx);
                 }
                 let mut i = 0;
                 while let Some(mut m) = it.next() {
                     prefetch::data(&it, false);
-                    if sas_ahead {
-                        ahead.advance(i, &it, &cx);
+                    if inbound_ahead {
+                        prefetch::advance(&mut inbound, i, &it, &cx);
+                    } else if outbound_ahead {
+                        prefetch::advance(&mut outbound, i, &it, &cx);
                     }
                     i += 1;
                     let v = if m.segments() > 1 {

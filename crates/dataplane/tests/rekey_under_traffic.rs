@@ -4,8 +4,9 @@
 //! for the ack (only then does the simulated peer send on the new SPI), install outbound,
 //! switch, retire the old inbound after a grace period, remove the old outbound. The RX queue
 //! a tunnel's packets arrive on belongs to its SAs' owner for half the tunnels and to the other
-//! worker for the other half (handoff both ways). Each worker holds more inbound SAs than
-//! `prefetch::MIN_SAS`, so its inbound loop runs the lookahead prefetch throughout.
+//! worker for the other half (handoff both ways). Each worker holds more inbound and more
+//! outbound SAs than `prefetch::MIN_SAS`, so both lookahead chains (outside and inside port)
+//! run throughout.
 //!
 //! Asserted: no packet dropped for any reason and no unknown-SPI sample during the run; every
 //! packet delivered byte-exact, in order per tunnel, in both directions; every retired SA

@@ -253,6 +253,13 @@ impl Directory {
         self.lookup_static(spi)
     }
 
+    /// The directory word [`Sad::lookup`] reads first for `spi` (the only one for a dynamic
+    /// SPI): for a prefetch ahead of the lookup.
+    #[inline]
+    pub fn word_of(&self, spi: u32) -> Option<&AtomicU64> {
+        self.slots.get((spi & self.index_mask) as usize)
+    }
+
     /// The content of `(owner, slot)`, or `None` outside the layout.
     pub fn entry(&self, owner: u16, slot: u32) -> Option<Entry> {
         let i = self.index(owner, slot).ok()?;

@@ -377,3 +377,30 @@ fn stats_report_memory() {
     assert_eq!(w6.stats().shadow_bytes, (1 << 16) + 16 * 256 + 16 * 4);
     assert_eq!(w6.table().bytes(), w6.stats().table_bytes);
 }
+
+/// The words a prefetch asks for are the ones the lookup reads: the first-level word of an
+/// address, and for an IPv4 address under a longer prefix its `tbl8` word, whose neighbours
+/// are the words of the neighbouring addresses; no second word where the lookup stops at the
+/// first.
+#[test]
+fn prefetch_words_are_the_lookups_own() {
+    let mut w = Ipv4Writer::new(4).unwrap();
+    let t = w.table();
+    w.insert(v4("10.0.0.0"), 8, 1).unwrap();
+    let a = v4("10.1.2.3");
+    assert!(t.word_at(a, 0).is_some());
+    assert_eq!(t.word_at(a, 1), None, "a /8 stops at tbl24");
+    w.insert(v4("10.1.2.3"), 32, 2).unwrap();
+    let at = |s: &str| t.word_at(v4(s), 1).expect("extended") as usize;
+    assert_eq!(at("10.1.2.4") - at("10.1.2.3"), 4, "adjacent tbl8 words");
+    assert_eq!(at("10.1.2.3") - at("10.1.2.0"), 12);
+    assert_eq!(
+        t.word_at(a, 0),
+        t.word_at(v4("10.1.2.200"), 0),
+        "one tbl24 word per /24"
+    );
+    assert_ne!(t.word_at(a, 0), t.word_at(v4("10.1.3.3"), 0));
+    assert_eq!(t.lookup(a), Some(2));
+    let w6 = Ipv6Writer::new(4, 4).unwrap();
+    assert!(w6.table().first_word(v6("2001:db8::1")).is_some());
+}

@@ -587,8 +587,15 @@ fn main() {
         Some(PortRole::Outside) => &dec_frames,
         _ => &enc_frames,
     };
-    // EAL memory: the pool (pcap copies and working mbufs, ~3 KB each with their headers) and room for the rest.
-    let pool_n = (2 * frames_n as u32 + 65536).next_power_of_two() - 1;
+    // EAL memory: the pool (pcap copies and working mbufs, ~3 KB each with their headers) and
+    // room for the rest. A paced run reads no pcap (the other port is a sink): its frames stay
+    // in this process's memory and take an mbuf only while in flight, so a million SAs fit.
+    let pcap_mbufs = if paced.is_some() {
+        0
+    } else {
+        2 * frames_n as u32
+    };
+    let pool_n = (pcap_mbufs + 65536).next_power_of_two() - 1;
     let mem = a
         .memory_mb
         .max((u64::from(pool_n) * 3200 / (1 << 20)) as u32 + 1024)

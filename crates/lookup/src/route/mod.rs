@@ -290,6 +290,17 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// The word [`Routes::lookup`] reads at `level` for `addr`, for a prefetch ahead of the
+    /// lookup: IPv4 levels 0 and 1 ([`Ipv4Table::word_at`]); IPv6 its first level only.
+    #[inline]
+    pub fn word_at(&self, addr: IpAddr, level: u8) -> Option<*const ()> {
+        match addr {
+            IpAddr::V4(a) => self.v4.word_at(a, level),
+            IpAddr::V6(a) if level == 0 => self.v6.first_word(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
     /// The value of the longest prefix containing `addr`, if any.
     #[inline]
     pub fn lookup(&self, addr: IpAddr) -> Option<u32> {

@@ -145,6 +145,14 @@ impl<F: Family> Table<F> {
         &self.groups
     }
 
+    /// The first word [`Table::lookup_key`] reads for `key` (for a prefetch).
+    #[inline]
+    pub(crate) fn first_word_key(&self, key: u128) -> Option<*const ()> {
+        self.level0
+            .get(index::<F>(key, 0))
+            .map(|w| std::ptr::from_ref(w).cast())
+    }
+
     /// Longest-prefix match of `key`: one Acquire load per level, plus a tail record's words.
     #[inline]
     pub(crate) fn lookup_key(&self, key: u128) -> Option<u32> {

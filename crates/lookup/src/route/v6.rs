@@ -72,6 +72,12 @@ impl Writer<V6> {
 }
 
 impl Table<V6> {
+    /// The first-level word [`Table::lookup`] reads for `addr` (for a prefetch).
+    #[inline]
+    pub fn first_word(&self, addr: Ipv6Addr) -> Option<*const ()> {
+        self.first_word_key(u128::from(addr))
+    }
+
     /// The value of the longest prefix containing `addr`: one Acquire load per level, at most
     /// 15.
     #[inline]
