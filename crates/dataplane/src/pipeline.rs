@@ -456,9 +456,13 @@ fn esp_classified<B: PacketBuf>(
 }
 
 /// Applies the TCP MSS clamp of `tunnel`, if it has one, to a SYN ([`forward::clamp_mss`]).
+/// While no tunnel has a clamp nothing is parsed, and the tunnel's word (a cache miss with
+/// many tunnels) is read only for a SYN.
 #[inline]
 fn clamp_mss<B: PacketBuf>(m: &mut B, cx: &Ctx<'_>, tunnel: u32) {
-    if forward::clamp_mss(m.data_mut(), || cx.t.tunnels.mss_clamp(tunnel)) {
+    if cx.t.tunnels.any_mss_clamp()
+        && forward::clamp_mss(m.data_mut(), || cx.t.tunnels.mss_clamp(tunnel))
+    {
         cx.stats.add(Counter::MssClamped, 1);
     }
 }

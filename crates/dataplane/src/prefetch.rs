@@ -38,9 +38,10 @@ use crate::pipeline::Ctx;
 use crate::slab::Policy;
 use crate::tunnels::TunnelTable;
 
-/// Packets ahead whose data is prefetched, whatever the number of SAs (the frame's first
-/// line: Ethernet, IP and ESP headers; [`data`]). The first step of a chain reads it.
-pub const DATA: usize = 10;
+/// Packets ahead whose data is prefetched when no chain runs (the frame's first line:
+/// Ethernet, IP and ESP headers; [`data`]); a chain prefetches it farther ahead, beyond its
+/// first step, which reads it ([`Chain::DATA`]).
+pub const DATA: usize = 8;
 
 /// SAs of a direction a worker must hold for its chain to run: below it their state stays in
 /// the cache and the lookahead only costs (64-byte decryption, one worker, docs/performance.md:
@@ -52,10 +53,27 @@ const NONE: u32 = u32::MAX;
 
 /// The steps of one direction's lookahead.
 pub trait Chain {
-    /// Packets ahead of each step, the first step farthest; all below [`DATA`].
+    /// Packets ahead whose data is prefetched ([`data`]): beyond the first step.
+    const DATA: usize;
+    /// Packets ahead of each step, the first step farthest; all below [`Chain::DATA`].
     const AHEAD: &'static [usize];
     /// Step `s` for the packet at position `i` of the burst, `frame` its data.
     fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>);
+}
+
+const _: () = {
+    assert!(Inbound::<32>::AHEAD[0] < Inbound::<32>::DATA);
+    assert!(Outbound::<32>::AHEAD[0] < Outbound::<32>::DATA);
+};
+
+/// No lookahead (few SAs): no steps.
+pub struct NoChain;
+
+impl Chain for NoChain {
+    const DATA: usize = DATA;
+    const AHEAD: &'static [usize] = &[];
+    #[inline(always)]
+    fn step(&mut self, _: usize, _: usize, _: &[u8], _: &Ctx<'_>) {}
 }
 
 /// The steps for the first packets of a burst: `it` has yielded nothing yet. Each step is
@@ -84,18 +102,19 @@ pub fn advance<C: Chain, const B: usize>(c: &mut C, i: usize, it: &Drain<'_, B>,
 
 /// The packet loop's data prefetch, for every burst from a queue or ring, once the burst's
 /// mbuf headers were prefetched (`Burst::prefetch_headers`): with `start` (before the loop)
-/// the data of the first [`DATA`] packets, else that of the packet [`DATA`] places after the
-/// one `it` yields next. A NIC or another core wrote them: without it each packet stalls on
-/// two misses in a row, its mbuf header and then its data.
+/// the data of the first `ahead` packets, else that of the packet `ahead` places after the
+/// one `it` yields next ([`DATA`], or a chain's [`Chain::DATA`]). A NIC or another core wrote
+/// them: without it each packet stalls on two misses in a row, its mbuf header and then its
+/// data.
 #[inline]
-pub fn data<const B: usize>(it: &Drain<'_, B>, start: bool) {
+pub fn data<const B: usize>(it: &Drain<'_, B>, start: bool, ahead: usize) {
     if start {
-        for k in 0..DATA {
+        for k in 0..ahead {
             if let Some(m) = it.ahead(k) {
                 m.prefetch_data();
             }
         }
-    } else if let Some(m) = it.ahead(DATA - 1) {
+    } else if let Some(m) = it.ahead(ahead - 1) {
         m.prefetch_data();
     }
 }
@@ -149,6 +168,7 @@ impl<const N: usize> Default for Inbound<N> {
 }
 
 impl<const N: usize> Chain for Inbound<N> {
+    const DATA: usize = 10;
     const AHEAD: &'static [usize] = &[8, 6, 4, 2, 1];
 
     #[inline]
@@ -234,6 +254,7 @@ impl<const N: usize> Default for Outbound<N> {
 }
 
 impl<const N: usize> Chain for Outbound<N> {
+    const DATA: usize = 11;
     const AHEAD: &'static [usize] = &[9, 8, 7, 5, 4, 2, 1];
 
     #[inline]

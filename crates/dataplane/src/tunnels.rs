@@ -44,6 +44,8 @@ pub use espada_config::Fragmentation;
 /// Per-tunnel words, preallocated for a fixed number of tunnels.
 pub struct TunnelTable {
     cells: Box<[Cell]>,
+    /// Tunnels with an MSS clamp: while none has one, a worker reads no tunnel's word for it.
+    clamped: AtomicU32,
 }
 
 impl TunnelTable {
@@ -51,6 +53,7 @@ impl TunnelTable {
     pub fn new(capacity: u32) -> TunnelTable {
         TunnelTable {
             cells: (0..capacity).map(|_| Cell::default()).collect(),
+            clamped: AtomicU32::new(0),
         }
     }
 
@@ -132,13 +135,25 @@ impl TunnelTable {
             .map_or(0, |c| c.mss.load(Ordering::Relaxed) as u16)
     }
 
+    /// True when some tunnel has an MSS clamp (worker, `Relaxed`: a packet that sees a change
+    /// late is clamped as before it).
+    #[inline]
+    pub fn any_mss_clamp(&self) -> bool {
+        self.clamped.load(Ordering::Relaxed) != 0
+    }
+
     /// Control thread: sets the TCP MSS clamp of `tunnel` (`None`: none). False when out of
     /// range.
     pub fn set_mss_clamp(&self, tunnel: u32, mss: Option<u16>) -> bool {
         let Some(c) = self.cells.get(tunnel as usize) else {
             return false;
         };
-        c.mss.store(u32::from(mss.unwrap_or(0)), Ordering::Relaxed);
+        let old = c.mss.swap(u32::from(mss.unwrap_or(0)), Ordering::Relaxed);
+        match (old != 0, mss.is_some_and(|m| m != 0)) {
+            (false, true) => self.clamped.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.clamped.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
         true
     }
 
@@ -249,5 +264,25 @@ mod tests {
         t.set_peer(2, None);
         assert_eq!(t.peer(2), None);
         assert_eq!(t.outbound(7), None);
+    }
+
+    #[test]
+    fn any_mss_clamp_counts_the_tunnels_that_have_one() {
+        let t = TunnelTable::new(3);
+        assert!(!t.any_mss_clamp());
+        let steps = [
+            (0, Some(1360), true),
+            (1, Some(1400), true),
+            (0, Some(1300), true), // a change, not a second clamp
+            (0, None, true),
+            (1, Some(0), false), // 0 is none
+            (2, None, false),
+        ];
+        for (tunnel, mss, any) in steps {
+            assert!(t.set_mss_clamp(tunnel, mss));
+            assert_eq!(t.any_mss_clamp(), any, "{tunnel} {mss:?}");
+        }
+        assert!(!t.set_mss_clamp(3, Some(1)));
+        assert!(!t.any_mss_clamp());
     }
 }

@@ -15,7 +15,7 @@ use crate::PortRole;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
-use crate::prefetch;
+use crate::prefetch::{self, NoChain};
 use crate::reasm::Reassembly;
 use crate::slab::{Command, Reply, Slab};
 use crate::stats::{Counter, WorkerStats};
@@ -235,6 +235,34 @@ enum Target {
     Punt(PortRole),
 }
 
+/// Runs one RX burst of a port through the pipeline (`outside`: the outside port), with the
+/// data prefetch and `chain`'s lookahead.
+#[inline(never)]
+fn port_burst<C: prefetch::Chain>(
+    chain: &mut C,
+    outside: bool,
+    (rx, outputs, pending): (&mut Burst, &mut WorkerOutputs, &mut Pending),
+    cx: &mut Ctx<'_>,
+) {
+    let mut it = rx.drain();
+    prefetch::data(&it, true, C::DATA);
+    prefetch::start(chain, &it, cx);
+    let mut i = 0;
+    while let Some(mut m) = it.next() {
+        prefetch::data(&it, false, C::DATA);
+        prefetch::advance(chain, i, &it, cx);
+        i += 1;
+        let v = if m.segments() > 1 {
+            Verdict::Drop(Why::Dp(DpDrop::MultiSegment))
+        } else if outside {
+            pipeline::outside_frame(&mut m, cx)
+        } else {
+            pipeline::inside_frame(&mut m, cx)
+        };
+        outputs.dispatch(pending, m, v, cx);
+    }
+}
+
 impl Worker {
     /// The poll loop; returns when `stop` is set, after sending what is pending.
     pub fn run(self) -> i32 {
@@ -255,6 +283,10 @@ impl Worker {
         let mut pending = Pending::new(outputs.handoff.len());
         let mut rx: Burst = Burst::new();
         let mut idle = 0u32;
+        // The lookahead chains' per-position state: every step that reads a position runs
+        // after the one that writes it in the same burst, so nothing is reset between bursts.
+        let mut inbound = prefetch::Inbound::<32>::default();
+        let mut outbound = prefetch::Outbound::<32>::default();
         // IPv6 fragment identifications: from the clock, the worker in the top byte.
         let mut ident = (u32::from(id) << 24) | (dpdk::rdtsc() as u32 >> 8);
         while !stop.load(Ordering::Relaxed) {
@@ -300,34 +332,14 @@ impl Worker {
                     Counter::RxInside
                 };
                 stats.add(c, n as u64);
-                let outside = *role == PortRole::Outside;
-                let (inbound_ahead, outbound_ahead) = (outside && chains[0], !outside && chains[1]);
-                let mut it = rx.drain();
-                let mut inbound = prefetch::Inbound::<32>::default();
-                let mut outbound = prefetch::Outbound::<32>::default();
-                prefetch::data(&it, true);
-                if inbound_ahead {
-                    prefetch::start(&mut inbound, &it, &cx);
-                } else if outbound_ahead {
-                    prefetch::start(&mut outbound, &it, &cx);
-                }
-                let mut i = 0;
-                while let Some(mut m) = it.next() {
-                    prefetch::data(&it, false);
-                    if inbound_ahead {
-                        prefetch::advance(&mut inbound, i, &it, &cx);
-                    } else if outbound_ahead {
-                        prefetch::advance(&mut outbound, i, &it, &cx);
-                    }
-                    i += 1;
-                    let v = if m.segments() > 1 {
-                        Verdict::Drop(Why::Dp(DpDrop::MultiSegment))
-                    } else if outside {
-                        pipeline::outside_frame(&mut m, &mut cx)
-                    } else {
-                        pipeline::inside_frame(&mut m, &mut cx)
-                    };
-                    outputs.dispatch(&mut pending, m, v, &mut cx);
+                // One loop per chain, each monomorphised and out of line: with no chain to
+                // run, the loop has no trace of one.
+                let b = (&mut rx, &mut outputs, &mut pending);
+                match (*role, chains) {
+                    (PortRole::Outside, [true, _]) => port_burst(&mut inbound, true, b, &mut cx),
+                    (PortRole::Outside, _) => port_burst(&mut NoChain, true, b, &mut cx),
+                    (PortRole::Inside, [_, true]) => port_burst(&mut outbound, false, b, &mut cx),
+                    (PortRole::Inside, _) => port_burst(&mut NoChain, false, b, &mut cx),
                 }
             }
             for (role, ring) in inputs.relay.iter_mut() {
@@ -350,9 +362,9 @@ impl Worker {
                     stats.add(Counter::HandoffIn, n as u64);
                     rx.prefetch_headers();
                     let mut it = rx.drain();
-                    prefetch::data(&it, true);
+                    prefetch::data(&it, true, prefetch::DATA);
                     while let Some(mut m) = it.next() {
-                        prefetch::data(&it, false);
+                        prefetch::data(&it, false, prefetch::DATA);
                         let v = match kind {
                             HandoffKind::Inbound => pipeline::esp_in(&mut m, &mut cx, true),
                             HandoffKind::Outbound => pipeline::clear_out(&mut m, &mut cx, true),
