@@ -4,6 +4,7 @@
 #
 #   perf/dp/run.sh [--seconds S] [--sas N] [--workers N] [--aes 128|256] [--natt]
 #                  [--sizes "64 128 ... imix"] [--modes "decrypt encrypt"] [--out DIR]
+#                  [--paced-seconds S (0: skip)] [--rx-ring N]
 #
 # For each mode and size: espada-dp-bench (the real worker loop and pipeline: net_pcap with
 # infinite_rx in, net_null out); DPDK's ipsec-secgw on the very same pcap, SAs, vdevs and core
@@ -12,11 +13,15 @@
 # without any IPsec); the bare AEAD of exactly the ESP payloads with espada's default
 # implementation (the cipher limit). Prints a table with espada/secgw, espada/limit and
 # espada's own work = espada ns − I/O floor ns − cipher ns, writes DIR/results.jsonl and
-# DIR/mpps.svg. Needs root (DPDK). Benchmarks, not tests: figures go to
+# DIR/mpps.svg. Then the zero-drop step, per mode at 64 bytes: espada's maximum with a paced
+# input (`--rate` far above it: a ring port another core fills, as a NIC would), then that
+# input at 90 % of the maximum for --paced-seconds (60) with an RX ring of --rx-ring (4096)
+# mbufs, reporting offered, sent, refused at the RX ring, dropped and zero loss
+# (DIR/paced.jsonl). Needs root (DPDK). Benchmarks, not tests: figures go to
 # docs/performance.md with this command, the CPU flags and the date.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=5 sas=1 workers=1 aes=128 natt="" out=target/perf-dp
+secs=5 sas=1 workers=1 aes=128 natt="" out=target/perf-dp paced_secs=60 rx_ring=4096
 sizes="64 128 256 512 1024 1420 imix" modes="decrypt encrypt"
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -28,6 +33,8 @@ while [[ $# -gt 0 ]]; do
     --sizes) sizes=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --paced-seconds) paced_secs=$2; shift 2 ;;
+    --rx-ring) rx_ring=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -127,4 +134,27 @@ for k, (name, pts) in enumerate(sorted(series.items())):
 svg.append("</svg>")
 open(sys.argv[2], "w").write("\n".join(svg) + "\n")
 print(f"results: {sys.argv[1]}, plot: {sys.argv[2]}")
+PY
+
+# The zero-drop step: the paced maximum, then 90 % of it for --paced-seconds.
+(( paced_secs > 0 )) || exit 0
+paced="$out/paced.jsonl"
+: >"$paced"
+for mode in $modes; do
+  common=(--mode "$mode" --size 64 --sas "$sas" --aes "$aes" $natt --rx-ring "$rx_ring")
+  max=$("$BENCH" "${common[@]}" --rate 100 --seconds "$secs" | sed -n 's/^JSON //p' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["mpps"])')
+  rate=$(python3 -c "print(round(0.9 * $max, 3))")
+  "$BENCH" "${common[@]}" --rate "$rate" --seconds "$paced_secs" | sed -n 's/^JSON //p' |
+    python3 -c "import json, sys; r = json.load(sys.stdin); r['paced']['max_mpps'] = $max; print(json.dumps(r))" >>"$paced"
+done
+python3 - "$paced" <<'PY'
+import json, sys
+print(f"{'mode':8} {'max Mpps':>8} {'rate':>6} {'seconds':>7} {'offered':>11} {'sent':>11} {'refused':>9} {'dropped':>8} zero loss")
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    p = r["paced"]
+    print(f"{r['mode']:8} {p['max_mpps']:8.3f} {p['rate_mpps']:6.3f} {r['seconds']:7.1f} {p['offered']:11} {p['sent']:11} "
+          f"{p['rx_ring_full']:9} {p['dropped']:8} {'yes' if p['zero_loss'] else 'no'}")
+print(f"paced: {sys.argv[1]}")
 PY
