@@ -93,6 +93,9 @@ counters! {
     /// Packets whose SA's key schedule the worker built from the raw key (an SA's first packet
     /// on this worker, or more busy SAs than the cache has lines: docs/performance.md).
     KeyCacheMisses = "key_cache_misses",
+    /// Of the misses, those built outside the cache's lines because it thrashed (traffic over
+    /// far more SAs than it holds; [`espada_esp::KeyCache`]).
+    KeyCacheBypassed = "key_cache_bypassed",
 }
 
 impl Default for WorkerStats {

@@ -300,6 +300,7 @@ impl Worker {
             let k = slab.keys().stats();
             stats.set(Counter::KeyCacheHits, k.hits);
             stats.set(Counter::KeyCacheMisses, k.misses);
+            stats.set(Counter::KeyCacheBypassed, k.bypassed);
             stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
             // With few SAs their state stays in the cache and the lookahead only costs.
             let held = slab.occupied();
