@@ -30,12 +30,12 @@ use std::sync::Arc;
 
 use dpdk::Drain;
 use espada_buf::PacketBuf;
-use espada_esp::SaCounters;
+use espada_esp::{SaCounters, SaKey};
 use espada_lookup::sad::Lookup;
 use espada_wire::{ether, proto};
 
 use crate::pipeline::Ctx;
-use crate::slab::Policy;
+use crate::slab::{InboundSlot, OutboundSlot, Policy};
 use crate::tunnels::TunnelTable;
 
 /// Packets ahead whose data is prefetched when no chain runs (the frame's first line:
@@ -140,20 +140,59 @@ pub fn peek_spi(frame: &[u8]) -> Option<u32> {
     (spi != 0).then_some(spi)
 }
 
-/// Prefetches what a packet's SA needs once its slot is known (both directions): the
-/// counters, the policy, the key-cache set's ids.
-#[inline]
-fn sa_state(counters: &Arc<SaCounters>, policy: &Arc<Policy>, ids: *const u8) {
-    dpdk::prefetch0_lines(Arc::as_ptr(counters), size_of_val(counters.as_ref()));
-    dpdk::prefetch0(Arc::as_ptr(policy));
-    dpdk::prefetch0(ids);
+/// What the last three steps of either chain prefetch of a slot.
+trait SlotParts {
+    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey);
 }
 
-/// Prefetches a policy's prefixes.
+impl SlotParts for InboundSlot {
+    #[inline]
+    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey) {
+        (self.sa.counters(), &self.policy, self.sa.key())
+    }
+}
+
+impl SlotParts for OutboundSlot {
+    #[inline]
+    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey) {
+        (self.sa.counters(), &self.policy, self.sa.key())
+    }
+}
+
+/// The step that finds a packet's slot (in either chain): prefetches the slab's word for
+/// `found` (`word` gives its address) and keeps the slot in `cell` for the later steps.
 #[inline]
-fn prefixes(policy: &Policy) {
-    dpdk::prefetch0(policy.remote_ts.as_ptr());
-    dpdk::prefetch0(policy.local_ts.as_ptr());
+fn keep_slot(
+    cell: Option<&mut u32>,
+    found: Option<u32>,
+    word: impl FnOnce(u32) -> Option<*const ()>,
+) {
+    let w = found.and_then(word);
+    if let Some(w) = w {
+        dpdk::prefetch0(w);
+    }
+    if let Some(cell) = cell {
+        *cell = found.filter(|_| w.is_some()).unwrap_or(NONE);
+    }
+}
+
+/// The last three steps of either chain for a slot `e`: `k` 0 its lines; 1 its counters,
+/// policy and key-cache set ids; 2 its policy's prefixes.
+#[inline]
+fn slot_step<S: SlotParts>(k: usize, e: &S, cx: &Ctx<'_>) {
+    let (counters, policy, key) = e.parts();
+    match k {
+        0 => dpdk::prefetch0_lines(e, size_of_val(e)),
+        1 => {
+            dpdk::prefetch0_lines(Arc::as_ptr(counters), size_of_val(counters.as_ref()));
+            dpdk::prefetch0(Arc::as_ptr(policy));
+            dpdk::prefetch0(cx.sas.keys().set_ids(key));
+        }
+        _ => {
+            dpdk::prefetch0(policy.remote_ts.as_ptr());
+            dpdk::prefetch0(policy.local_ts.as_ptr());
+        }
+    }
 }
 
 /// The inbound chain (table above): the slots step 2 found, by position in the burst.
@@ -188,31 +227,11 @@ impl<const N: usize> Chain for Inbound<N> {
                     Lookup::Live { owner, slot, .. } if owner == cx.me => Some(slot),
                     _ => None,
                 });
-                let word = found.and_then(|slot| cx.sas.inbound_word(slot));
-                if let Some(w) = word {
-                    dpdk::prefetch0(w);
-                }
-                if let Some(cell) = self.slot.get_mut(i) {
-                    *cell = found.filter(|_| word.is_some()).unwrap_or(NONE);
-                }
+                keep_slot(self.slot.get_mut(i), found, |s| cx.sas.inbound_word(s));
             }
-            2 => {
+            s => {
                 if let Some(e) = slot(i) {
-                    dpdk::prefetch0_lines(e, size_of_val(e));
-                }
-            }
-            3 => {
-                if let Some(e) = slot(i) {
-                    sa_state(
-                        e.sa.counters(),
-                        &e.policy,
-                        cx.sas.keys().set_ids(e.sa.key()),
-                    );
-                }
-            }
-            _ => {
-                if let Some(e) = slot(i) {
-                    prefixes(&e.policy);
+                    slot_step(s - 2, e, cx);
                 }
             }
         }
@@ -284,31 +303,11 @@ impl<const N: usize> Chain for Outbound<N> {
                     .and_then(|t| cx.t.tunnels.outbound(t))
                     .filter(|r| r.owner == cx.me)
                     .map(|r| r.slot);
-                let word = found.and_then(|slot| cx.sas.outbound_word(slot));
-                if let Some(w) = word {
-                    dpdk::prefetch0(w);
-                }
-                if let Some(cell) = self.slot.get_mut(i) {
-                    *cell = found.filter(|_| word.is_some()).unwrap_or(NONE);
-                }
+                keep_slot(self.slot.get_mut(i), found, |s| cx.sas.outbound_word(s));
             }
-            4 => {
+            s => {
                 if let Some(e) = slot(i) {
-                    dpdk::prefetch0_lines(e, size_of_val(e));
-                }
-            }
-            5 => {
-                if let Some(e) = slot(i) {
-                    sa_state(
-                        e.sa.counters(),
-                        &e.policy,
-                        cx.sas.keys().set_ids(e.sa.key()),
-                    );
-                }
-            }
-            _ => {
-                if let Some(e) = slot(i) {
-                    prefixes(&e.policy);
+                    slot_step(s - 4, e, cx);
                 }
             }
         }
