@@ -11,8 +11,9 @@
 //!   survives table swaps untouched; the control thread installs and removes SAs by command.
 //! - [`worker`]: the burst loop: RX → classify → inbound ESP / outbound cleartext / handoff /
 //!   punt → TX ([`pipeline`] holds the per-packet stages and returns a [`pipeline::Verdict`]).
-//! - [`prefetch`]: the inbound loop's lookahead, bringing in the SA state of a packet a few
-//!   places ahead in the burst while the current one is decrypted.
+//! - [`prefetch`]: the packet loop's lookahead, bringing in the SA state of a packet a few
+//!   places ahead in the burst (inbound on the outside port, outbound on the inside port)
+//!   while the current one is processed.
 //! - [`drops`]: one table of data-plane drop reasons, next to the ESP engine's own table, that
 //!   feeds every counter, `show drops` and log text.
 //! - [`stats`] and [`events`]: per-worker counters read by the control thread, lifetime

@@ -25,15 +25,16 @@
 //! packet's own processing looks everything up again. The worker runs a chain only while it
 //! holds [`MIN_SAS`] SAs of that direction or more.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use dpdk::Drain;
 use espada_buf::PacketBuf;
 use espada_esp::{SaCounters, SaKey};
 use espada_lookup::sad::Lookup;
-use espada_wire::{ether, proto};
+use espada_wire::{ether, ip, proto};
 
+use crate::eth;
 use crate::pipeline::Ctx;
 use crate::slab::{InboundSlot, OutboundSlot, Policy};
 use crate::tunnels::TunnelTable;
@@ -50,6 +51,12 @@ pub const MIN_SAS: usize = 512;
 
 /// No slot or tunnel for this packet.
 const NONE: u32 = u32::MAX;
+
+/// What an earlier step kept for position `i`, if anything.
+#[inline]
+fn kept<const N: usize>(v: &[u32; N], i: usize) -> Option<u32> {
+    v.get(i).copied().filter(|&x| x != NONE)
+}
 
 /// The steps of one direction's lookahead.
 pub trait Chain {
@@ -123,9 +130,8 @@ pub fn data<const B: usize>(it: &Drain<'_, B>, start: bool, ahead: usize) {
 /// layouts of step 1 only.
 #[inline]
 pub fn peek_spi(frame: &[u8]) -> Option<u32> {
-    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
     let ip = frame.get(ether::HEADER_LEN..)?;
-    let (next, l4) = match (ethertype, ip.first()? >> 4) {
+    let (next, l4) = match (eth::ethertype(frame)?, ip.first()? >> 4) {
         (ether::ETHERTYPE_IPV4, 4) => (*ip.get(9)?, usize::from(ip[0] & 0x0f) * 4),
         (ether::ETHERTYPE_IPV6, 6) => (*ip.get(6)?, 40),
         _ => return None,
@@ -212,10 +218,6 @@ impl<const N: usize> Chain for Inbound<N> {
 
     #[inline]
     fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>) {
-        let slot = |i: usize| match self.slot.get(i) {
-            Some(&slot) if slot != NONE => cx.sas.inbound_ref(slot),
-            _ => None,
-        };
         match s {
             0 => {
                 if let Some(w) = peek_spi(frame).and_then(|spi| cx.t.sad.word_of(spi)) {
@@ -230,7 +232,7 @@ impl<const N: usize> Chain for Inbound<N> {
                 keep_slot(self.slot.get_mut(i), found, |s| cx.sas.inbound_word(s));
             }
             s => {
-                if let Some(e) = slot(i) {
+                if let Some(e) = kept(&self.slot, i).and_then(|s| cx.sas.inbound_ref(s)) {
                     slot_step(s - 2, e, cx);
                 }
             }
@@ -241,19 +243,12 @@ impl<const N: usize> Chain for Inbound<N> {
 /// The inner destination of a cleartext frame (at its Ethernet header, untagged).
 #[inline]
 pub fn peek_dst(frame: &[u8]) -> Option<IpAddr> {
-    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
-    let ip = frame.get(ether::HEADER_LEN..)?;
-    match (ethertype, ip.first()? >> 4) {
-        (ether::ETHERTYPE_IPV4, 4) => {
-            let a: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            Some(Ipv4Addr::from(a).into())
-        }
-        (ether::ETHERTYPE_IPV6, 6) => {
-            let a: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            Some(Ipv6Addr::from(a).into())
-        }
-        _ => None,
-    }
+    let (_, dst) = ip::addrs(frame.get(ether::HEADER_LEN..)?)?;
+    let ethertype = match dst {
+        IpAddr::V4(_) => ether::ETHERTYPE_IPV4,
+        IpAddr::V6(_) => ether::ETHERTYPE_IPV6,
+    };
+    (eth::ethertype(frame)? == ethertype).then_some(dst)
 }
 
 /// The outbound chain (table above): the tunnels step 3 and the slots step 4 found, by
@@ -278,11 +273,6 @@ impl<const N: usize> Chain for Outbound<N> {
 
     #[inline]
     fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>) {
-        let known = |v: &[u32; N]| v.get(i).copied().filter(|&x| x != NONE);
-        let slot = |i: usize| match self.slot.get(i) {
-            Some(&slot) if slot != NONE => cx.sas.outbound_ref(slot),
-            _ => None,
-        };
         match s {
             0 | 1 => {
                 if let Some(w) = peek_dst(frame).and_then(|d| cx.t.routes.word_at(d, s as u8)) {
@@ -299,14 +289,14 @@ impl<const N: usize> Chain for Outbound<N> {
                 }
             }
             3 => {
-                let found = known(&self.tunnel)
+                let found = kept(&self.tunnel, i)
                     .and_then(|t| cx.t.tunnels.outbound(t))
                     .filter(|r| r.owner == cx.me)
                     .map(|r| r.slot);
                 keep_slot(self.slot.get_mut(i), found, |s| cx.sas.outbound_word(s));
             }
             s => {
-                if let Some(e) = slot(i) {
+                if let Some(e) = kept(&self.slot, i).and_then(|s| cx.sas.outbound_ref(s)) {
                     slot_step(s - 4, e, cx);
                 }
             }
@@ -317,6 +307,7 @@ impl<const N: usize> Chain for Outbound<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     fn frame(ethertype: u16, ip: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];

@@ -250,6 +250,14 @@ fn take<T>(v: &mut [Option<Box<T>>], slot: u32, has: impl Fn(&T) -> bool) -> Opt
     }
 }
 
+/// The address of `slot`'s word in a slab index (for a prefetch).
+#[inline]
+fn word<T>(index: &[T], slot: u32) -> Option<*const ()> {
+    index
+        .get(slot as usize)
+        .map(|w| std::ptr::from_ref(w).cast())
+}
+
 impl Slab {
     /// A slab of `slots` slots per direction, with a key cache of
     /// [`DEFAULT_CACHE_LINES`] lines (fewer for a slab that cannot hold that many SAs).
@@ -357,9 +365,7 @@ impl Slab {
     /// of [`Slab::inbound_ref`]).
     #[inline]
     pub fn inbound_word(&self, slot: u32) -> Option<*const ()> {
-        self.inbound
-            .get(slot as usize)
-            .map(|w| std::ptr::from_ref(w).cast())
+        word(&self.inbound, slot)
     }
 
     /// The outbound SA in `slot`, to read (the prefetch of [`crate::prefetch`]).
@@ -371,9 +377,7 @@ impl Slab {
     /// The word of the slab's index that holds outbound `slot`'s SA (for a prefetch).
     #[inline]
     pub fn outbound_word(&self, slot: u32) -> Option<*const ()> {
-        self.outbound
-            .get(slot as usize)
-            .map(|w| std::ptr::from_ref(w).cast())
+        word(&self.outbound, slot)
     }
 
     /// The inbound SA in `slot` and the key cache to process its packets with.

@@ -210,24 +210,14 @@ impl KeyCache {
         if self.thrashing && self.skipped + 1 < ADMIT_EVERY {
             self.skipped += 1;
             self.stats.bypassed += 1;
-            wipe_line(&mut self.scratch.1);
-            self.scratch.0 = 0;
-            self.scratch.1 = AeadEngine::new(key.backend, key.bytes()).ok();
-            if self.scratch.1.is_some() {
-                self.scratch.0 = key.id;
-            }
-            return self.scratch.1.as_ref();
+            let (id, line) = &mut self.scratch;
+            return build(id, line, key);
         }
         self.skipped = 0;
         let set = &mut self.sets[i];
         let way = usize::from(1 - set.last);
         set.last = way as u8;
-        set.ids[way] = 0;
-        set.lines[way] = AeadEngine::new(key.backend, key.bytes()).ok();
-        if set.lines[way].is_some() {
-            set.ids[way] = key.id;
-        }
-        set.lines[way].as_ref()
+        build(&mut set.ids[way], &mut set.lines[way], key)
     }
 
     /// Counts a lookup (`miss`: built from the raw key) in the thrashing window.
@@ -257,6 +247,19 @@ impl KeyCache {
             wipe_line(&mut self.scratch.1);
         }
     }
+}
+
+/// Builds `key`'s schedule into `line` over what it held (RustCrypto's and intel-ipsec-mb's
+/// old schedule zeroizes on drop, ring's is overwritten in place), `id` the key's id once it
+/// is there.
+#[inline]
+fn build<'a>(id: &mut u64, line: &'a mut Line, key: &SaKey) -> Option<&'a AeadEngine> {
+    *id = 0;
+    *line = AeadEngine::new(key.backend, key.bytes()).ok();
+    if line.is_some() {
+        *id = key.id;
+    }
+    line.as_ref()
 }
 
 /// Empties a line. RustCrypto's and intel-ipsec-mb's schedules zeroize on drop; ring's is

@@ -253,7 +253,7 @@ impl Directory {
         self.lookup_static(spi)
     }
 
-    /// The directory word [`Sad::lookup`] reads first for `spi` (the only one for a dynamic
+    /// The directory word [`Directory::lookup`] reads first for `spi` (the only one for a dynamic
     /// SPI): for a prefetch ahead of the lookup.
     #[inline]
     pub fn word_of(&self, spi: u32) -> Option<&AtomicU64> {
