@@ -21,6 +21,7 @@
 //!   misses).
 #![forbid(unsafe_code)]
 
+pub mod burst;
 pub mod drops;
 pub mod eth;
 pub mod events;

@@ -5,25 +5,26 @@
 //! one link per step, so that each step reads only lines an earlier step brought in (DPDK's
 //! l3fwd and ipsec-secgw prefetch a fixed number of packets ahead in the same way; prefetching
 //! a whole burst at once was measured to evict what the current packet needs,
-//! docs/performance.md). A [`Chain`] is the steps of one direction, each with its distance:
+//! docs/performance.md). A [`Chain`] is the steps of one direction, each with its distance;
+//! the outside port's bursts have their own steps instead ([`crate::burst`]), which prefetch
+//! between whole-burst steps and carry what they find.
 //!
-//! | step | [`Inbound`] (outside port) | [`Outbound`] (inside port) |
-//! |---|---|---|
-//! | 1 | the SPI from the frame → its directory word (8 ahead) | the inner destination → its first route word (9) |
-//! | 2 | directory entry → the slab's word for the slot (6) | first route word → the second (`tbl8`, IPv4) (8) |
-//! | 3 | slab word → the slot's lines (4) | route → the tunnel's word (7) |
-//! | 4 | slot → counters, policy, key-cache set ids (2) | tunnel word → the slab's word for the outbound slot (5) |
-//! | 5 | policy → its prefixes (1) | slab word → the slot's lines (4) |
-//! | 6 | | slot → counters, policy, key-cache set ids (2) |
-//! | 7 | | policy → its prefixes (1) |
+//! | step | [`Outbound`] (inside port) |
+//! |---|---|
+//! | 1 | the inner destination → its first route word (9 ahead) |
+//! | 2 | first route word → the second (`tbl8`, IPv4) (8) |
+//! | 3 | route → the tunnel's word (7) |
+//! | 4 | tunnel word → the slab's word for the outbound slot (5) |
+//! | 5 | slab word → the slot's lines (4) |
+//! | 6 | slot → counters, policy, key-cache set ids (2) |
+//! | 7 | policy → its prefixes (1) |
 //!
-//! The SPI is read for the frame layouts of [`peek_spi`]; the inner destination of IPv4 or
-//! IPv6 after an untagged Ethernet header. The key schedule itself (up to eighteen lines) is
-//! not prefetched: finding its line needs the set's ids, and doing so two packets ahead
-//! measured slower at 1,000 SAs than leaving it to the cipher's own loads. Only hints: a frame
-//! a chain cannot follow is skipped, and nothing here changes any state or counter; the
-//! packet's own processing looks everything up again. The worker runs a chain only while it
-//! holds [`MIN_SAS`] SAs of that direction or more.
+//! The inner destination is read of IPv4 or IPv6 after an untagged Ethernet header. The key
+//! schedule itself (up to eighteen lines) is not prefetched: finding its line needs the set's
+//! ids, and doing so two packets ahead measured slower at 1,000 SAs than leaving it to the
+//! cipher's own loads. Only hints: a frame a chain cannot follow is skipped, and nothing here
+//! changes any state or counter; the packet's own processing looks everything up again. The
+//! worker runs a chain only while it holds [`MIN_SAS`] SAs of that direction or more.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,8 +32,7 @@ use std::sync::Arc;
 use dpdk::Drain;
 use espada_buf::PacketBuf;
 use espada_esp::{SaCounters, SaKey};
-use espada_lookup::sad::Lookup;
-use espada_wire::{ether, ip, proto};
+use espada_wire::{ether, ip};
 
 use crate::eth;
 use crate::pipeline::Ctx;
@@ -44,9 +44,11 @@ use crate::tunnels::TunnelTable;
 /// first step, which reads it ([`Chain::DATA`]).
 pub const DATA: usize = 8;
 
-/// SAs of a direction a worker must hold for its chain to run: below it their state stays in
-/// the cache and the lookahead only costs (64-byte decryption, one worker, docs/performance.md:
-/// about −7 % at 64 SAs, −4 % at 256, +2 % at 512, +12 % at 1,000, +100 % at 16,000).
+/// SAs of a direction a worker must hold for the inside port's chain or the outside port's
+/// burst path ([`crate::burst`]) to run: below it their state stays in the cache and the
+/// lookahead only costs (measured with the inbound chain this path replaced, 64-byte
+/// decryption, one worker, docs/performance.md: about −7 % at 64 SAs, −4 % at 256, +2 % at
+/// 512, +12 % at 1,000, +100 % at 16,000).
 pub const MIN_SAS: usize = 512;
 
 /// No slot or tunnel for this packet.
@@ -69,7 +71,6 @@ pub trait Chain {
 }
 
 const _: () = {
-    assert!(Inbound::<32>::AHEAD[0] < Inbound::<32>::DATA);
     assert!(Outbound::<32>::AHEAD[0] < Outbound::<32>::DATA);
 };
 
@@ -126,28 +127,9 @@ pub fn data<const B: usize>(it: &Drain<'_, B>, start: bool, ahead: usize) {
     }
 }
 
-/// The SPI of a frame (at its Ethernet header) carrying ESP or UDP-encapsulated ESP, for the
-/// layouts of step 1 only.
-#[inline]
-pub fn peek_spi(frame: &[u8]) -> Option<u32> {
-    let ip = frame.get(ether::HEADER_LEN..)?;
-    let (next, l4) = match (eth::ethertype(frame)?, ip.first()? >> 4) {
-        (ether::ETHERTYPE_IPV4, 4) => (*ip.get(9)?, usize::from(ip[0] & 0x0f) * 4),
-        (ether::ETHERTYPE_IPV6, 6) => (*ip.get(6)?, 40),
-        _ => return None,
-    };
-    let esp = match next {
-        proto::ESP => ip.get(l4..)?,
-        proto::UDP if ip.get(l4 + 2..l4 + 4)? == 4500u16.to_be_bytes() => ip.get(l4 + 8..)?,
-        _ => return None,
-    };
-    let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
-    // Zero is the non-ESP marker of IKE on port 4500 (RFC 3948 §2.2).
-    (spi != 0).then_some(spi)
-}
-
-/// What the last three steps of either chain prefetch of a slot.
-trait SlotParts {
+/// What the last three steps of the outbound chain and of the inbound burst path
+/// ([`crate::burst`]) prefetch of a slot.
+pub(crate) trait SlotParts {
     fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey);
 }
 
@@ -182,10 +164,10 @@ fn keep_slot(
     }
 }
 
-/// The last three steps of either chain for a slot `e`: `k` 0 its lines; 1 its counters,
+/// The last three steps of the outbound chain and of the inbound burst path for a slot `e`: `k` 0 its lines; 1 its counters,
 /// policy and key-cache set ids; 2 its policy's prefixes.
 #[inline]
-fn slot_step<S: SlotParts>(k: usize, e: &S, cx: &Ctx<'_>) {
+pub(crate) fn slot_step<S: SlotParts>(k: usize, e: &S, cx: &Ctx<'_>) {
     let (counters, policy, key) = e.parts();
     match k {
         0 => dpdk::prefetch0_lines(e, size_of_val(e)),
@@ -197,45 +179,6 @@ fn slot_step<S: SlotParts>(k: usize, e: &S, cx: &Ctx<'_>) {
         _ => {
             dpdk::prefetch0(policy.remote_ts.as_ptr());
             dpdk::prefetch0(policy.local_ts.as_ptr());
-        }
-    }
-}
-
-/// The inbound chain (table above): the slots step 2 found, by position in the burst.
-pub struct Inbound<const N: usize = 32> {
-    slot: [u32; N],
-}
-
-impl<const N: usize> Default for Inbound<N> {
-    fn default() -> Self {
-        Inbound { slot: [NONE; N] }
-    }
-}
-
-impl<const N: usize> Chain for Inbound<N> {
-    const DATA: usize = 10;
-    const AHEAD: &'static [usize] = &[8, 6, 4, 2, 1];
-
-    #[inline]
-    fn step(&mut self, s: usize, i: usize, frame: &[u8], cx: &Ctx<'_>) {
-        match s {
-            0 => {
-                if let Some(w) = peek_spi(frame).and_then(|spi| cx.t.sad.word_of(spi)) {
-                    dpdk::prefetch0(w);
-                }
-            }
-            1 => {
-                let found = peek_spi(frame).and_then(|spi| match cx.t.sad.lookup(spi) {
-                    Lookup::Live { owner, slot, .. } if owner == cx.me => Some(slot),
-                    _ => None,
-                });
-                keep_slot(self.slot.get_mut(i), found, |s| cx.sas.inbound_word(s));
-            }
-            s => {
-                if let Some(e) = kept(&self.slot, i).and_then(|s| cx.sas.inbound_ref(s)) {
-                    slot_step(s - 2, e, cx);
-                }
-            }
         }
     }
 }
@@ -338,58 +281,6 @@ mod tests {
         u.extend_from_slice(&[0; 4]);
         u.extend_from_slice(payload);
         u
-    }
-
-    const SPI: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1];
-
-    #[test]
-    fn the_spi_is_found_where_classify_finds_it_and_nowhere_else() {
-        let cases: [(&str, Vec<u8>, Option<u32>); 10] = [
-            (
-                "ipv4 esp",
-                frame(0x0800, &ipv4(5, 50, &SPI)),
-                Some(0x1234_5678),
-            ),
-            (
-                "ipv4 options",
-                frame(0x0800, &ipv4(7, 50, &SPI)),
-                Some(0x1234_5678),
-            ),
-            (
-                "ipv6 esp",
-                frame(0x86dd, &ipv6(50, &SPI)),
-                Some(0x1234_5678),
-            ),
-            (
-                "nat-t",
-                frame(0x0800, &ipv4(5, 17, &udp(4500, &SPI))),
-                Some(0x1234_5678),
-            ),
-            (
-                "nat-t ipv6",
-                frame(0x86dd, &ipv6(17, &udp(4500, &SPI))),
-                Some(0x1234_5678),
-            ),
-            (
-                "ike on 4500",
-                frame(0x0800, &ipv4(5, 17, &udp(4500, &[0; 8]))),
-                None,
-            ),
-            (
-                "ike on 500",
-                frame(0x0800, &ipv4(5, 17, &udp(500, &SPI))),
-                None,
-            ),
-            ("vlan", frame(0x8100, &ipv4(5, 50, &SPI)), None),
-            ("version", frame(0x0800, &ipv6(50, &SPI)), None),
-            ("short", frame(0x0800, &ipv4(5, 50, &SPI[..3])), None),
-        ];
-        for (name, f, want) in cases {
-            assert_eq!(peek_spi(&f), want, "{name}");
-            for n in 0..f.len() {
-                let _ = peek_spi(&f[..n]); // any truncation: no panic
-            }
-        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use dpdk::{Burst, Mbuf, RingConsumer, RingProducer, RxQueue, TxQueue};
 use espada_qsbr::Reader;
 
 use crate::PortRole;
+use crate::burst;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
@@ -235,13 +236,18 @@ enum Target {
     Punt(PortRole),
 }
 
-/// Runs one RX burst of a port through the pipeline (`outside`: the outside port), with the
-/// data prefetch and `chain`'s lookahead.
+/// A burst being processed, where its packets go, and what is pending for each output.
+type BurstIo<'a> = (&'a mut Burst, &'a mut WorkerOutputs, &'a mut Pending);
+
+/// The verdict of a frame in more than one segment (the stages read one contiguous buffer).
+const MULTI_SEGMENT: Verdict = Verdict::Drop(Why::Dp(DpDrop::MultiSegment));
+
+/// Runs one RX burst of the inside port through the pipeline, with the data prefetch and
+/// `chain`'s lookahead.
 #[inline(never)]
-fn port_burst<C: prefetch::Chain>(
+fn inside_burst<C: prefetch::Chain>(
     chain: &mut C,
-    outside: bool,
-    (rx, outputs, pending): (&mut Burst, &mut WorkerOutputs, &mut Pending),
+    (rx, outputs, pending): BurstIo<'_>,
     cx: &mut Ctx<'_>,
 ) {
     let mut it = rx.drain();
@@ -253,13 +259,47 @@ fn port_burst<C: prefetch::Chain>(
         prefetch::advance(chain, i, &it, cx);
         i += 1;
         let v = if m.segments() > 1 {
-            Verdict::Drop(Why::Dp(DpDrop::MultiSegment))
-        } else if outside {
-            pipeline::outside_frame(&mut m, cx)
+            MULTI_SEGMENT
         } else {
             pipeline::inside_frame(&mut m, cx)
         };
         outputs.dispatch(pending, m, v, cx);
+    }
+}
+
+/// Runs one RX burst of the outside port one frame at a time ([`pipeline::outside_frame`]):
+/// while the worker holds few inbound SAs, their state stays in the cache and this beats the
+/// burst path (docs/performance.md).
+#[inline(never)]
+fn outside_frames((rx, outputs, pending): BurstIo<'_>, cx: &mut Ctx<'_>) {
+    let mut it = rx.drain();
+    prefetch::data(&it, true, prefetch::DATA);
+    while let Some(mut m) = it.next() {
+        prefetch::data(&it, false, prefetch::DATA);
+        let v = if m.segments() > 1 {
+            MULTI_SEGMENT
+        } else {
+            pipeline::outside_frame(&mut m, cx)
+        };
+        outputs.dispatch(pending, m, v, cx);
+    }
+}
+
+/// Runs one RX burst of the outside port through the burst path ([`burst::outside`], with its
+/// prefetches): while the worker holds many inbound SAs.
+#[inline(never)]
+fn outside_burst((rx, outputs, pending): BurstIo<'_>, cx: &mut Ctx<'_>) {
+    let mut v = [None; burst::MAX];
+    for (m, v) in rx.as_slice().iter().zip(v.iter_mut()) {
+        if m.segments() > 1 {
+            *v = Some(MULTI_SEGMENT);
+        }
+    }
+    burst::outside(rx.as_mut_slice(), &mut v, cx);
+    for (m, v) in rx.drain().zip(v) {
+        // `burst::outside` gives every frame its verdict; were one missing, the frame is
+        // freed uncounted rather than sent anywhere.
+        outputs.dispatch(pending, m, v.unwrap_or(Verdict::Consumed), cx);
     }
 }
 
@@ -283,9 +323,8 @@ impl Worker {
         let mut pending = Pending::new(outputs.handoff.len());
         let mut rx: Burst = Burst::new();
         let mut idle = 0u32;
-        // The lookahead chains' per-position state: every step that reads a position runs
-        // after the one that writes it in the same burst, so nothing is reset between bursts.
-        let mut inbound = prefetch::Inbound::<32>::default();
+        // The outbound chain's per-position state: every step that reads a position runs after
+        // the one that writes it in the same burst, so nothing is reset between bursts.
         let mut outbound = prefetch::Outbound::<32>::default();
         // IPv6 fragment identifications: from the clock, the worker in the top byte.
         let mut ident = (u32::from(id) << 24) | (dpdk::rdtsc() as u32 >> 8);
@@ -304,7 +343,7 @@ impl Worker {
             stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
             // With few SAs their state stays in the cache and the lookahead only costs.
             let held = slab.occupied();
-            let chains = [held.0, held.1].map(|n| n >= prefetch::MIN_SAS);
+            let deep = [held.0, held.1].map(|n| n >= prefetch::MIN_SAS);
             let now = dpdk::rdtsc();
             samples.refill(now);
             let mut cx = Ctx {
@@ -333,14 +372,14 @@ impl Worker {
                     Counter::RxInside
                 };
                 stats.add(c, n as u64);
-                // One loop per chain, each monomorphised and out of line: with no chain to
-                // run, the loop has no trace of one.
+                // One loop per port and prefetch depth, each monomorphised and out of line:
+                // without prefetching, the loop has no trace of it.
                 let b = (&mut rx, &mut outputs, &mut pending);
-                match (*role, chains) {
-                    (PortRole::Outside, [true, _]) => port_burst(&mut inbound, true, b, &mut cx),
-                    (PortRole::Outside, _) => port_burst(&mut NoChain, true, b, &mut cx),
-                    (PortRole::Inside, [_, true]) => port_burst(&mut outbound, false, b, &mut cx),
-                    (PortRole::Inside, _) => port_burst(&mut NoChain, false, b, &mut cx),
+                match (*role, deep) {
+                    (PortRole::Outside, [true, _]) => outside_burst(b, &mut cx),
+                    (PortRole::Outside, _) => outside_frames(b, &mut cx),
+                    (PortRole::Inside, [_, true]) => inside_burst(&mut outbound, b, &mut cx),
+                    (PortRole::Inside, _) => inside_burst(&mut NoChain, b, &mut cx),
                 }
             }
             for (role, ring) in inputs.relay.iter_mut() {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use espada_buf::{PacketBuf, VecBuf};
+use espada_dataplane::burst;
 use espada_dataplane::pipeline::{self, Verdict};
 
 struct Counting;
@@ -52,6 +53,19 @@ fn the_packet_stages_do_not_allocate() {
     unknown.data_mut()[14 + 20 + 8..14 + 20 + 12].copy_from_slice(&0xdead_beefu32.to_be_bytes());
     let mut unknowns: Vec<VecBuf> = (0..500).map(|_| unknown.clone()).collect();
     let mut esp = esp;
+    // Two bursts for the outside port's burst path.
+    let mut bursts: Vec<Vec<VecBuf>> = (0..2)
+        .map(|_| {
+            (0..burst::MAX)
+                .map(|_| {
+                    from_peer(
+                        &mut s,
+                        &ipv4_udp([203, 0, 113, 5], [192, 0, 2, 10], 2, 1, &[8; 64]),
+                    )
+                })
+                .collect()
+        })
+        .collect();
 
     let before = ALLOCS.load(Ordering::Relaxed);
     let mut tx = 0;
@@ -70,8 +84,16 @@ fn the_packet_stages_do_not_allocate() {
         let v = pipeline::outside_frame(&mut unknowns[i], &mut s.ctx(0));
         assert!(matches!(v, Verdict::Drop(_)));
     }
+    for b in bursts.iter_mut() {
+        let mut v = [None; burst::MAX];
+        burst::outside(b, &mut v, &mut s.ctx(0));
+        tx += v
+            .iter()
+            .filter(|v| matches!(v, Some(Verdict::Tx(_))))
+            .count();
+    }
     let after = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(tx, 1000, "every packet was forwarded");
+    assert_eq!(tx, 1000 + 2 * burst::MAX, "every packet was forwarded");
     assert_eq!(after - before, 0, "allocations on the packet path");
     assert_eq!(
         s.drain_events().len(),

@@ -5,8 +5,9 @@
 //! switch, retire the old inbound after a grace period, remove the old outbound. The RX queue
 //! a tunnel's packets arrive on belongs to its SAs' owner for half the tunnels and to the other
 //! worker for the other half (handoff both ways). Each worker holds more inbound and more
-//! outbound SAs than `prefetch::MIN_SAS`, so both lookahead chains (outside and inside port)
-//! run throughout.
+//! outbound SAs than `prefetch::MIN_SAS`, so the outside port's burst path (`burst::outside`,
+//! every SA swap landing between its bursts) and the inside port's lookahead chain run
+//! throughout.
 //!
 //! Asserted: no packet dropped for any reason and no unknown-SPI sample during the run; every
 //! packet delivered byte-exact, in order per tunnel, in both directions; every retired SA

@@ -58,6 +58,25 @@ pub struct SaCounters {
     inbound: bool,
 }
 
+/// Packets an SA processed that its counters do not show yet: the data plane adds up a run
+/// of packets of one SA in a burst and publishes them once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Packets.
+    pub packets: u64,
+    /// Their inner bytes.
+    pub bytes: u64,
+}
+
+impl Tally {
+    /// Adds a packet of `bytes` inner bytes.
+    #[inline]
+    pub fn add(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
 /// A plain copy of [`SaCounters`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CountersSnapshot {
@@ -125,6 +144,12 @@ impl SaCounters {
     pub fn count_packet(&self, bytes: usize) {
         bump(&self.packets, 1);
         bump(&self.bytes, bytes as u64);
+    }
+    /// Adds `packets` packets of `bytes` bytes in all (a [`Tally`] of a burst).
+    #[inline]
+    pub fn count_packets(&self, packets: u64, bytes: u64) {
+        bump(&self.packets, packets);
+        bump(&self.bytes, bytes);
     }
     /// Records the sequence number state shown by `show sa` (owner worker only).
     #[inline]

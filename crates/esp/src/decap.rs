@@ -21,11 +21,13 @@ use espada_buf::PacketBuf;
 
 use crate::aead::{GcmAead, NONCE_LEN, SALT_LEN, TAG_LEN};
 use crate::classify::{outer_v4, outer_v6};
+use crate::counters::Tally;
 use crate::drop::DropReason;
 use crate::ecn::{self, Ecn};
 use crate::encap::esp_aad;
 use crate::keys::KeyCache;
 use crate::natt;
+use crate::replay::Candidate;
 use crate::sa::{InboundSa, InnerProto, Processed};
 use crate::wire::{self, ESP_HEADER_LEN, GCM_IV_LEN, ICV_LEN, be16, be32, proto, udp};
 use espada_wire::ip;
@@ -185,44 +187,157 @@ impl InboundSa {
         buf: &mut B,
         outer: OuterInfo,
     ) -> Result<Processed, DropReason> {
+        let o = self.check_at(buf.data(), outer)?;
+        self.open_at(keys, buf, &o)?;
+        let mut tally = Tally::default();
+        let p = self.finish_at(buf, &o, &mut tally)?;
+        self.publish(&tally);
+        Ok(p)
+    }
+
+    /// The first step of [`InboundSa::decap_classified`] for a burst (facts as there): the
+    /// SPI, the hard lifetime and the replay window (RFC 4303 §3.4.3), nothing changed but the
+    /// drop counter. A burst checks all its packets, then opens them ([`InboundSa::open`]),
+    /// then finishes them ([`InboundSa::finish`]), which checks the window and the lifetime
+    /// again.
+    #[inline(always)]
+    pub fn check<B: PacketBuf>(
+        &self,
+        buf: &B,
+        esp_offset: usize,
+        end: usize,
+        tos: u8,
+    ) -> Result<Opening, DropReason> {
+        let r = if end <= buf.len() && esp_offset <= end {
+            let outer = OuterInfo {
+                esp_off: esp_offset,
+                len: end,
+                ecn: Ecn::from_tos(tos),
+            };
+            self.check_at(buf.data(), outer)
+        } else {
+            Err(DropReason::TooShort)
+        };
+        r.inspect_err(|&r| self.counters.count_drop(r))
+    }
+
+    /// Verifies the ICV and decrypts (RFC 4303 §3.4.4) a packet [`InboundSa::check`] passed;
+    /// changes nothing but the drop counter (`AuthFailed`) and the buffer's ciphertext.
+    #[inline]
+    pub fn open<B: PacketBuf>(
+        &self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+        o: &Opening,
+    ) -> Result<(), DropReason> {
+        self.open_at(keys, buf, o)
+            .inspect_err(|&r| self.counters.count_drop(r))
+    }
+
+    /// Completes a packet [`InboundSa::open`] authenticated: the hard lifetime and the window
+    /// again (packets of the same burst may have been committed since the check), the commit,
+    /// the trailer, the inner header, ECN, the lifetime. The packet is added to `tally`, which
+    /// [`InboundSa::publish`] makes visible to `show sa` (once per run of packets of this SA in
+    /// a burst, not per packet).
+    #[inline(always)]
+    pub fn finish<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        o: &Opening,
+        tally: &mut Tally,
+    ) -> Result<Processed, DropReason> {
+        // A match, not `inspect_err`: through its closure the result was rebuilt in memory
+        // and re-read before its stores completed (a store-forwarding stall).
+        match self.finish_at(buf, o, tally) {
+            Ok(p) => Ok(p),
+            Err(r) => {
+                self.counters.count_drop(r);
+                Err(r)
+            }
+        }
+    }
+
+    /// Makes the packets of `tally` and the window's state visible in this SA's counters.
+    #[inline]
+    pub fn publish(&self, tally: &Tally) {
+        if tally.packets == 0 {
+            return;
+        }
+        self.counters.count_packets(tally.packets, tally.bytes);
+        self.counters.set_seq(self.replay.highest());
+        self.counters.set_replay_recent(self.replay.recent());
+    }
+
+    #[inline(always)]
+    fn check_at(&self, d: &[u8], outer: OuterInfo) -> Result<Opening, DropReason> {
         let esp_off = outer.esp_off;
         let ct_off = esp_off + ESP_HEADER_LEN + GCM_IV_LEN;
         // At least the pad length and next header bytes must be encrypted.
-        if outer.len < ct_off + wire::ESP_TRAILER_LEN + ICV_LEN {
+        if outer.len < ct_off + wire::ESP_TRAILER_LEN + ICV_LEN || outer.len > d.len() {
             return Err(DropReason::TooShort);
         }
-        let d = buf.data_mut();
-        let d = &mut d[..outer.len];
-        let spi = be32(&d[esp_off..]);
-        if spi != self.spi {
+        let d = &d[..outer.len];
+        if be32(&d[esp_off..]) != self.spi {
             return Err(DropReason::SpiMismatch);
         }
         if self.lifetime.hard_expired() {
             return Err(DropReason::LifetimeExpired);
         }
         let cand = self.replay.check(be32(&d[esp_off + 4..]))?;
-        let seq = cand.seq();
-
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..SALT_LEN].copy_from_slice(&self.salt);
         nonce[SALT_LEN..].copy_from_slice(&d[esp_off + ESP_HEADER_LEN..ct_off]);
+        Ok(Opening {
+            cand,
+            ct_off,
+            len: outer.len,
+            nonce,
+            ecn: outer.ecn,
+        })
+    }
+
+    #[inline(always)]
+    fn open_at<B: PacketBuf>(
+        &self,
+        keys: &mut KeyCache,
+        buf: &mut B,
+        o: &Opening,
+    ) -> Result<(), DropReason> {
         let mut aad = [0u8; 12];
-        let aad_len = esp_aad(&mut aad, self.spi, seq, self.replay.esn());
-        let (body, icv) = d.split_at_mut(outer.len - ICV_LEN);
+        let aad_len = esp_aad(&mut aad, self.spi, o.cand.seq(), self.replay.esn());
+        let Some(d) = buf.data_mut().get_mut(..o.len) else {
+            return Err(DropReason::TooShort);
+        };
+        let (body, icv) = d.split_at_mut(o.len - ICV_LEN);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(icv);
-        let pt = &mut body[ct_off..];
+        let pt = &mut body[o.ct_off..];
         // `None` cannot happen for an SaKey (16 or 32 bytes, which every backend accepts); were
         // a backend ever to refuse, the packet could not be authenticated.
         let Some(engine) = keys.engine(&self.key) else {
             return Err(DropReason::AuthFailed);
         };
-        if engine.open(&nonce, &aad[..aad_len], pt, &tag).is_err() {
-            return Err(DropReason::AuthFailed);
+        engine
+            .open(&o.nonce, &aad[..aad_len], pt, &tag)
+            .map_err(|_| DropReason::AuthFailed)
+    }
+
+    #[inline(always)]
+    fn finish_at<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        o: &Opening,
+        tally: &mut Tally,
+    ) -> Result<Processed, DropReason> {
+        if self.lifetime.hard_expired() {
+            return Err(DropReason::LifetimeExpired);
         }
         // Authentic: the peer sent this sequence number.
-        self.replay.commit(cand)?;
-
+        self.replay.commit(o.cand)?;
+        let (ct_off, len) = (o.ct_off, o.len);
+        let Some(pt) = buf.data_mut().get_mut(ct_off..len - ICV_LEN) else {
+            return Err(DropReason::TooShort);
+        };
         let (nh, data_len) = check_trailer(pt)?;
         let inner = &mut pt[..data_len];
         let (iproto, ilen, itos) = match (nh, ip::version(inner)) {
@@ -241,7 +356,7 @@ impl InboundSa {
 
         // RFC 6040 §4.2: combine outer and inner ECN.
         let iecn = Ecn::from_tos(itos);
-        let Some(new_ecn) = ecn::decap_ecn(iecn, outer.ecn) else {
+        let Some(new_ecn) = ecn::decap_ecn(iecn, o.ecn) else {
             return Err(DropReason::EcnCeOnNotEct);
         };
         if new_ecn != iecn {
@@ -258,16 +373,41 @@ impl InboundSa {
             return Err(DropReason::TooShort);
         }
         let soft = self.lifetime.account(ilen);
-        self.counters.count_packet(ilen);
-        self.counters.set_seq(self.replay.highest());
-        self.counters.set_replay_recent(self.replay.recent());
+        tally.add(ilen);
         if soft {
             self.counters.count_soft_expired();
         }
         Ok(Processed {
             inner: iproto,
-            seq,
+            seq: o.cand.seq(),
             soft_expired: soft,
         })
+    }
+}
+
+/// An inbound packet between its replay check and its commit ([`InboundSa::check`]): where
+/// its ciphertext is, its sequence number, its nonce and outer ECN. Its `Debug` shows the
+/// sequence number only (the nonce holds the SA's salt).
+#[derive(Clone, Copy)]
+pub struct Opening {
+    cand: Candidate,
+    ct_off: usize,
+    len: usize,
+    nonce: [u8; NONCE_LEN],
+    ecn: Ecn,
+}
+
+impl core::fmt::Debug for Opening {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Opening")
+            .field("seq", &self.seq())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opening {
+    /// The packet's 64-bit sequence number.
+    pub fn seq(&self) -> u64 {
+        self.cand.seq()
     }
 }

@@ -61,7 +61,8 @@ pub use aead::{AeadEngine, Backend};
 pub use keys::{KeyCache, SaKey};
 
 pub use classify::{Class, classify};
-pub use counters::{CountersSnapshot, SaCounters};
+pub use counters::{CountersSnapshot, SaCounters, Tally};
+pub use decap::Opening;
 pub use drop::DropReason;
 pub use lifetime::LifetimeLimits;
 pub use replay::{ReplayState, ReplayWindow};
