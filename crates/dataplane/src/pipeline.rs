@@ -474,9 +474,10 @@ pub(crate) fn esp_slot<B: PacketBuf>(
 /// What a decapsulation left to do once its SA's slot is no longer borrowed ([`judge`]).
 pub(crate) struct Decapsulated {
     tunnel: u32,
-    /// The decapsulation's result; on success the inner destination (`None`: no inner IP
-    /// header) and whether the inner addresses are within the SA's selectors.
-    pub(crate) inner: Result<(Processed, Option<IpAddr>, bool), DropReason>,
+    /// The decapsulation's result; on success the inner packet's family, whether it reached
+    /// the soft lifetime, its destination (`None`: no inner IP header) and whether its
+    /// addresses are within the SA's selectors.
+    pub(crate) inner: Result<(InnerProto, bool, Option<IpAddr>, bool), DropReason>,
     /// The SA's hard lifetime is noticed with this packet: tell the control thread.
     hard_first: bool,
 }
@@ -494,15 +495,18 @@ pub(crate) fn judge<B: PacketBuf>(
 ) -> Decapsulated {
     // The hard lifetime is noticed by the packet that reaches it, or failing that (a limit
     // lowered, an SA installed expired) by the first one it stops.
-    let hard = match r {
+    let hard = match &r {
         Ok(_) => e.sa.lifetime().hard_expired(),
-        Err(d) => is_hard_expiry(d),
+        Err(d) => is_hard_expiry(*d),
     };
     let hard_first = hard && !e.hard_noticed;
     e.hard_noticed |= hard_first;
-    // A match, not `Result::map`: its closure was not inlined.
-    let inner = match r {
+    // A match on a reference, its fields read one by one, not `Result::map` (its closure was
+    // not inlined) nor a move of the `Processed` (copied whole, it was re-read before its
+    // stores completed: a store-forwarding stall, ~4 % of a 1-SA decrypt profile).
+    let inner = match &r {
         Ok(p) => {
+            let (proto, soft) = (p.inner, p.soft_expired);
             let addrs = ip::addrs(m.data());
             let ok = match addrs {
                 Some((isrc, idst)) => {
@@ -510,9 +514,9 @@ pub(crate) fn judge<B: PacketBuf>(
                 }
                 None => false,
             };
-            Ok((p, addrs.map(|(_, idst)| idst), ok))
+            Ok((proto, soft, addrs.map(|(_, idst)| idst), ok))
         }
-        Err(d) => Err(d),
+        Err(d) => Err(*d),
     };
     Decapsulated {
         tunnel: e.tunnel,
@@ -531,7 +535,7 @@ pub(crate) fn deliver<B: PacketBuf>(
     spi: u32,
     d: Decapsulated,
 ) -> Verdict {
-    let (p, idst, policy_ok) = match d.inner {
+    let (proto, soft, idst, policy_ok) = match d.inner {
         Ok(x) => x,
         Err(r) => {
             if d.hard_first {
@@ -540,7 +544,7 @@ pub(crate) fn deliver<B: PacketBuf>(
             return drop_esp(r);
         }
     };
-    if p.soft_expired {
+    if soft {
         cx.notice(Notice::new(true, slot, spi, NoticeKind::Soft));
     }
     if d.hard_first {
@@ -561,7 +565,7 @@ pub(crate) fn deliver<B: PacketBuf>(
         };
     }
     match cx.t.l2_towards(PortRole::Inside, idst) {
-        Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, p.inner),
+        Ok(mac) => frame_to(m, cx, PortRole::Inside, mac, proto),
         Err(miss) => l2_miss(cx, PortRole::Inside, idst, miss),
     }
 }
