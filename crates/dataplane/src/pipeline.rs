@@ -260,8 +260,6 @@ fn outside_classify<B: PacketBuf>(
             udp_encap,
         } => {
             let f = EspFacts {
-                src,
-                dst,
                 spi,
                 seq,
                 esp_offset,
@@ -346,11 +344,10 @@ fn icmp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, _src: IpAddr) -> Verdict {
     }
 }
 
-/// What classification learned of an ESP packet.
+/// What classification learned of an ESP packet. Not its addresses: only an unknown SPI's
+/// sample needs them, and it reads them from the packet.
 #[derive(Clone, Copy)]
 pub(crate) struct EspFacts {
-    src: IpAddr,
-    dst: IpAddr,
     pub(crate) spi: u32,
     seq: u32,
     /// Where the ESP header starts and the packet ends, and the outer TOS: decapsulation
@@ -364,9 +361,9 @@ pub(crate) struct EspFacts {
 /// An ESP packet or an outer fragment (data at the outer IP header) handed over by another
 /// worker: classify it, then [`esp_classified`] or reassembly.
 pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Verdict {
-    let Some((src, dst)) = ip::addrs(m.data()) else {
+    if ip::addrs(m.data()).is_none() {
         return drop_esp(DropReason::BadOuterHeader);
-    };
+    }
     match classify(m.data()) {
         Ok(Class::Esp {
             spi,
@@ -380,8 +377,6 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
             cx,
             handed_off,
             EspFacts {
-                src,
-                dst,
                 spi,
                 seq,
                 esp_offset,
@@ -454,15 +449,17 @@ pub(crate) fn esp_slot<B: PacketBuf>(
     let (owner, slot) = match cx.t.sad.lookup(f.spi) {
         Lookup::Live { owner, slot, .. } => (owner, slot),
         Lookup::Tombstone { .. } => {
-            return Err(unknown_spi(cx, f, m.len(), UnknownSpiClass::Tombstone));
+            return Err(unknown_spi(m, cx, f, UnknownSpiClass::Tombstone));
         }
         Lookup::Unknown => {
-            let class = if cx.t.tunnel_of_peer(f.src).is_some() {
+            let known =
+                ip::addrs(m.data()).is_some_and(|(src, _)| cx.t.tunnel_of_peer(src).is_some());
+            let class = if known {
                 UnknownSpiClass::KnownPeer
             } else {
                 UnknownSpiClass::UnknownSource
             };
-            return Err(unknown_spi(cx, f, m.len(), class));
+            return Err(unknown_spi(m, cx, f, class));
         }
     };
     match elsewhere(cx, owner, handed_off) {
@@ -632,26 +629,32 @@ fn icmp_error<B: PacketBuf>(
     sent
 }
 
-/// Counts an ESP packet no SA takes, and samples it to the control thread within the budget.
-fn unknown_spi(cx: &mut Ctx<'_>, f: &EspFacts, len: usize, class: UnknownSpiClass) -> Verdict {
+/// Counts the ESP packet `m` (classified: `f`) that no SA takes, and samples it to the
+/// control thread within the budget.
+fn unknown_spi<B: PacketBuf>(
+    m: &B,
+    cx: &mut Ctx<'_>,
+    f: &EspFacts,
+    class: UnknownSpiClass,
+) -> Verdict {
     let drop = match class {
         UnknownSpiClass::Tombstone => DpDrop::UnknownSpiTombstone,
         UnknownSpiClass::KnownPeer => DpDrop::UnknownSpiKnownPeer,
         UnknownSpiClass::UnknownSource => DpDrop::UnknownSpiUnknownSource,
     };
-    if cx.samples.take(class) {
-        cx.event(Event::UnknownSpi(UnknownSpi {
+    // Classification read the addresses already: they are there.
+    match (cx.samples.take(class), ip::addrs(m.data())) {
+        (true, Some((src, dst))) => cx.event(Event::UnknownSpi(UnknownSpi {
             class,
-            src: f.src,
-            dst: f.dst,
+            src,
+            dst,
             spi: f.spi,
             seq: f.seq,
-            len: len as u32,
+            len: m.len() as u32,
             udp_encap: f.udp_encap,
             port: PortRole::Outside,
-        }));
-    } else {
-        cx.stats.add(Counter::SamplesSuppressed, 1);
+        })),
+        _ => cx.stats.add(Counter::SamplesSuppressed, 1),
     }
     drop_dp(drop)
 }

@@ -78,7 +78,10 @@ pub enum Class {
 }
 
 /// Classifies an outer IP packet. Malformed packets give [`DropReason::TooShort`] or
-/// [`DropReason::BadOuterHeader`].
+/// [`DropReason::BadOuterHeader`]. Always inlined: returned through memory, the data plane
+/// re-read its `Class` before the stores completed (a store-forwarding stall, ~3 % of a 1-SA
+/// decrypt profile).
+#[inline(always)]
 pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
     let (v6, hl, len, next, tos) = match ip::version(pkt).ok_or(DropReason::TooShort)? {
         4 => {
@@ -148,6 +151,7 @@ pub fn classify(pkt: &[u8]) -> Result<Class, DropReason> {
     }
 }
 
+#[inline(always)]
 fn esp_at(pkt: &[u8], off: usize, tos: u8, udp_encap: bool) -> Result<Class, DropReason> {
     if pkt.len() < off + wire::ESP_HEADER_LEN {
         return Err(DropReason::TooShort);
