@@ -242,10 +242,13 @@ type BurstIo<'a> = (&'a mut Burst, &'a mut WorkerOutputs, &'a mut Pending);
 /// The verdict of a frame in more than one segment (the stages read one contiguous buffer).
 const MULTI_SEGMENT: Verdict = Verdict::Drop(Why::Dp(DpDrop::MultiSegment));
 
-/// Runs one RX burst of the inside port through the pipeline, with the data prefetch and
-/// `chain`'s lookahead.
+/// Runs one RX burst of a port one frame at a time (`OUTSIDE`: the outside port,
+/// [`pipeline::outside_frame`], else [`pipeline::inside_frame`]), with the data prefetch and
+/// `chain`'s lookahead. The outside port runs it while the worker holds few inbound SAs (their
+/// state stays in the cache and this beats the burst path, docs/performance.md), with no
+/// chain. Monomorphised per port and chain: each loop has only its own code.
 #[inline(never)]
-fn inside_burst<C: prefetch::Chain>(
+fn frames<C: prefetch::Chain, const OUTSIDE: bool>(
     chain: &mut C,
     (rx, outputs, pending): BurstIo<'_>,
     cx: &mut Ctx<'_>,
@@ -258,28 +261,10 @@ fn inside_burst<C: prefetch::Chain>(
         prefetch::data(&it, false, C::DATA);
         prefetch::advance(chain, i, &it, cx);
         i += 1;
-        let v = if m.segments() > 1 {
-            MULTI_SEGMENT
-        } else {
-            pipeline::inside_frame(&mut m, cx)
-        };
-        outputs.dispatch(pending, m, v, cx);
-    }
-}
-
-/// Runs one RX burst of the outside port one frame at a time ([`pipeline::outside_frame`]):
-/// while the worker holds few inbound SAs, their state stays in the cache and this beats the
-/// burst path (docs/performance.md).
-#[inline(never)]
-fn outside_frames((rx, outputs, pending): BurstIo<'_>, cx: &mut Ctx<'_>) {
-    let mut it = rx.drain();
-    prefetch::data(&it, true, prefetch::DATA);
-    while let Some(mut m) = it.next() {
-        prefetch::data(&it, false, prefetch::DATA);
-        let v = if m.segments() > 1 {
-            MULTI_SEGMENT
-        } else {
-            pipeline::outside_frame(&mut m, cx)
+        let v = match (m.segments() > 1, OUTSIDE) {
+            (true, _) => MULTI_SEGMENT,
+            (false, true) => pipeline::outside_frame(&mut m, cx),
+            (false, false) => pipeline::inside_frame(&mut m, cx),
         };
         outputs.dispatch(pending, m, v, cx);
     }
@@ -321,7 +306,8 @@ impl Worker {
             adaptive,
         } = self;
         let mut pending = Pending::new(outputs.handoff.len());
-        let mut rx: Burst = Burst::new();
+        // As large as a burst path's verdicts (`burst::MAX`): another size would not compile.
+        let mut rx: Burst<{ burst::MAX }> = Burst::new();
         let mut idle = 0u32;
         // The outbound chain's per-position state: every step that reads a position runs after
         // the one that writes it in the same burst, so nothing is reset between bursts.
@@ -377,9 +363,9 @@ impl Worker {
                 let b = (&mut rx, &mut outputs, &mut pending);
                 match (*role, deep) {
                     (PortRole::Outside, [true, _]) => outside_burst(b, &mut cx),
-                    (PortRole::Outside, _) => outside_frames(b, &mut cx),
-                    (PortRole::Inside, [_, true]) => inside_burst(&mut outbound, b, &mut cx),
-                    (PortRole::Inside, _) => inside_burst(&mut NoChain, b, &mut cx),
+                    (PortRole::Outside, _) => frames::<_, true>(&mut NoChain, b, &mut cx),
+                    (PortRole::Inside, [_, true]) => frames::<_, false>(&mut outbound, b, &mut cx),
+                    (PortRole::Inside, _) => frames::<_, false>(&mut NoChain, b, &mut cx),
                 }
             }
             for (role, ring) in inputs.relay.iter_mut() {

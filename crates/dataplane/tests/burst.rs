@@ -247,15 +247,7 @@ proptest! {
             let got = seen(by_burst(&mut b, me, bufs), &forged, loose);
             prop_assert_eq!(got, want);
         }
-        let (got, want) = (shown(&mut b), shown(&mut a));
-        let differ: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).collect();
-        let fixed = Counter::ALL.len() + Why::COUNT + 1;
-        prop_assert!(
-            differ.is_empty() && got.len() == want.len(),
-            "{differ:?}; events and notices {:?} / {:?}",
-            got.get(fixed - 3..),
-            want.get(fixed - 3..)
-        );
+        prop_assert_eq!(shown(&mut b), shown(&mut a));
     }
 }
 

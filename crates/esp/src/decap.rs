@@ -45,6 +45,21 @@ pub(crate) struct OuterInfo {
     pub ecn: Ecn,
 }
 
+/// The outer facts [`crate::classify`] found of a buffer of `len` bytes (`Class::Esp`), or
+/// `TooShort` if they do not fit it.
+#[inline(always)]
+fn classified(len: usize, esp_offset: usize, end: usize, tos: u8) -> Result<OuterInfo, DropReason> {
+    if end <= len && esp_offset <= end {
+        Ok(OuterInfo {
+            esp_off: esp_offset,
+            len: end,
+            ecn: Ecn::from_tos(tos),
+        })
+    } else {
+        Err(DropReason::TooShort)
+    }
+}
+
 /// Parses an outer IPv4/IPv6 header carrying ESP or UDP-encapsulated ESP.
 #[inline]
 pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
@@ -157,15 +172,9 @@ impl InboundSa {
         end: usize,
         tos: u8,
     ) -> Result<Processed, DropReason> {
-        let r = if end <= buf.len() && esp_offset <= end {
-            let outer = OuterInfo {
-                esp_off: esp_offset,
-                len: end,
-                ecn: Ecn::from_tos(tos),
-            };
-            self.decap_at(keys, buf, outer)
-        } else {
-            Err(DropReason::TooShort)
+        let r = match classified(buf.len(), esp_offset, end, tos) {
+            Ok(outer) => self.decap_at(keys, buf, outer),
+            Err(r) => Err(r),
         };
         r.inspect_err(|&r| self.counters.count_drop(r))
     }
@@ -211,16 +220,8 @@ impl InboundSa {
         end: usize,
         tos: u8,
     ) -> Result<Opening, DropReason> {
-        let r = if end <= buf.len() && esp_offset <= end {
-            let outer = OuterInfo {
-                esp_off: esp_offset,
-                len: end,
-                ecn: Ecn::from_tos(tos),
-            };
-            self.check_at(buf.data(), outer)
-        } else {
-            Err(DropReason::TooShort)
-        };
+        let r = classified(buf.len(), esp_offset, end, tos)
+            .and_then(|outer| self.check_at(buf.data(), outer));
         r.inspect_err(|&r| self.counters.count_drop(r))
     }
 
