@@ -900,3 +900,35 @@ fn soft_lifetime_reaches_the_control_thread_once_and_hard_lifetime_stops_the_sa(
         }]
     );
 }
+
+#[test]
+fn the_packet_that_reaches_the_inbound_hard_lifetime_brings_the_hard_notice() {
+    let limits = espada_esp::LifetimeLimits {
+        hard_packets: 3,
+        ..espada_esp::LifetimeLimits::UNLIMITED
+    };
+    let mut s = site_with_lifetime(1, false, limits);
+    let hard = SaNotice {
+        tunnel: 0,
+        spi: SPI_IN,
+        inbound: true,
+        kind: NoticeKind::Hard,
+    };
+    for i in 0..3u8 {
+        let mut m = from_peer(&mut s, &remote_to_lan(&[i; 20]));
+        assert_eq!(
+            pipeline::outside_frame(&mut m, &mut s.ctx(0)),
+            Verdict::Tx(PortRole::Inside),
+            "packet {i} is within the limit"
+        );
+        let want = if i == 2 { vec![hard] } else { vec![] };
+        assert_eq!(s.drain_notices(), want, "after packet {i}");
+    }
+    // The next packet is stopped, and the notice is not sent again.
+    let mut m = from_peer(&mut s, &remote_to_lan(b"late"));
+    assert_eq!(
+        pipeline::outside_frame(&mut m, &mut s.ctx(0)),
+        Verdict::Drop(Why::Esp(DropReason::LifetimeExpired))
+    );
+    assert!(s.drain_notices().is_empty());
+}
