@@ -113,7 +113,10 @@ pub fn outside<B: PacketBuf>(pkts: &mut [B], v: &mut [Option<Verdict>; MAX], cx:
     }
     // 2: the SA's slot.
     todo.retain(|i| {
-        let Some(f) = &facts[i] else { return false };
+        let Some(f) = &facts[i] else {
+            v[i] = Some(NOT_OWNER);
+            return false;
+        };
         match pipeline::esp_slot(&pkts[i], cx, false, f) {
             Ok(s) => {
                 if let Some(w) = cx.sas.inbound_word(s) {
@@ -223,9 +226,9 @@ fn failed<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, slot: u32, r: DropReason) -
 
 /// Publishes a run's tally on its SA.
 #[inline]
-fn publish(cx: &mut Ctx<'_>, run: Option<(u32, Tally)>) {
+fn publish(cx: &Ctx<'_>, run: Option<(u32, Tally)>) {
     if let Some((s, t)) = run
-        && let Some(e) = cx.sas.inbound(s)
+        && let Some(e) = cx.sas.inbound_ref(s)
     {
         e.sa.publish(&t);
     }

@@ -198,8 +198,13 @@ fn l2_miss(cx: &mut Ctx<'_>, port: PortRole, dst: IpAddr, miss: L2Miss) -> Verdi
 
 /// A frame received on the outside port.
 pub fn outside_frame<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>) -> Verdict {
-    outside_front(m, cx, |m, cx, f| Some(esp_classified(m, cx, false, f)))
-        .unwrap_or(drop_esp(DropReason::NotEsp))
+    outside_front(m, cx, esp_received).unwrap_or(drop_esp(DropReason::NotEsp))
+}
+
+/// [`OnEsp`] of the one-frame-at-a-time path: ESP received on this worker's queue (or
+/// reassembled here) goes straight on to [`esp_classified`].
+fn esp_received<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, f: EspFacts) -> Option<Verdict> {
+    Some(esp_classified(m, cx, false, f))
 }
 
 /// What becomes of an outside packet classified as ESP to the box ([`outside_front`]): its
@@ -386,10 +391,9 @@ pub fn esp_in<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) -> Ve
             },
         ),
         // Reassembled here: its SA's owner may be another worker.
-        Ok(Class::Fragment) => fragment_in(m, cx, handed_off, |m, cx, f| {
-            Some(esp_classified(m, cx, false, f))
-        })
-        .unwrap_or(drop_esp(DropReason::NotEsp)),
+        Ok(Class::Fragment) => {
+            fragment_in(m, cx, handed_off, esp_received).unwrap_or(drop_esp(DropReason::NotEsp))
+        }
         Ok(_) => drop_esp(DropReason::NotEsp),
         Err(r) => drop_esp(r),
     }

@@ -288,14 +288,10 @@ impl InboundSa {
             return Err(DropReason::LifetimeExpired);
         }
         let cand = self.replay.check(be32(&d[esp_off + 4..]))?;
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..SALT_LEN].copy_from_slice(&self.salt);
-        nonce[SALT_LEN..].copy_from_slice(&d[esp_off + ESP_HEADER_LEN..ct_off]);
         Ok(Opening {
             cand,
             ct_off,
             len: outer.len,
-            nonce,
             ecn: outer.ecn,
         })
     }
@@ -315,6 +311,11 @@ impl InboundSa {
         let (body, icv) = d.split_at_mut(o.len - ICV_LEN);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(icv);
+        // The nonce: the SA's salt ‖ the packet's explicit IV, just before the ciphertext
+        // (RFC 4106 §4).
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..SALT_LEN].copy_from_slice(&self.salt);
+        nonce[SALT_LEN..].copy_from_slice(&body[o.ct_off - GCM_IV_LEN..o.ct_off]);
         let pt = &mut body[o.ct_off..];
         // `None` cannot happen for an SaKey (16 or 32 bytes, which every backend accepts); were
         // a backend ever to refuse, the packet could not be authenticated.
@@ -322,7 +323,7 @@ impl InboundSa {
             return Err(DropReason::AuthFailed);
         };
         engine
-            .open(&o.nonce, &aad[..aad_len], pt, &tag)
+            .open(&nonce, &aad[..aad_len], pt, &tag)
             .map_err(|_| DropReason::AuthFailed)
     }
 
@@ -390,23 +391,13 @@ impl InboundSa {
 }
 
 /// An inbound packet between its replay check and its commit ([`InboundSa::check`]): where
-/// its ciphertext is, its sequence number, its nonce and outer ECN. Its `Debug` shows the
-/// sequence number only (the nonce holds the SA's salt).
-#[derive(Clone, Copy)]
+/// its ciphertext is (the explicit IV just before it), its sequence number and outer ECN.
+#[derive(Clone, Copy, Debug)]
 pub struct Opening {
     cand: Candidate,
     ct_off: usize,
     len: usize,
-    nonce: [u8; NONCE_LEN],
     ecn: Ecn,
-}
-
-impl core::fmt::Debug for Opening {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Opening")
-            .field("seq", &self.seq())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Opening {
