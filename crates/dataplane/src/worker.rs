@@ -15,7 +15,7 @@ use crate::PortRole;
 use crate::burst;
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
-use crate::pipeline::{self, Ctx, HandoffKind, Verdict};
+use crate::pipeline::{self, Ctx, HandoffKind, Oversize, Verdict};
 use crate::prefetch::{self, NoChain};
 use crate::reasm::Reassembly;
 use crate::slab::{Command, Reply, Slab};
@@ -139,17 +139,13 @@ impl Pending {
 
 impl WorkerOutputs {
     /// Acts on a verdict: queue the mbuf for TX, handoff or punt (flushing a full burst),
-    /// fragment it and act on each piece's verdict, or free and count it.
-    #[inline]
+    /// fragment it and act on each piece's verdict ([`WorkerOutputs::pieces`]), or free and
+    /// count it. Inlined into the receive loops (the fragments' path is a call of its own).
+    #[inline(always)]
     fn dispatch(&mut self, p: &mut Pending, m: Mbuf, v: Verdict, cx: &mut Ctx<'_>) {
         let stats = cx.stats;
         let (burst, flush): (&mut Burst, Target) = match v {
-            Verdict::Fragment(o) => {
-                for (m, v) in pipeline::fragment_out(m, cx, o).into_iter().flatten() {
-                    self.dispatch(p, m, v, cx);
-                }
-                return;
-            }
+            Verdict::Fragment(o) => return self.pieces(p, m, o, cx),
             Verdict::Tx(r) => (&mut p.tx[r as usize], Target::Tx(r)),
             Verdict::Handoff { owner, kind } => {
                 stats.add(Counter::HandoffOut, 1);
@@ -171,6 +167,14 @@ impl WorkerOutputs {
         if let Err(m) = burst.push(m) {
             self.flush_one(burst, flush, stats);
             let _ = burst.push(m);
+        }
+    }
+
+    /// Fragments an oversize packet ([`pipeline::fragment_out`]) and dispatches each piece.
+    #[inline(never)]
+    fn pieces(&mut self, p: &mut Pending, m: Mbuf, o: Oversize, cx: &mut Ctx<'_>) {
+        for (m, v) in pipeline::fragment_out(m, cx, o).into_iter().flatten() {
+            self.dispatch(p, m, v, cx);
         }
     }
 
