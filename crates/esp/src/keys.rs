@@ -184,24 +184,29 @@ impl KeyCache {
 
     /// The schedule of `key`: found, or built in place of the set's less recently used line
     /// (or, while the cache thrashes, mostly in the scratch line). `None` only if the backend
-    /// refused to build it, which the key lengths [`SaKey::new`] accepts rule out.
-    #[inline]
+    /// refused to build it, which the key lengths [`SaKey::new`] accepts rule out. A hit is
+    /// inlined into the packet path; the rest is [`KeyCache::not_in_set`].
+    #[inline(always)]
     pub fn engine(&mut self, key: &SaKey) -> Option<&AeadEngine> {
         let i = self.set_index(key);
         let ids = self.sets[i].ids;
-        let found = match (ids[0] == key.id, ids[1] == key.id) {
-            (true, _) => Some(0),
-            (_, true) => Some(1),
-            _ => None,
+        let way = match (ids[0] == key.id, ids[1] == key.id) {
+            (true, _) => 0,
+            (_, true) => 1,
+            _ => return self.not_in_set(i, key),
         };
-        let scratch_hit = found.is_none() && self.scratch.0 == key.id;
-        self.tick(found.is_none() && !scratch_hit);
-        if let Some(way) = found {
-            self.stats.hits += 1;
-            let set = &mut self.sets[i];
-            set.last = way as u8;
-            return set.lines[way].as_ref();
-        }
+        self.tick(false);
+        self.stats.hits += 1;
+        let set = &mut self.sets[i];
+        set.last = way as u8;
+        set.lines[way].as_ref()
+    }
+
+    /// [`KeyCache::engine`] of a key not in its set `i`: the scratch line, or built.
+    #[inline(never)]
+    fn not_in_set(&mut self, i: usize, key: &SaKey) -> Option<&AeadEngine> {
+        let scratch_hit = self.scratch.0 == key.id;
+        self.tick(!scratch_hit);
         if scratch_hit {
             self.stats.hits += 1;
             return self.scratch.1.as_ref();
