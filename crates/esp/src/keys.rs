@@ -178,8 +178,12 @@ impl KeyCache {
         self.stats
     }
 
+    /// The set of `key`: the low bits of its id's Gray code, `id ^ (id >> 1)`, a bijection
+    /// that spreads ids over the sets both when a worker's busy keys have consecutive ids and
+    /// when they have every other id (the inbound keys of SA pairs made one after the other,
+    /// when only they are busy): the low bits of the id alone put those in half the sets.
     fn set_index(&self, key: &SaKey) -> usize {
-        key.id as usize & (self.sets.len() - 1)
+        set_of(key.id, self.sets.len())
     }
 
     /// The schedule of `key`: found, or built in place of the set's less recently used line
@@ -267,6 +271,12 @@ fn build<'a>(id: &mut u64, line: &'a mut Line, key: &SaKey) -> Option<&'a AeadEn
     line.as_ref()
 }
 
+/// The set of the key `id` among `sets` (a power of two): [`KeyCache`]'s `set_index`.
+#[inline(always)]
+fn set_of(id: u64, sets: usize) -> usize {
+    (id ^ (id >> 1)) as usize & (sets - 1)
+}
+
 /// Empties a line. RustCrypto's and intel-ipsec-mb's schedules zeroize on drop; ring's is
 /// overwritten by the schedule of the all-zero key.
 fn wipe_line(line: &mut Line) {
@@ -342,6 +352,26 @@ mod tests {
                         bypassed: 0
                     }
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_ids_and_every_other_id_fill_every_set_twice() {
+        // 2 ways a set: as many keys as lines fit without an eviction when each set gets two.
+        // By the id's low bits, every other id would leave half the sets empty.
+        for sets in [1usize, 2, 64, 8192] {
+            for start in [1u64, 2, 12_345, 1 << 40] {
+                for stride in [1u64, 2] {
+                    let mut load = vec![0u32; sets];
+                    for k in 0..2 * sets as u64 {
+                        load[set_of(start + stride * k, sets)] += 1;
+                    }
+                    assert!(
+                        load.iter().all(|&n| n == 2),
+                        "sets {sets}, ids {start} + {stride}k"
+                    );
+                }
             }
         }
     }
