@@ -301,6 +301,18 @@ impl AeadEngine {
             Backend::IpsecMb => Self::IpsecMb(IpsecMbGcm::new(key)?),
         })
     }
+    /// Builds the schedule of `key` into `line` over what it held: an intel-ipsec-mb schedule
+    /// is expanded in place ([`ipsec_mb_sys::GcmKey::rekey`], the old one zeroized first);
+    /// another is built and moved in, the old one dropped. `line` is `None` on an error.
+    pub fn rebuild(line: &mut Option<AeadEngine>, backend: Backend, key: &[u8]) {
+        if let (Some(Self::IpsecMb(e)), Backend::IpsecMb) = (line.as_mut(), backend)
+            && e.0.rekey(key)
+        {
+            return;
+        }
+        *line = Self::new(backend, key).ok();
+    }
+
     /// The backend of this engine.
     pub fn backend(&self) -> Backend {
         match self {

@@ -258,13 +258,13 @@ impl KeyCache {
     }
 }
 
-/// Builds `key`'s schedule into `line` over what it held (RustCrypto's and intel-ipsec-mb's
-/// old schedule zeroizes on drop, ring's is overwritten in place), `id` the key's id once it
-/// is there.
+/// Builds `key`'s schedule into `line` over what it held ([`AeadEngine::rebuild`]:
+/// intel-ipsec-mb's in place after zeroizing the old one, RustCrypto's old schedule zeroizes
+/// on drop, ring's is overwritten in place), `id` the key's id once it is there.
 #[inline]
 fn build<'a>(id: &mut u64, line: &'a mut Line, key: &SaKey) -> Option<&'a AeadEngine> {
     *id = 0;
-    *line = AeadEngine::new(key.backend, key.bytes()).ok();
+    AeadEngine::rebuild(line, key.backend, key.bytes());
     if line.is_some() {
         *id = key.id;
     }
@@ -373,6 +373,34 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_schedule_rebuilt_over_another_seals_as_a_fresh_one() {
+        // One set: five keys of both lengths in turn, each miss built over the line of
+        // another key (intel-ipsec-mb's in place, across lengths too).
+        for backend in Backend::ALL {
+            let keys: Vec<SaKey> = (0..5u8)
+                .map(|i| {
+                    let len = if i % 2 == 0 { 16 } else { 32 };
+                    SaKey::new(&vec![i + 1; len], backend).unwrap()
+                })
+                .collect();
+            let want: Vec<[u8; 16]> = keys
+                .iter()
+                .map(|k| {
+                    let direct = AeadEngine::new(backend, k.bytes()).unwrap();
+                    direct.seal(&[1; 12], b"aad", &mut [0u8; 32]).unwrap()
+                })
+                .collect();
+            let mut cache = KeyCache::new(2);
+            for round in 0..3 {
+                for (k, w) in keys.iter().zip(&want) {
+                    assert_eq!(seal_with(&mut cache, k), *w, "{backend:?} round {round}");
+                }
+            }
+            assert_eq!(cache.stats().misses, 15, "{backend:?}");
         }
     }
 

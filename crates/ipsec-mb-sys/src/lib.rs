@@ -151,11 +151,7 @@ impl GcmKey {
     /// unavailable ([`arch`]).
     pub fn new(key: &[u8]) -> Option<GcmKey> {
         let t = table()?;
-        let i = match key.len() {
-            16 => 0,
-            32 => 1,
-            _ => return None,
-        };
+        let i = key_index(key)?;
         let mut data = raw::gcm_key_data::default();
         // SAFETY: `key` holds the 16 or 32 bytes the selected `pre` reads; `data` is a valid,
         // writable key structure.
@@ -166,6 +162,36 @@ impl GcmKey {
             dec: t.dec[i],
             aes256: i == 1,
         })
+    }
+
+    /// Expands another 16- or 32-byte AES key in place of this one, the old schedule zeroized
+    /// first: no 1 KiB structure built elsewhere and copied in. `false` (this key unchanged)
+    /// for another length.
+    pub fn rekey(&mut self, key: &[u8]) -> bool {
+        let (Some(t), Some(i)) = (table(), key_index(key)) else {
+            return false;
+        };
+        self.wipe();
+        // SAFETY: as in `new`; `self.data` is a valid, exclusively borrowed key structure.
+        unsafe { (t.pre[i])(key.as_ptr().cast(), &mut self.data) };
+        self.enc = t.enc[i];
+        self.dec = t.dec[i];
+        self.aes256 = i == 1;
+        true
+    }
+
+    /// Zeroizes the key structure.
+    fn wipe(&mut self) {
+        let n = std::mem::size_of::<raw::gcm_key_data>();
+        // SAFETY: `data` is a plain byte structure (arrays of u8 in a union) of `n` bytes,
+        // exclusively borrowed; any byte pattern is valid for it.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut self.data as *mut raw::gcm_key_data).cast::<u8>(),
+                n,
+            )
+        };
+        bytes.zeroize();
     }
 
     /// Key length in bytes (16 or 32).
@@ -234,16 +260,16 @@ impl GcmKey {
 
 impl Drop for GcmKey {
     fn drop(&mut self) {
-        let n = std::mem::size_of::<raw::gcm_key_data>();
-        // SAFETY: `data` is a plain byte structure (arrays of u8 in a union) of `n` bytes,
-        // exclusively borrowed; any byte pattern is valid for it.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                (&mut self.data as *mut raw::gcm_key_data).cast::<u8>(),
-                n,
-            )
-        };
-        bytes.zeroize();
+        self.wipe();
+    }
+}
+
+/// The table index of an AES key's length (0: 128 bits, 1: 256 bits).
+fn key_index(key: &[u8]) -> Option<usize> {
+    match key.len() {
+        16 => Some(0),
+        32 => Some(1),
+        _ => None,
     }
 }
 
