@@ -250,6 +250,15 @@ impl IpsecMbGcm {
     }
 }
 
+impl IpsecMbGcm {
+    /// An address in each cache line a short packet reads of this schedule
+    /// ([`ipsec_mb_sys::GcmKey::short_packet_lines`]).
+    #[inline]
+    pub fn short_packet_lines(&self, f: impl FnMut(*const u8)) {
+        self.0.short_packet_lines(f);
+    }
+}
+
 impl GcmAead for IpsecMbGcm {
     #[inline]
     fn seal(
@@ -311,6 +320,16 @@ impl AeadEngine {
             return;
         }
         *line = Self::new(backend, key).ok();
+    }
+
+    /// Calls `f` with an address in each cache line sealing or opening a short packet reads
+    /// of this schedule, for a prefetch: intel-ipsec-mb's ([`IpsecMbGcm::short_packet_lines`]);
+    /// none for ring's and RustCrypto's, whose layouts are their own.
+    #[inline]
+    pub fn short_packet_lines(&self, f: impl FnMut(*const u8)) {
+        if let Self::IpsecMb(e) = self {
+            e.short_packet_lines(f);
+        }
     }
 
     /// The backend of this engine.

@@ -229,6 +229,22 @@ impl KeyCache {
         build(&mut set.ids[way], &mut set.lines[way], key)
     }
 
+    /// Calls `f` with an address in each cache line of `key`'s schedule that a short packet
+    /// reads ([`AeadEngine::short_packet_lines`]), if the schedule is in its set: a packet loop
+    /// prefetches them a few packets ahead, after [`KeyCache::set_ids`].
+    #[inline]
+    pub fn short_packet_lines(&self, key: &SaKey, f: impl FnMut(*const u8)) {
+        let set = &self.sets[self.set_index(key)];
+        let way = match (set.ids[0] == key.id, set.ids[1] == key.id) {
+            (true, _) => 0,
+            (_, true) => 1,
+            _ => return,
+        };
+        if let Some(e) = &set.lines[way] {
+            e.short_packet_lines(f);
+        }
+    }
+
     /// Counts a lookup (`miss`: built from the raw key) in the thrashing window.
     #[inline]
     fn tick(&mut self, miss: bool) {

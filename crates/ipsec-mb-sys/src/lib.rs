@@ -73,13 +73,71 @@ type Crypt = unsafe extern "C" fn(
 );
 type Pre = unsafe extern "C" fn(*const c_void, *mut raw::gcm_key_data);
 
-/// The initialised manager's GCM functions (what every key copies).
-#[derive(Clone, Copy)]
+/// The initialised manager's GCM functions (what every key copies), and per key length the
+/// lines of a schedule a short packet reads ([`ShortLines`]).
 struct Table {
     arch: Arch,
     pre: [Pre; 2],
     enc: [Crypt; 2],
     dec: [Crypt; 2],
+    short: [ShortLines; 2],
+}
+
+/// The payload of the probe's packet ([`ShortLines::probe`]): the ciphertext of a 64-byte
+/// frame's ESP packet and more, with the 12-byte AAD of an ESN SA.
+pub const SHORT_PACKET: usize = 96;
+
+/// The cache lines of a key schedule (`gcm_key_data`, by offset) the library reads to seal a
+/// packet of [`SHORT_PACKET`] bytes on this CPU's code path: which round keys and which GHASH
+/// powers depend on the key length and the path (the VAES code keeps 48 powers, the lowest
+/// last; the others 8), so they are found rather than assumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ShortLines {
+    offsets: [u16; LINES],
+    n: u8,
+}
+
+/// Cache lines in a `gcm_key_data`.
+const LINES: usize = std::mem::size_of::<raw::gcm_key_data>().div_ceil(64);
+
+impl ShortLines {
+    /// Finds the lines: a schedule of a fixed key is changed one 16-byte entry at a time (one
+    /// byte flipped), and a line is read when a change in it changes the ciphertext or the
+    /// tag of a [`SHORT_PACKET`]-byte seal. `LINES * 4` seals, once per process and length.
+    fn probe(pre: Pre, enc: Crypt) -> ShortLines {
+        let mut data = raw::gcm_key_data::default();
+        // SAFETY: the key holds the 32 bytes the longer key's `pre` reads (the shorter reads
+        // 16); `data` is a valid, writable key structure.
+        unsafe { pre([0x5a_u8; 32].as_ptr().cast(), &mut data) };
+        let seal = |d: &raw::gcm_key_data| {
+            let mut buf = [0u8; SHORT_PACKET];
+            let tag = gcm(enc, d, &[7; NONCE_LEN], &[9; 12], &mut buf);
+            (buf, tag)
+        };
+        let want = seal(&data);
+        let mut lines = ShortLines::default();
+        for line in 0..LINES {
+            let start = line * 64;
+            let end = (start + 64).min(std::mem::size_of::<raw::gcm_key_data>());
+            let read = (start..end).step_by(16).any(|at| {
+                let mut d = data;
+                key_bytes(&mut d)[at] ^= 0x55;
+                let changed = seal(&d) != want;
+                key_bytes(&mut d).zeroize();
+                changed
+            });
+            if read {
+                lines.offsets[usize::from(lines.n)] = start as u16;
+                lines.n += 1;
+            }
+        }
+        key_bytes(&mut data).zeroize();
+        lines
+    }
+
+    fn offsets(&self) -> &[u16] {
+        &self.offsets[..usize::from(self.n)]
+    }
 }
 
 static TABLE: OnceLock<Option<Table>> = OnceLock::new();
@@ -106,11 +164,16 @@ fn init() -> Option<Table> {
         raw::IMB_ARCH_IMB_ARCH_AVX512 => Arch::Avx512,
         _ => return None,
     };
+    let (pre, enc) = (
+        [m.gcm128_pre?, m.gcm256_pre?],
+        [m.gcm128_enc?, m.gcm256_enc?],
+    );
     Some(Table {
         arch,
-        pre: [m.gcm128_pre?, m.gcm256_pre?],
-        enc: [m.gcm128_enc?, m.gcm256_enc?],
+        pre,
+        enc,
         dec: [m.gcm128_dec?, m.gcm256_dec?],
+        short: [0, 1].map(|i| ShortLines::probe(pre[i], enc[i])),
     })
 }
 
@@ -138,6 +201,7 @@ pub struct GcmKey {
     data: raw::gcm_key_data,
     enc: Crypt,
     dec: Crypt,
+    short: &'static ShortLines,
     aes256: bool,
 }
 
@@ -160,6 +224,7 @@ impl GcmKey {
             data,
             enc: t.enc[i],
             dec: t.dec[i],
+            short: &t.short[i],
             aes256: i == 1,
         })
     }
@@ -176,22 +241,27 @@ impl GcmKey {
         unsafe { (t.pre[i])(key.as_ptr().cast(), &mut self.data) };
         self.enc = t.enc[i];
         self.dec = t.dec[i];
+        self.short = &t.short[i];
         self.aes256 = i == 1;
         true
     }
 
+    /// Calls `f` with an address in each cache line of this key that sealing or opening a
+    /// packet of up to [`SHORT_PACKET`] bytes reads: the schedule's lines the library reads
+    /// (found once per process, [`ShortLines::probe`]) and the line of the function pointers.
+    /// For a prefetch a few packets ahead.
+    #[inline]
+    pub fn short_packet_lines(&self, mut f: impl FnMut(*const u8)) {
+        let base = std::ptr::from_ref(&self.data).cast::<u8>();
+        for &at in self.short.offsets() {
+            f(base.wrapping_add(usize::from(at)));
+        }
+        f(std::ptr::from_ref(&self.enc).cast());
+    }
+
     /// Zeroizes the key structure.
     fn wipe(&mut self) {
-        let n = std::mem::size_of::<raw::gcm_key_data>();
-        // SAFETY: `data` is a plain byte structure (arrays of u8 in a union) of `n` bytes,
-        // exclusively borrowed; any byte pattern is valid for it.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(
-                (&mut self.data as *mut raw::gcm_key_data).cast::<u8>(),
-                n,
-            )
-        };
-        bytes.zeroize();
+        key_bytes(&mut self.data).zeroize();
     }
 
     /// Key length in bytes (16 or 32).
@@ -232,30 +302,51 @@ impl GcmKey {
         aad: &[u8],
         in_out: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        let mut tag = [0u8; TAG_LEN];
-        // Not zeroed: the one-call API initialises the context before it reads it.
-        let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: `f` is this key's length's function from the initialised manager; the key is
-        // valid and the context writable (the library initialises it first); source and
-        // destination are the same `len` bytes (the library allows in place); nonce is 12
-        // bytes, aad `aad.len()` bytes, tag 16.
-        unsafe {
-            f(
-                &self.data,
-                ctx.as_mut_ptr(),
-                p,
-                p,
-                in_out.len() as u64,
-                nonce.as_ptr(),
-                aad.as_ptr(),
-                aad.len() as u64,
-                tag.as_mut_ptr(),
-                TAG_LEN as u64,
-            )
-        };
-        tag
+        gcm(f, &self.data, nonce, aad, in_out)
     }
+}
+
+/// One call of the one-shot GCM function `f` (a key length's encryption or decryption from
+/// the initialised manager) with the schedule `data`, in place: the tag it computes.
+#[inline(always)]
+fn gcm(
+    f: Crypt,
+    data: &raw::gcm_key_data,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    in_out: &mut [u8],
+) -> [u8; TAG_LEN] {
+    let mut tag = [0u8; TAG_LEN];
+    // Not zeroed: the one-call API initialises the context before it reads it.
+    let mut ctx = std::mem::MaybeUninit::<raw::gcm_context_data>::uninit();
+    let p = in_out.as_mut_ptr();
+    // SAFETY: `f` is a function of the initialised manager for `data`'s key length (every
+    // caller takes both from the same table entry); `data` is a valid schedule and the context
+    // writable (the library initialises it first); source and destination are the same `len`
+    // bytes (the library allows in place); nonce is 12 bytes, aad `aad.len()` bytes, tag 16.
+    unsafe {
+        f(
+            data,
+            ctx.as_mut_ptr(),
+            p,
+            p,
+            in_out.len() as u64,
+            nonce.as_ptr(),
+            aad.as_ptr(),
+            aad.len() as u64,
+            tag.as_mut_ptr(),
+            TAG_LEN as u64,
+        )
+    };
+    tag
+}
+
+/// The bytes of a key structure, to change or zeroize.
+fn key_bytes(data: &mut raw::gcm_key_data) -> &mut [u8] {
+    let n = std::mem::size_of::<raw::gcm_key_data>();
+    // SAFETY: `data` is a plain byte structure (arrays of u8 in a union) of `n` bytes,
+    // exclusively borrowed for the slice's lifetime; any byte pattern is valid for it.
+    unsafe { std::slice::from_raw_parts_mut(std::ptr::from_mut(data).cast::<u8>(), n) }
 }
 
 impl Drop for GcmKey {
@@ -284,6 +375,45 @@ impl fmt::Debug for GcmKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_packet_reads_only_the_lines_the_probe_found() {
+        // Every line outside the probe's, changed whole, leaves every seal of 1 to
+        // SHORT_PACKET bytes unchanged; the probe's include the first round key's and at least
+        // one line of GHASH powers (which start at byte 240), and a rekeyed key reports its
+        // own length's lines.
+        let t = table().expect("library available");
+        for (i, len) in [(0, 16), (1, 32)] {
+            let lines = t.short[i];
+            let found = lines.offsets();
+            assert_eq!(found.first(), Some(&0), "{len}-byte key: {found:?}");
+            assert!(
+                found.iter().any(|&at| at >= 256),
+                "{len}-byte key: {found:?}"
+            );
+            let key = GcmKey::new(&vec![3; len]).unwrap();
+            let seal = |d: &raw::gcm_key_data, n: usize| {
+                let mut buf = vec![1u8; n];
+                let tag = gcm(t.enc[i], d, &[2; NONCE_LEN], &[4; 8], &mut buf);
+                (buf, tag)
+            };
+            for line in (0..LINES).filter(|l| !found.contains(&((l * 64) as u16))) {
+                let mut d = key.data;
+                let end = ((line + 1) * 64).min(std::mem::size_of::<raw::gcm_key_data>());
+                key_bytes(&mut d)[line * 64..end].fill(0xa5);
+                for n in 1..=SHORT_PACKET {
+                    assert_eq!(seal(&d, n), seal(&key.data, n), "{len}: line {line}, {n} B");
+                }
+            }
+            let mut other = GcmKey::new(&vec![5; 48 - len]).unwrap();
+            assert!(other.rekey(&vec![3; len]));
+            let mut addrs = Vec::new();
+            other.short_packet_lines(|p| addrs.push(p as usize - &raw const other.data as usize));
+            let want: Vec<usize> = found.iter().map(|&at| usize::from(at)).collect();
+            assert_eq!(&addrs[..found.len()], &want[..]);
+            assert_eq!(seal(&other.data, 64), seal(&key.data, 64));
+        }
+    }
 
     /// The test case 2 of the original GCM specification (McGrew & Viega), AES-128, zero key,
     /// zero IV, one zero block: ciphertext 0388dace60b6a392f328c2b971b2fe78, tag
