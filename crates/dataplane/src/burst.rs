@@ -2,7 +2,7 @@
 //! through the next, the packets still to do compacted at the front of a list, those done
 //! (anything not ESP to one of this worker's SAs, or dropped by a step) leaving it with their
 //! verdict. What a step found (the facts of classification, the SA's slot, the replay
-//! candidate and nonce) is carried to the next, never looked up again.
+//! candidate) is carried to the next, never looked up again.
 //!
 //! | step | does | prefetches for the next |
 //! |---|---|---|
@@ -10,7 +10,7 @@
 //! | 2 | SPI → slot, or unknown / tombstone / another worker's ([`pipeline::esp_slot`]) | the slab's word for the slot |
 //! | 3 | | the slot's lines |
 //! | 4 | SPI, hard lifetime, replay window ([`InboundSa::check`], RFC 4303 §3.4.3) | counters, policy, key-cache set ids |
-//! | 5 | ICV and decryption ([`InboundSa::open`], §3.4.4) | the policy's prefixes |
+//! | 5 | ICV and decryption ([`InboundSa::open`], §3.4.4); [`KEY_AHEAD`] packets ahead, the key schedule's lines a short packet reads | the policy's prefixes |
 //! | 6 | window and lifetime again, commit, trailer, inner header ([`InboundSa::finish`]); selectors, TTL, L2 ([`pipeline::deliver`]) | |
 //!
 //! The commit of step 6 checks the window again: a duplicate of a packet earlier in the same
@@ -200,9 +200,7 @@ pub fn outside<B: PacketBuf>(pkts: &mut [B], v: &mut [Option<Verdict>; MAX], cx:
     // `KEY_AHEAD` packets ahead (their set ids came in with step 4's prefetch).
     let key_lines = |cx: &Ctx<'_>, i: usize| {
         if let Some(e) = cx.sas.inbound_ref(slot[i]) {
-            cx.sas
-                .keys()
-                .short_packet_lines(e.sa.key(), dpdk::prefetch0);
+            prefetch::slot_step(3, e, cx);
         }
     };
     todo.retain_ahead(KEY_AHEAD, cx, key_lines, |cx, i| {
