@@ -8,8 +8,8 @@
 //! the pair's state, and at a million SAs in random order a packet reads its schedule's nine
 //! cache lines from memory. So an SA keeps only its raw key, in memory espada owns and wipes
 //! (on the control thread, which drops removed SAs), and each worker keeps the schedules of the
-//! SAs it is busy with in a [`KeyCache`]: 2-way set-associative, indexed by the key's id, built
-//! in place on a miss, never allocating. With no more active SAs than the cache has lines, every
+//! SAs it is busy with in a [`KeyCache`]: 2-way set-associative, indexed by the key's id (its
+//! Gray code), built in place on a miss, never allocating. With no more active SAs than the cache has lines, every
 //! packet after an SA's first finds its schedule; beyond that, a miss rebuilds it from the raw
 //! key, which measured cheaper than reading a stored schedule from memory at a million SAs
 //! (docs/performance.md, "Key schedules").
