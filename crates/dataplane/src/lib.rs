@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod pmtu;
 pub mod prefetch;
 pub mod reasm;
+pub mod selectors;
 pub mod slab;
 pub mod stats;
 pub mod tables;

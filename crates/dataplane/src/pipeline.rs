@@ -26,7 +26,7 @@ use crate::fragment::{self, Unfit};
 use crate::reasm::{self, Outcome, Reassembly};
 use crate::slab::{InboundSlot, Slab};
 use crate::stats::{Counter, WorkerStats};
-use crate::tables::{L2Miss, Tables, selects};
+use crate::tables::{L2Miss, Tables};
 use crate::tunnels::Fragmentation;
 use espada_lookup::sad::Lookup;
 use espada_wire::ip;
@@ -512,9 +512,7 @@ pub(crate) fn judge<B: PacketBuf>(
             let (proto, soft) = (p.inner, p.soft_expired);
             let addrs = ip::addrs(m.data());
             let ok = match addrs {
-                Some((isrc, idst)) => {
-                    selects(&e.policy.remote_ts, isrc) && selects(&e.policy.local_ts, idst)
-                }
+                Some((isrc, idst)) => e.policy.remote(isrc) && e.policy.local(idst),
                 None => false,
             };
             Ok((proto, soft, addrs.map(|(_, idst)| idst), ok))
@@ -714,7 +712,7 @@ pub fn clear_out<B: PacketBuf>(m: &mut B, cx: &mut Ctx<'_>, handed_off: bool) ->
         let Some(e) = cx.sas.outbound(sa_ref.slot) else {
             return drop_dp(DpDrop::NoOutboundSa);
         };
-        if !selects(&e.policy.local_ts, src) {
+        if !e.policy.local(src) {
             return drop_dp(DpDrop::PolicyMismatch);
         }
         let mtu = cx.t.tunnels.path_mtu(id);

@@ -16,18 +16,21 @@
 //! | 3 | route → the tunnel's word (7) |
 //! | 4 | tunnel word → the slab's word for the outbound slot (5) |
 //! | 5 | slab word → the slot's lines (4) |
-//! | 6 | slot → counters, policy, key-cache set ids (3) |
+//! | 6 | slot → counters (their first 32 bytes), policy, key-cache set ids (3) |
 //! | 7 | policy → its prefixes (2) |
 //! | 8 | set ids → the key schedule's lines a short packet reads (1) |
 //!
-//! The inner destination is read of IPv4 or IPv6 after an untagged Ethernet header. Of the key
+//! A policy the slot holds inline (one IPv4 prefix a side, [`crate::selectors`]) needs
+//! neither of the policy's prefetches. The inner destination is read of IPv4 or IPv6 after an
+//! untagged Ethernet header. Of the key
 //! schedule (eighteen lines) only the lines a short packet reads are prefetched
 //! ([`espada_esp::KeyCache::short_packet_lines`]: intel-ipsec-mb's, found by a probe; five or
 //! six lines): all eighteen, two packets ahead, measured slower at 1,000 SAs than leaving
 //! them to the cipher's own loads; these few, +2…+7 % there and +25…+80 % encrypting 16,000
-//! SAs (docs/performance.md). Only hints: a frame a chain cannot follow is skipped, and nothing here
-//! changes any state or counter; the packet's own processing looks everything up again. The
-//! worker runs a chain only while it holds [`MIN_SAS`] SAs of that direction or more.
+//! SAs (docs/performance.md). Only hints: a frame a chain cannot follow is skipped, and
+//! nothing here changes any state or counter; the packet's own processing looks everything up
+//! again. The worker runs a chain only while it holds [`MIN_SAS`] SAs of that direction or
+//! more.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,7 +42,8 @@ use espada_wire::{ether, ip};
 
 use crate::eth;
 use crate::pipeline::Ctx;
-use crate::slab::{InboundSlot, OutboundSlot, Policy};
+use crate::selectors::SlotPolicy;
+use crate::slab::{InboundSlot, OutboundSlot};
 use crate::tunnels::TunnelTable;
 
 /// Packets ahead whose data is prefetched when no chain runs (the frame's first line:
@@ -133,19 +137,19 @@ pub fn data<const B: usize>(it: &Drain<'_, B>, start: bool, ahead: usize) {
 /// What the last steps of the outbound chain and of the inbound burst path
 /// ([`crate::burst`]) prefetch of a slot.
 pub(crate) trait SlotParts {
-    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey);
+    fn parts(&self) -> (&Arc<SaCounters>, &SlotPolicy, &SaKey);
 }
 
 impl SlotParts for InboundSlot {
     #[inline]
-    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey) {
+    fn parts(&self) -> (&Arc<SaCounters>, &SlotPolicy, &SaKey) {
         (self.sa.counters(), &self.policy, self.sa.key())
     }
 }
 
 impl SlotParts for OutboundSlot {
     #[inline]
-    fn parts(&self) -> (&Arc<SaCounters>, &Arc<Policy>, &SaKey) {
+    fn parts(&self) -> (&Arc<SaCounters>, &SlotPolicy, &SaKey) {
         (self.sa.counters(), &self.policy, self.sa.key())
     }
 }
@@ -177,13 +181,17 @@ pub(crate) fn slot_step<S: SlotParts>(k: usize, e: &S, cx: &Ctx<'_>) {
     match k {
         0 => dpdk::prefetch0_lines(e, size_of_val(e)),
         1 => {
-            dpdk::prefetch0_lines(Arc::as_ptr(counters), size_of_val(counters.as_ref()));
-            dpdk::prefetch0(Arc::as_ptr(policy));
+            dpdk::prefetch0_lines(Arc::as_ptr(counters), SaCounters::HOT_BYTES);
+            if !policy.is_inline() {
+                dpdk::prefetch0(Arc::as_ptr(policy.shared()));
+            }
             dpdk::prefetch0(cx.sas.keys().set_ids(key));
         }
         2 => {
-            dpdk::prefetch0(policy.remote_ts.as_ptr());
-            dpdk::prefetch0(policy.local_ts.as_ptr());
+            if !policy.is_inline() {
+                dpdk::prefetch0(policy.shared().remote_ts.as_ptr());
+                dpdk::prefetch0(policy.shared().local_ts.as_ptr());
+            }
         }
         _ => cx.sas.keys().short_packet_lines(key, dpdk::prefetch0),
     }

@@ -18,6 +18,7 @@ use espada_config::Prefix;
 use espada_esp::keys::DEFAULT_CACHE_LINES;
 use espada_esp::{InboundSa, KeyCache, OutboundSa};
 
+use crate::selectors::SlotPolicy;
 use crate::tables::TunnelId;
 
 /// Capacity of the command and reply rings of each worker. The control thread never has more
@@ -46,7 +47,7 @@ pub struct InboundSlot {
     /// Its tunnel.
     pub tunnel: TunnelId,
     /// Selectors decrypted packets must match.
-    pub policy: Arc<Policy>,
+    pub policy: SlotPolicy,
     /// A hard-expiry notice was sent.
     pub hard_noticed: bool,
 }
@@ -60,7 +61,7 @@ pub struct OutboundSlot {
     /// Its tunnel.
     pub tunnel: TunnelId,
     /// Selectors cleartext packets must match.
-    pub policy: Arc<Policy>,
+    pub policy: SlotPolicy,
     /// The peer (outer destination).
     pub peer: IpAddr,
     /// Next hop towards the peer on the outside port ([`crate::hops`]).
@@ -82,7 +83,7 @@ impl InboundSlot {
         Box::new(InboundSlot {
             sa,
             tunnel,
-            policy,
+            policy: SlotPolicy::new(policy),
             hard_noticed: false,
         })
     }
@@ -100,7 +101,7 @@ impl OutboundSlot {
         Box::new(OutboundSlot {
             sa,
             tunnel,
-            policy,
+            policy: SlotPolicy::new(policy),
             peer,
             hop,
             hard_noticed: false,

@@ -47,7 +47,11 @@ pub const SA_DROP_SLOTS: usize = if INBOUND.1 > OUTBOUND.1 {
 /// decapsulated, decrypted and verified. Bytes are inner IP packet bytes (the protected
 /// payload, as RFC 4301 lifetimes count them). Drops are kept for the reasons of the SA's
 /// direction and read by [`DropReason`].
+///
+/// `repr(C)`: the fields written for every burst an SA has packets in come first, in its
+/// first [`SaCounters::HOT_BYTES`] bytes (what the data plane prefetches).
 #[derive(Debug)]
+#[repr(C)]
 pub struct SaCounters {
     seq: AtomicU64,
     replay_recent: AtomicU64,
@@ -113,6 +117,10 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl SaCounters {
+    /// Bytes at the start of the counters that a burst's packets write: the sequence number
+    /// and recent-replay bitmap `show sa` reads, packets and bytes.
+    pub const HOT_BYTES: usize = 4 * size_of::<AtomicU64>();
+
     /// All zero, for an SA of `direction`.
     pub fn new(direction: Direction) -> Self {
         Self {
