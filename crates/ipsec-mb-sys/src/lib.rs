@@ -103,7 +103,8 @@ const LINES: usize = std::mem::size_of::<raw::gcm_key_data>().div_ceil(64);
 impl ShortLines {
     /// Finds the lines: a schedule of a fixed key is changed one 16-byte entry at a time (one
     /// byte flipped), and a line is read when a change in it changes the ciphertext or the
-    /// tag of a [`SHORT_PACKET`]-byte seal. `LINES * 4` seals, once per process and length.
+    /// tag of a [`SHORT_PACKET`]-byte seal. At most four seals a line, once per process and
+    /// key length.
     fn probe(pre: Pre, enc: Crypt) -> ShortLines {
         let mut data = raw::gcm_key_data::default();
         // SAFETY: the key holds the 32 bytes the longer key's `pre` reads (the shorter reads
