@@ -80,21 +80,23 @@ impl SlotPolicy {
     /// `ip` is inside a local selector (inner destinations inbound, sources outbound).
     #[inline]
     pub fn local(&self, ip: IpAddr) -> bool {
-        match (self.pair4, ip) {
-            (Some(p), IpAddr::V4(a)) => p.local.contains(a),
-            (Some(_), IpAddr::V6(_)) => false,
-            (None, _) => selects(&self.shared.local_ts, ip),
-        }
+        inside(self.pair4.map(|p| p.local), &self.shared.local_ts, ip)
     }
 
     /// `ip` is inside a remote selector (inner sources inbound, destinations outbound).
     #[inline]
     pub fn remote(&self, ip: IpAddr) -> bool {
-        match (self.pair4, ip) {
-            (Some(p), IpAddr::V4(a)) => p.remote.contains(a),
-            (Some(_), IpAddr::V6(_)) => false,
-            (None, _) => selects(&self.shared.remote_ts, ip),
-        }
+        inside(self.pair4.map(|p| p.remote), &self.shared.remote_ts, ip)
+    }
+}
+
+/// `ip` is inside one side's selectors: its inline prefix if the slot has one, else `shared`.
+#[inline(always)]
+fn inside(inline: Option<Net4>, shared: &[Prefix], ip: IpAddr) -> bool {
+    match (inline, ip) {
+        (Some(n), IpAddr::V4(a)) => n.contains(a),
+        (Some(_), IpAddr::V6(_)) => false,
+        (None, _) => selects(shared, ip),
     }
 }
 

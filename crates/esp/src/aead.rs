@@ -248,9 +248,7 @@ impl IpsecMbGcm {
             .map(IpsecMbGcm)
             .ok_or(BadKeyLength(key.len()))
     }
-}
 
-impl IpsecMbGcm {
     /// An address in each cache line a short packet reads of this schedule
     /// ([`ipsec_mb_sys::GcmKey::short_packet_lines`]).
     #[inline]

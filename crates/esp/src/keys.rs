@@ -9,9 +9,9 @@
 //! cache lines from memory. So an SA keeps only its raw key, in memory espada owns and wipes
 //! (on the control thread, which drops removed SAs), and each worker keeps the schedules of the
 //! SAs it is busy with in a [`KeyCache`]: 2-way set-associative, indexed by the key's id (its
-//! Gray code), built in place on a miss, never allocating. With no more active SAs than the cache has lines, every
-//! packet after an SA's first finds its schedule; beyond that, a miss rebuilds it from the raw
-//! key, which measured cheaper than reading a stored schedule from memory at a million SAs
+//! Gray code), built in place on a miss, never allocating. With no more active SAs than the
+//! cache has lines, every packet after an SA's first finds its schedule; beyond that, a miss
+//! rebuilds it from the raw key, which measured cheaper than reading a stored schedule from memory at a million SAs
 //! (docs/performance.md, "Key schedules").
 //!
 //! **Thrashing.** Building a schedule into its line writes up to eighteen memory cache lines
@@ -193,11 +193,8 @@ impl KeyCache {
     #[inline(always)]
     pub fn engine(&mut self, key: &SaKey) -> Option<&AeadEngine> {
         let i = self.set_index(key);
-        let ids = self.sets[i].ids;
-        let way = match (ids[0] == key.id, ids[1] == key.id) {
-            (true, _) => 0,
-            (_, true) => 1,
-            _ => return self.not_in_set(i, key),
+        let Some(way) = self.sets[i].way_of(key.id) else {
+            return self.not_in_set(i, key);
         };
         self.tick(false);
         self.stats.hits += 1;
@@ -235,12 +232,7 @@ impl KeyCache {
     #[inline]
     pub fn short_packet_lines(&self, key: &SaKey, f: impl FnMut(*const u8)) {
         let set = &self.sets[self.set_index(key)];
-        let way = match (set.ids[0] == key.id, set.ids[1] == key.id) {
-            (true, _) => 0,
-            (_, true) => 1,
-            _ => return,
-        };
-        if let Some(e) = &set.lines[way] {
+        if let Some(e) = set.way_of(key.id).and_then(|way| set.lines[way].as_ref()) {
             e.short_packet_lines(f);
         }
     }
@@ -304,6 +296,16 @@ fn wipe_line(line: &mut Line) {
 }
 
 impl Set {
+    /// The way holding the key `id`, if either does.
+    #[inline(always)]
+    fn way_of(&self, id: u64) -> Option<usize> {
+        match (self.ids[0] == id, self.ids[1] == id) {
+            (true, _) => Some(0),
+            (_, true) => Some(1),
+            _ => None,
+        }
+    }
+
     /// Empties the lines whose id passes `which` ([`wipe_line`]).
     fn wipe(&mut self, which: impl Fn(u64) -> bool) {
         for way in 0..2 {

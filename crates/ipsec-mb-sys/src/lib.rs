@@ -273,7 +273,7 @@ impl GcmKey {
     /// Encrypts `in_out` in place and returns the tag.
     #[inline]
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
-        self.crypt(self.enc, nonce, aad, in_out)
+        gcm(self.enc, &self.data, nonce, aad, in_out)
     }
 
     /// Decrypts `in_out` in place and checks `tag` (in constant time). False: the tag does not
@@ -286,24 +286,11 @@ impl GcmKey {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> bool {
-        let computed = self.crypt(self.dec, nonce, aad, in_out);
+        let computed = gcm(self.dec, &self.data, nonce, aad, in_out);
         // One 128-bit XOR, no early exit: a byte-wise fold was a chain of eight shuffles and
         // ORs after the library's last store of the tag.
         let diff = u128::from_ne_bytes(computed) ^ u128::from_ne_bytes(*tag);
         std::hint::black_box(diff) == 0
-    }
-
-    /// One call of the library's one-shot GCM encryption or decryption `f`, in place: the tag
-    /// it computes.
-    #[inline(always)]
-    fn crypt(
-        &self,
-        f: Crypt,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> [u8; TAG_LEN] {
-        gcm(f, &self.data, nonce, aad, in_out)
     }
 }
 
