@@ -26,9 +26,9 @@
 //! bitmap for `show sa` are published once per run of its packets in the burst
 //! ([`InboundSa::publish`]), the worker's decapsulation counter once per burst.
 //!
-//! The worker takes this path while it holds [`crate::prefetch::MIN_SAS`] inbound SAs or more,
-//! whose state is not in the cache; with fewer, one frame at a time
-//! ([`pipeline::outside_frame`]) measured faster (docs/performance.md).
+//! It pays where the SAs' state is not in the CPU's caches; where it is, one frame at a time
+//! ([`pipeline::outside_frame`]) is faster, and the worker measures which of the two a port's
+//! bursts run ([`crate::depth`]).
 //!
 //! [`InboundSa::check`]: espada_esp::InboundSa::check
 //! [`InboundSa::open`]: espada_esp::InboundSa::open

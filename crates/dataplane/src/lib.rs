@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod burst;
+pub mod depth;
 pub mod drops;
 pub mod eth;
 pub mod events;

@@ -29,8 +29,8 @@
 //! them to the cipher's own loads; these few, +2…+7 % there and +25…+80 % encrypting 16,000
 //! SAs (docs/performance.md). Only hints: a frame a chain cannot follow is skipped, and
 //! nothing here changes any state or counter; the packet's own processing looks everything up
-//! again. The worker runs a chain only while it holds [`MIN_SAS`] SAs of that direction or
-//! more.
+//! again. Whether a burst runs a chain at all is the worker's measured choice
+//! ([`crate::depth`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,13 +50,6 @@ use crate::tunnels::TunnelTable;
 /// Ethernet, IP and ESP headers; [`data`]); a chain prefetches it farther ahead, beyond its
 /// first step, which reads it ([`Chain::DATA`]).
 pub const DATA: usize = 8;
-
-/// SAs of a direction a worker must hold for the inside port's chain or the outside port's
-/// burst path ([`crate::burst`]) to run: below it their state stays in the cache and the
-/// lookahead only costs (measured with the inbound chain this path replaced, 64-byte
-/// decryption, one worker, docs/performance.md: about −7 % at 64 SAs, −4 % at 256, +2 % at
-/// 512, +12 % at 1,000, +100 % at 16,000).
-pub const MIN_SAS: usize = 512;
 
 /// No slot or tunnel for this packet.
 const NONE: u32 = u32::MAX;

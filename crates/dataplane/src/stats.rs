@@ -96,6 +96,9 @@ counters! {
     /// Of the misses, those built outside the cache's lines because it thrashed (traffic over
     /// far more SAs than it holds; [`espada_esp::KeyCache`]).
     KeyCacheBypassed = "key_cache_bypassed",
+    /// RX bursts run with the lookahead: the outside port's burst path or the inside port's
+    /// prefetch chain ([`crate::depth`]).
+    LookaheadBursts = "lookahead_bursts",
 }
 
 impl Default for WorkerStats {

@@ -13,6 +13,7 @@ use espada_qsbr::Reader;
 
 use crate::PortRole;
 use crate::burst;
+use crate::depth::{Depth, Lookahead};
 use crate::drops::{DpDrop, Why};
 use crate::events::{Event, Notice, SampleBudget};
 use crate::pipeline::{self, Ctx, HandoffKind, Oversize, Verdict};
@@ -118,6 +119,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Back off when idle.
     pub adaptive: bool,
+    /// Whether its ports' bursts run the lookahead ([`crate::depth`]).
+    pub lookahead: Lookahead,
 }
 
 /// Output bursts waiting to be sent.
@@ -308,6 +311,7 @@ impl Worker {
             stats,
             stop,
             adaptive,
+            lookahead,
         } = self;
         let mut pending = Pending::new(outputs.handoff.len());
         // As large as a burst path's verdicts (`burst::MAX`): another size would not compile.
@@ -316,6 +320,8 @@ impl Worker {
         // The outbound chain's per-position state: every step that reads a position runs after
         // the one that writes it in the same burst, so nothing is reset between bursts.
         let mut outbound = prefetch::Outbound::<32>::default();
+        // Per port role (outside, inside): with the lookahead or not.
+        let mut depth = [Depth::new(lookahead), Depth::new(lookahead)];
         // IPv6 fragment identifications: from the clock, the worker in the top byte.
         let mut ident = (u32::from(id) << 24) | (dpdk::rdtsc() as u32 >> 8);
         while !stop.load(Ordering::Relaxed) {
@@ -331,9 +337,6 @@ impl Worker {
             stats.set(Counter::KeyCacheMisses, k.misses);
             stats.set(Counter::KeyCacheBypassed, k.bypassed);
             stats.set(Counter::ReassemblyTimeouts, reasm.timed_out());
-            // With few SAs their state stays in the cache and the lookahead only costs.
-            let held = slab.occupied();
-            let deep = [held.0, held.1].map(|n| n >= prefetch::MIN_SAS);
             let now = dpdk::rdtsc();
             samples.refill(now);
             let mut cx = Ctx {
@@ -364,12 +367,21 @@ impl Worker {
                 stats.add(c, n as u64);
                 // One loop per port and prefetch depth, each monomorphised and out of line:
                 // without prefetching, the loop has no trace of it.
+                let d = &mut depth[usize::from(*role == PortRole::Inside)];
+                let pick = d.pick();
+                let start = if pick.timed { dpdk::rdtsc() } else { 0 };
                 let b = (&mut rx, &mut outputs, &mut pending);
-                match (*role, deep) {
-                    (PortRole::Outside, [true, _]) => outside_burst(b, &mut cx),
-                    (PortRole::Outside, _) => frames::<_, true>(&mut NoChain, b, &mut cx),
-                    (PortRole::Inside, [_, true]) => frames::<_, false>(&mut outbound, b, &mut cx),
-                    (PortRole::Inside, _) => frames::<_, false>(&mut NoChain, b, &mut cx),
+                match (*role, pick.deep) {
+                    (PortRole::Outside, true) => outside_burst(b, &mut cx),
+                    (PortRole::Outside, false) => frames::<_, true>(&mut NoChain, b, &mut cx),
+                    (PortRole::Inside, true) => frames::<_, false>(&mut outbound, b, &mut cx),
+                    (PortRole::Inside, false) => frames::<_, false>(&mut NoChain, b, &mut cx),
+                }
+                if pick.timed {
+                    d.record(pick, dpdk::rdtsc().wrapping_sub(start), n);
+                }
+                if pick.deep {
+                    stats.add(Counter::LookaheadBursts, 1);
                 }
             }
             for (role, ring) in inputs.relay.iter_mut() {

@@ -27,6 +27,7 @@ use common::{
 use dpdk::{Burst, Mempool, RingPortEnds};
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
+use espada_dataplane::depth::Lookahead;
 use espada_dataplane::drops::{DpDrop, Why};
 use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec};
 use espada_dataplane::reasm;
@@ -227,7 +228,14 @@ fn ipv4_fragments_on_two_workers_reassemble_and_too_big_packets_leave_fragmented
     )
     .unwrap();
 
-    let workers = TwoWorkers::launch(&eal, "f", 512, parts, &out_port, &in_port);
+    let workers = TwoWorkers::launch(
+        &eal,
+        "f",
+        512,
+        parts,
+        (&out_port, &in_port),
+        Lookahead::Auto,
+    );
     let stats = &workers.stats;
     let sum = |c: Counter| stats.iter().map(|s| s.get(c)).sum::<u64>();
 

@@ -4,10 +4,9 @@
 //! for the ack (only then does the simulated peer send on the new SPI), install outbound,
 //! switch, retire the old inbound after a grace period, remove the old outbound. The RX queue
 //! a tunnel's packets arrive on belongs to its SAs' owner for half the tunnels and to the other
-//! worker for the other half (handoff both ways). Each worker holds more inbound and more
-//! outbound SAs than `prefetch::MIN_SAS`, so the outside port's burst path (`burst::outside`,
-//! every SA swap landing between its bursts) and the inside port's lookahead chain run
-//! throughout.
+//! worker for the other half (handoff both ways). The workers run with the lookahead always
+//! (`Lookahead::Always`), so the outside port's burst path (`burst::outside`, every SA swap
+//! landing between its bursts) and the inside port's lookahead chain run throughout.
 //!
 //! Asserted: no packet dropped for any reason and no unknown-SPI sample during the run; every
 //! packet delivered byte-exact, in order per tunnel, in both directions; every retired SA
@@ -26,6 +25,7 @@ use common::{BOX_IN_MAC, BOX_OUT_MAC, LAN_MAC, PEER_MAC, ether, forwarded, ipv4_
 use dpdk::Burst;
 use espada_buf::{PacketBuf, VecBuf};
 use espada_dataplane::PortRole;
+use espada_dataplane::depth::Lookahead;
 use espada_dataplane::drops::{DpDrop, Why};
 use espada_dataplane::lifecycle::{Lifecycle, Op, Sizes, Ticket, TunnelSpec};
 use espada_dataplane::slab::Policy;
@@ -141,7 +141,6 @@ fn ports() -> [Iface; 2] {
 
 #[test]
 fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
-    const { assert!(TUNNELS as usize / 2 >= espada_dataplane::prefetch::MIN_SAS) };
     // Both ports: two RX queues (worker w polls queue w), a TX queue per worker plus control.
     let RingPorts {
         eal,
@@ -250,7 +249,14 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
     eprintln!("set-up of {TUNNELS} tunnels: {:?}", t0.elapsed());
 
     // Workers.
-    let mut workers = TwoWorkers::launch(&eal, "k", 1024, parts, &out_port, &in_port);
+    let mut workers = TwoWorkers::launch(
+        &eal,
+        "k",
+        1024,
+        parts,
+        (&out_port, &in_port),
+        Lookahead::Always,
+    );
     let stats = workers.stats.clone();
 
     // The run: traffic over every tunnel in a scattered order, rekeys as traffic passes
@@ -450,6 +456,10 @@ fn ten_thousand_tunnels_rekeyed_three_times_under_traffic_lose_nothing() {
     assert!(
         w0.get(Counter::HandoffIn) > 0 && w1.get(Counter::HandoffIn) > 0,
         "both workers received handed-off packets"
+    );
+    assert!(
+        w0.get(Counter::LookaheadBursts) > 0 && w1.get(Counter::LookaheadBursts) > 0,
+        "both workers ran their bursts with the lookahead"
     );
     assert_eq!(
         w0.get(Counter::EspDecap) + w1.get(Counter::EspDecap),

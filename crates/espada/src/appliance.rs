@@ -391,6 +391,7 @@ pub fn run(cfg: &SiteConfig, extra_eal: &[String], stop: Arc<AtomicBool>) -> Res
             stats: stats.clone(),
             stop: worker_stop.clone(),
             adaptive: cfg.cores.polling == espada_config::Polling::Adaptive,
+            lookahead: espada_dataplane::depth::Lookahead::Auto,
         });
         links.push(WorkerLink {
             stats,

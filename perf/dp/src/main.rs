@@ -38,6 +38,7 @@ use dpdk::{Burst, Eal, MbufRing, Mempool, Port, PortConfig, RingConsumer, RingPr
 use espada_buf::{PacketBuf, VecBuf};
 use espada_config::Prefix;
 use espada_dataplane::PortRole;
+use espada_dataplane::depth::Lookahead;
 use espada_dataplane::drops::Why;
 use espada_dataplane::events::SampleBudget;
 use espada_dataplane::lifecycle::{Lifecycle, Sizes, TunnelSpec};
@@ -91,6 +92,10 @@ struct Args {
     rate: Option<f64>,
     /// Size of the paced input's RX ring (a power of two).
     rx_ring: u32,
+    /// A hugetlbfs mount for the EAL's memory (default: `--no-huge`, 4 KiB pages).
+    huge_dir: Option<String>,
+    /// Whether the workers' bursts run the lookahead (default: measured).
+    lookahead: Lookahead,
 }
 
 fn usage() -> ! {
@@ -98,7 +103,8 @@ fn usage() -> ! {
         "usage: espada-dp-bench [--mode decrypt|encrypt|both|cipher] [--size 64|128|...|imix] [--sas N] \
          [--workers N] [--aes 128|256] [--natt] [--seconds S] [--warmup S] \
          [--backend ring|rustcrypto|ipsec-mb (default: auto)] [--memory MB] [--json FILE] [--pcap-dir DIR (keep the pcaps)] \
-         [--rate MPPS (paced input; decrypt or encrypt)] [--rx-ring N (its RX ring, default 4096)]"
+         [--rate MPPS (paced input; decrypt or encrypt)] [--rx-ring N (its RX ring, default 4096)] [--huge-dir DIR (hugetlbfs for the EAL)] \
+         [--lookahead auto|on|off (default: auto)]"
     );
     std::process::exit(2)
 }
@@ -119,6 +125,8 @@ fn parse_args() -> Args {
         pcap_dir: None,
         rate: None,
         rx_ring: RX_RING,
+        huge_dir: None,
+        lookahead: Lookahead::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -152,6 +160,15 @@ fn parse_args() -> Args {
             "--pcap-dir" => a.pcap_dir = Some(v),
             "--rate" => a.rate = Some(v.parse().unwrap_or_else(|_| usage())),
             "--rx-ring" => a.rx_ring = v.parse().unwrap_or_else(|_| usage()),
+            "--huge-dir" => a.huge_dir = Some(v),
+            "--lookahead" => {
+                a.lookahead = match v.as_str() {
+                    "auto" => Lookahead::Auto,
+                    "on" => Lookahead::Always,
+                    "off" => Lookahead::Never,
+                    _ => usage(),
+                }
+            }
             "--backend" => {
                 a.backend = match v.as_str() {
                     "ring" => Backend::Ring,
@@ -607,10 +624,13 @@ fn main() {
         .max((u64::from(pool_n) * 3200 / (1 << 20)) as u32 + 1024)
         .to_string();
     let prefix = format!("dpb{}", std::process::id());
+    let pages = a.huge_dir.as_ref().map_or_else(
+        || vec!["--no-huge".to_string()],
+        |d| vec!["--huge-dir".to_string(), d.clone(), "--in-memory".into()],
+    );
     let eal_args = [
         "--lcores".to_string(),
         lcores.join(","),
-        "--no-huge".into(),
         "-m".into(),
         mem,
         "--no-pci".into(),
@@ -621,6 +641,7 @@ fn main() {
         "error".into(),
     ]
     .into_iter()
+    .chain(pages)
     .chain(
         [(PortRole::Outside, &out_dev), (PortRole::Inside, &in_dev)]
             .into_iter()
@@ -753,6 +774,7 @@ fn main() {
             stats: st,
             stop: stop.clone(),
             adaptive: false,
+            lookahead: a.lookahead,
         };
         running.push(
             eal.launch(u32::from(wk16) + 1, move || worker.run())
@@ -810,6 +832,7 @@ fn main() {
             serde_json::json!({
                 "worker": wk, "packets": pk, "rx": d(wk, "rx_outside") + d(wk, "rx_inside"),
                 "handoff_in": d(wk, "handoff_in"), "ns_per_packet": ns, "cycles_per_packet": ns * hz / 1e9,
+                "lookahead_bursts": d(wk, "lookahead_bursts"), "busy_polls": d(wk, "busy_polls"),
             })
         })
         .collect();
@@ -839,11 +862,13 @@ fn main() {
     );
     for v in &per_worker {
         println!(
-            "  worker {}: {} packets, {:.1} ns/packet, {:.0} cycles/packet",
+            "  worker {}: {} packets, {:.1} ns/packet, {:.0} cycles/packet, {} of {} busy polls with the lookahead",
             v["worker"],
             v["packets"],
             v["ns_per_packet"].as_f64().unwrap_or(0.0),
-            v["cycles_per_packet"].as_f64().unwrap_or(0.0)
+            v["cycles_per_packet"].as_f64().unwrap_or(0.0),
+            v["lookahead_bursts"],
+            v["busy_polls"]
         );
     }
     if drops.is_empty() {

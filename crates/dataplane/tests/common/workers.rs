@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dpdk::{Eal, Launched, MbufRing, Mempool, Port, PortConfig, RingConsumer, RingPortEnds};
 use espada_dataplane::PortRole;
+use espada_dataplane::depth::Lookahead;
 use espada_dataplane::events::{Event, SampleBudget};
 use espada_dataplane::lifecycle::WorkerParts;
 use espada_dataplane::reasm::Reassembly;
@@ -82,14 +83,15 @@ pub struct TwoWorkers {
 
 impl TwoWorkers {
     /// Launches worker `w` of `parts` on lcore `w + 1`: RX queue `w` and TX queue `w` of both
-    /// ports, handoff rings of `ring` mbufs named after `tag`.
+    /// ports, handoff rings of `ring` mbufs named after `tag`, the ports' bursts run with the
+    /// lookahead as `lookahead` says.
     pub fn launch(
         eal: &Eal,
         tag: &str,
         ring: u32,
         parts: Vec<WorkerParts>,
-        out_port: &Port,
-        in_port: &Port,
+        (out_port, in_port): (&Port, &Port),
+        lookahead: Lookahead,
     ) -> TwoWorkers {
         assert_eq!(parts.len(), 2);
         let pair = |name: &str| MbufRing::pair(eal, &format!("{tag}{name}"), ring).unwrap();
@@ -163,6 +165,7 @@ impl TwoWorkers {
                 stats: st,
                 stop: stop.clone(),
                 adaptive: true,
+                lookahead,
             };
             running.push(
                 eal.launch(u32::from(w16) + 1, move || worker.run())
