@@ -4,7 +4,7 @@
 #
 #   perf/dp/run.sh [--seconds S] [--sas N] [--workers N] [--aes 128|256] [--natt]
 #                  [--sizes "64 128 ... imix"] [--modes "decrypt encrypt"] [--out DIR]
-#                  [--paced-seconds S (0: skip)] [--rx-ring N]
+#                  [--paced-seconds S (0: skip)] [--rx-ring N] [--huge-dir DIR]
 #
 # For each mode and size: espada-dp-bench (the real worker loop and pipeline: net_pcap with
 # infinite_rx in, net_null out); DPDK's ipsec-secgw on the very same pcap, SAs, vdevs and core
@@ -17,11 +17,14 @@
 # input (`--rate` far above it: a ring port another core fills, as a NIC would), then that
 # input at 90 % of the maximum for --paced-seconds (60) with an RX ring of --rx-ring (4096)
 # mbufs, reporting offered, sent, refused at the RX ring, dropped and zero loss
-# (DIR/paced.jsonl). Needs root (DPDK). Benchmarks, not tests: figures go to
+# (DIR/paced.jsonl). With --huge-dir (a hugetlbfs mount with enough 2 MiB pages free: about
+# 1.5 GiB at one SA), every program's EAL memory is in huge pages (as on an appliance) and
+# espada's own tables are in transparent huge pages (glibc.malloc.hugetlb=1), instead of
+# --no-huge's 4 KiB pages. Needs root (DPDK). Benchmarks, not tests: figures go to
 # docs/performance.md with this command, the CPU flags and the date.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=5 sas=1 workers=1 aes=128 natt="" out=target/perf-dp paced_secs=60 rx_ring=4096
+secs=5 sas=1 workers=1 aes=128 natt="" out=target/perf-dp paced_secs=60 rx_ring=4096 huge=()
 sizes="64 128 256 512 1024 1420 imix" modes="decrypt encrypt"
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -35,11 +38,18 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --paced-seconds) paced_secs=$2; shift 2 ;;
     --rx-ring) rx_ring=$2; shift 2 ;;
+    --huge-dir) huge=(--huge-dir "$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 cargo build --release --locked -q -p espada-perf-dp
 BENCH=target/release/espada-dp-bench
+if (( ${#huge[@]} )); then
+  export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 HUGE_DIR=${huge[1]}
+  eal_mem=("${huge[@]}" --in-memory)
+else
+  eal_mem=(--no-huge)
+fi
 mkdir -p "$out"
 res="$out/results.jsonl"
 : >"$res"
@@ -49,7 +59,7 @@ mem=$(( sas > 100000 ? 4096 : 1024 ))
 testpmd_io() {
   local pcap=$1 log
   log=$(mktemp)
-  timeout -s INT $((secs + 4)) dpdk-testpmd -l 0,1 --no-huge -m "$mem" --no-pci --no-shconf \
+  timeout -s INT $((secs + 4)) dpdk-testpmd -l 0,1 "${eal_mem[@]}" -m "$mem" --no-pci --no-shconf \
     --file-prefix "tpio$$" --log-level error \
     --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 -- \
     --forward-mode=io --total-num-mbufs=$(( sas > 4096 ? 2 * sas + 65536 : 65536 )) \
@@ -64,7 +74,7 @@ for mode in $modes; do
     dir="$out/pcap-$mode-$size"
     mkdir -p "$dir"
     line=$("$BENCH" --mode "$mode" --size "$size" --sas "$sas" --workers "$workers" --aes "$aes" \
-      $natt --seconds "$secs" --pcap-dir "$dir" | sed -n 's/^JSON //p')
+      $natt --seconds "$secs" --pcap-dir "$dir" "${huge[@]}" | sed -n 's/^JSON //p')
     pcap="$dir/esp.pcap"; [[ $mode == encrypt ]] && pcap="$dir/clear.pcap"
     io=$(testpmd_io "$pcap")
     secgw=$(perf/dp/secgw.sh "$mode" "$dir" "$secs" | sed -n 's/^JSON //p')
@@ -141,7 +151,7 @@ PY
 paced="$out/paced.jsonl"
 : >"$paced"
 for mode in $modes; do
-  common=(--mode "$mode" --size 64 --sas "$sas" --aes "$aes" $natt --rx-ring "$rx_ring")
+  common=(--mode "$mode" --size 64 --sas "$sas" --aes "$aes" $natt --rx-ring "$rx_ring" "${huge[@]}")
   max=$("$BENCH" "${common[@]}" --rate 100 --seconds "$secs" | sed -n 's/^JSON //p' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["mpps"])')
   rate=$(python3 -c "print(round(0.9 * $max, 3))")
