@@ -7,7 +7,7 @@
 //! are busy (not held: a worker may hold thousands of idle ones), and on the traffic
 //! (docs/performance.md, "Choosing the lookahead": 64-byte decryption crossed over at about
 //! 512 SAs on an AMD EPYC, between 1,000 and 2,000 on a Xeon with 2 MiB of L2 per core, where
-//! the burst path cost 26 % at 1,000 SAs and gained 40 % at 2,000). So with
+//! the burst path cost about a quarter at 1,000 SAs and gained about 40 % at 2,000). So with
 //! [`Lookahead::Auto`] a worker measures: in every [`PERIOD`] bursts of a port, the first
 //! [`TRIAL`] run the two loops in turn, [`BLOCK`] bursts each, the bursts of a block after its
 //! first [`WARM`] timed (two TSC reads a burst, no syscall), and the loop whose bursts took
