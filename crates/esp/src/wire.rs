@@ -96,16 +96,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EspPacket<T> {
     }
 }
 
-/// Big-endian u16 from the first 2 bytes (caller guarantees the length).
+/// Big-endian u16 from the first 2 bytes (0 if there are fewer: callers check the length
+/// first). One length check and one load, where four indexings were four checks.
 #[inline(always)]
 pub(crate) fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
+    b.first_chunk().map_or(0, |w| u16::from_be_bytes(*w))
 }
 
-/// Big-endian u32 from the first 4 bytes (caller guarantees the length).
+/// Big-endian u32 from the first 4 bytes (0 if there are fewer: callers check the length
+/// first).
 #[inline(always)]
 pub(crate) fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    b.first_chunk().map_or(0, |w| u32::from_be_bytes(*w))
 }
 
 /// IPv4 header field offsets and the DF flag (RFC 791 §3.1), `espada-wire`'s, for building the
