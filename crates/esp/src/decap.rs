@@ -95,6 +95,11 @@ pub(crate) fn parse_outer(d: &[u8]) -> Result<OuterInfo, DropReason> {
             if ulen < wire::UDP_HEADER_LEN || hl + ulen != len {
                 return Err(DropReason::BadOuterHeader);
             }
+            // ESP in UDP goes to port 4500 (RFC 3948 §2.1), as `classify` has it: any other
+            // UDP datagram is not ESP.
+            if be16(&d[hl + udp::DST_PORT.start..]) != natt::NATT_PORT {
+                return Err(DropReason::NotEsp);
+            }
             let payload = &d[hl + wire::UDP_HEADER_LEN..len];
             if natt::is_keepalive(payload) || natt::has_non_esp_marker(payload) {
                 return Err(DropReason::NotEsp);

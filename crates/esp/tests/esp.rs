@@ -46,7 +46,16 @@ fn a_peer_that_moved_behind_its_nat_gets_the_next_packet_at_its_new_address_and_
         let u = &pkt[ip_len..];
         assert_eq!(u16::from_be_bytes([u[0], u[1]]), 4500, "our port stays");
         assert_eq!(u16::from_be_bytes([u[2], u[3]]), 61_001);
-        // Same keys and the next sequence number: the peer's inbound SA takes it.
+        // Same keys and the next sequence number: the peer's inbound SA takes it, on port 4500
+        // once its NAT has mapped the packet back (ESP in UDP is received on 4500 only, as
+        // `classify` has it; to any other port it is not ESP).
+        let mut wrong_port = VecBuf::new(0, &pkt, 0);
+        assert_eq!(
+            i.decap(&mut KeyCache::new(2), &mut wrong_port).err(),
+            Some(DropReason::NotEsp)
+        );
+        let mut pkt = pkt;
+        pkt[ip_len + 2..ip_len + 4].copy_from_slice(&4500u16.to_be_bytes());
         let mut b = VecBuf::new(0, &pkt, 0);
         i.decap(&mut KeyCache::new(2), &mut b).unwrap();
         assert_eq!(o.seq(), 2);
