@@ -102,9 +102,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()
     }
 
+    /// The 16-bit word at `at` (0 beyond the buffer, which a checked view's header is not):
+    /// one bounds check and one load.
     #[inline]
     fn word(&self, at: usize) -> u16 {
-        u16::from_be_bytes([self.b()[at], self.b()[at + 1]])
+        self.b()
+            .get(at..)
+            .and_then(<[u8]>::first_chunk)
+            .map_or(0, |w| u16::from_be_bytes(*w))
     }
 
     /// Header length in bytes (IHL × 4).
