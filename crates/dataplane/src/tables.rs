@@ -60,7 +60,12 @@ impl Iface {
     /// True when `ip` is one of this port's own addresses.
     #[inline]
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.ipv4.is_some_and(|p| p.addr == ip) || self.ipv6.is_some_and(|p| p.addr == ip)
+        // One family's address compared, not both.
+        let own = match ip {
+            IpAddr::V4(_) => self.ipv4,
+            IpAddr::V6(_) => self.ipv6,
+        };
+        own.is_some_and(|p| p.addr == ip)
     }
 
     /// The next hop towards `dst`: `dst` itself when on-link, else the gateway of its family.

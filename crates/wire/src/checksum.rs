@@ -40,11 +40,13 @@ pub fn sum(data: &[u8]) -> u64 {
 
 /// Folds a partial sum into 16 bits (not complemented).
 #[inline]
-pub fn fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+pub fn fold(acc: u64) -> u16 {
+    // Four fixed steps instead of a loop (each keeps the value mod 0xffff and never makes a
+    // nonzero sum 0): < 2^33, < 2^18, ≤ 0x10001, < 2^16.
+    let a = (acc & 0xffff_ffff) + (acc >> 32);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    ((a & 0xffff) + (a >> 16)) as u16
 }
 
 /// Folds a partial sum and complements it: the checksum value to store (RFC 1071).
@@ -178,6 +180,36 @@ mod tests {
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&d)), 0xddf2);
         assert_eq!(checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn fold_equals_end_around_carry_until_16_bits() {
+        let reference = |mut acc: u64| {
+            while acc >> 16 != 0 {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let edges = [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            1 << 32,
+            0x2_fffe_0000,
+            u64::MAX,
+        ];
+        for acc in edges.into_iter().chain((0..100_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 48)
+        })) {
+            assert_eq!(fold(acc), reference(acc), "{acc:#x}");
+        }
     }
 
     #[test]
