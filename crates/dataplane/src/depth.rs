@@ -123,11 +123,6 @@ impl Depth {
             self.deep = median(&mut d[..deep]) < median(&mut p[..plain]);
         }
     }
-
-    /// The loop the last trial chose (or the mode's).
-    pub fn deep(&self) -> bool {
-        self.deep
-    }
 }
 
 /// The median of `v` (not empty; reorders it).
@@ -157,16 +152,16 @@ mod tests {
     #[test]
     fn auto_runs_the_loop_with_fewer_cycles_per_packet_after_each_trial() {
         let mut d = Depth::new(Lookahead::Auto);
-        assert!(!d.deep(), "before a trial: without the lookahead");
+        assert!(!d.deep, "before a trial: without the lookahead");
         // The lookahead faster: the trial's half, then the rest of the period.
         assert_eq!(period(&mut d, 300, 200), TRIAL / 2 + PERIOD - TRIAL);
-        assert!(d.deep());
+        assert!(d.deep);
         // The traffic changes (fewer busy SAs): the next trial turns back.
         assert_eq!(period(&mut d, 200, 260), TRIAL / 2);
-        assert!(!d.deep());
+        assert!(!d.deep);
         // Equal: the lookahead is not chosen for nothing.
         period(&mut d, 250, 250);
-        assert!(!d.deep());
+        assert!(!d.deep);
     }
 
     #[test]
@@ -192,7 +187,7 @@ mod tests {
             d.record(p, cycles, packets);
         }
         assert_eq!(timed, [HALF as u32; 2]);
-        assert!(d.deep());
+        assert!(d.deep);
         assert!(!d.pick().timed, "the rest of the period is not timed");
     }
 
@@ -215,7 +210,7 @@ mod tests {
             d.record(p, cycles, 32);
         }
         assert!(
-            d.deep(),
+            d.deep,
             "a sum would have chosen the loop without the lookahead"
         );
     }
@@ -224,7 +219,7 @@ mod tests {
     fn a_trial_with_one_loop_unmeasured_keeps_the_choice() {
         let mut d = Depth::new(Lookahead::Auto);
         period(&mut d, 300, 100);
-        assert!(d.deep());
+        assert!(d.deep);
         for _ in 0..TRIAL {
             let p = d.pick();
             if !p.timed {
@@ -233,7 +228,7 @@ mod tests {
             // Only the loop without the lookahead saw packets (the others' bursts were empty).
             d.record(p, 500, if p.deep { 0 } else { 32 });
         }
-        assert!(d.deep());
+        assert!(d.deep);
     }
 
     #[test]

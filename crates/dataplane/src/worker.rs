@@ -320,7 +320,7 @@ impl Worker {
         // The outbound chain's per-position state: every step that reads a position runs after
         // the one that writes it in the same burst, so nothing is reset between bursts.
         let mut outbound = prefetch::Outbound::<32>::default();
-        // Per port role (outside, inside): with the lookahead or not.
+        // Per port role (indexed by `PortRole as usize`): with the lookahead or not.
         let mut depth = [Depth::new(lookahead), Depth::new(lookahead)];
         // IPv6 fragment identifications: from the clock, the worker in the top byte.
         let mut ident = (u32::from(id) << 24) | (dpdk::rdtsc() as u32 >> 8);
@@ -367,7 +367,7 @@ impl Worker {
                 stats.add(c, n as u64);
                 // One loop per port and prefetch depth, each monomorphised and out of line:
                 // without prefetching, the loop has no trace of it.
-                let d = &mut depth[usize::from(*role == PortRole::Inside)];
+                let d = &mut depth[*role as usize];
                 let pick = d.pick();
                 let start = if pick.timed { dpdk::rdtsc() } else { 0 };
                 let b = (&mut rx, &mut outputs, &mut pending);
